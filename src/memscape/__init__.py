@@ -1,0 +1,25 @@
+"""memscape: diffusion models as associative memories.
+
+One protocol (:class:`EnergyModel`: energy, score = −∇E, denoiser
+D = x + σ²·score), associative memories, the exact diffusion energy, and tools to
+study their landscapes.
+"""
+
+from memscape.diffusion import EmpiricalDiffusion, get_process
+from memscape.dynamics import DescentResult, descend
+from memscape.memories import ModernHopfield
+from memscape.protocol import EnergyModel, jacobian_of, score_of
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DescentResult",
+    "EmpiricalDiffusion",
+    "EnergyModel",
+    "ModernHopfield",
+    "__version__",
+    "descend",
+    "get_process",
+    "jacobian_of",
+    "score_of",
+]

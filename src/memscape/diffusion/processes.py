@@ -1,0 +1,120 @@
+"""Forward noise processes in σ-space (Karras et al. 2022, "Elucidating…", Table 1).
+
+Every process is written ``x_t = s(t) (x₀ + σ(t) z)``, ``z ~ N(0, I)``, so the
+density of ``x_t`` is ``p_t(x) = s(t)^{-d} p_σ(x / s(t))`` with ``p_σ`` the data
+density convolved with ``N(0, σ²I)`` — the object the exact model computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from memscape._validation import check_choice
+
+__all__ = ["EDM", "OU", "VE", "VP", "NoiseProcess", "get_process"]
+
+
+@dataclass(frozen=True)
+class NoiseProcess:
+    """A forward process given by its scale ``s(t)`` and noise level ``σ(t)``."""
+
+    name: str = "ve"
+
+    def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
+        """Noise level σ(t)."""
+        raise NotImplementedError
+
+    def scale(self, t: torch.Tensor | float) -> torch.Tensor:
+        """Signal scale s(t)."""
+        raise NotImplementedError
+
+    def t_of_sigma(self, sigma: torch.Tensor | float) -> torch.Tensor:
+        """Inverse of σ(t)."""
+        raise NotImplementedError
+
+    def perturb(self, x0: torch.Tensor, t: float, generator: torch.Generator | None = None):
+        """Draw ``x_t = s(t)(x₀ + σ(t) z)``: ``(B, ...) -> (B, ...)``."""
+        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
+        return self.scale(t).to(x0) * (x0 + self.sigma(t).to(x0) * z)
+
+
+def _t(t: torch.Tensor | float) -> torch.Tensor:
+    return torch.as_tensor(t, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class VE(NoiseProcess):
+    """Variance exploding (Song et al. 2021): ``s = 1``, ``σ(t) = t`` (σ-space directly)."""
+
+    name: str = "ve"
+
+    def sigma(self, t):
+        return _t(t)
+
+    def scale(self, t):
+        return torch.ones_like(_t(t))
+
+    def t_of_sigma(self, sigma):
+        return _t(sigma)
+
+
+@dataclass(frozen=True)
+class EDM(VE):
+    """EDM (Karras et al. 2022): ``s = 1``, ``σ(t) = t``; differs from VE only in its schedule."""
+
+    name: str = "edm"
+
+
+@dataclass(frozen=True)
+class VP(NoiseProcess):
+    """Variance preserving (Song et al. 2021; EDM Table 1), β(t) = β_min + β_d t.
+
+    ``σ(t) = √(exp(½β_d t² + β_min t) − 1)``, ``s(t) = 1/√(1 + σ(t)²)``.
+    """
+
+    name: str = "vp"
+    beta_min: float = 0.1
+    beta_d: float = 19.9
+
+    def sigma(self, t):
+        t = _t(t)
+        return torch.sqrt(torch.expm1(0.5 * self.beta_d * t**2 + self.beta_min * t))
+
+    def scale(self, t):
+        return 1.0 / torch.sqrt(1.0 + self.sigma(t) ** 2)
+
+    def t_of_sigma(self, sigma):
+        s = _t(sigma)
+        c = torch.log1p(s**2)
+        return (torch.sqrt(self.beta_min**2 + 2 * self.beta_d * c) - self.beta_min) / self.beta_d
+
+
+@dataclass(frozen=True)
+class OU(NoiseProcess):
+    """Ornstein–Uhlenbeck: ``x_t = e^{−t} x₀ + √(1 − e^{−2t}) z`` (Biroli et al. 2024).
+
+    In σ-space ``s(t) = e^{−t}``, ``σ(t) = √(e^{2t} − 1)``.
+    """
+
+    name: str = "ou"
+
+    def sigma(self, t):
+        return torch.sqrt(torch.expm1(2 * _t(t)))
+
+    def scale(self, t):
+        return torch.exp(-_t(t))
+
+    def t_of_sigma(self, sigma):
+        return 0.5 * torch.log1p(_t(sigma) ** 2)
+
+
+_PROCESSES = {"ve": VE, "vp": VP, "ou": OU, "edm": EDM}
+
+
+def get_process(name: str | NoiseProcess) -> NoiseProcess:
+    """Return a process by name (``"ve"``, ``"vp"``, ``"ou"``, ``"edm"``) or pass one through."""
+    if isinstance(name, NoiseProcess):
+        return name
+    return _PROCESSES[check_choice(name, _PROCESSES, "process")]()

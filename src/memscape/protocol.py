@@ -1,0 +1,120 @@
+"""The one protocol every memscape model follows.
+
+A model is a (possibly noise-conditioned) energy ``E(x, σ)`` with score
+``s(x, σ) = −∇ₓE(x, σ)`` and, for noise-conditioned models, denoiser
+``D(x, σ) = x + σ² s(x, σ)`` (EDM convention; DESIGN.md, "The one idea").
+
+Subclasses implement :meth:`EnergyModel.energy` (or only :meth:`EnergyModel.score`
+with ``has_energy = False``); the score and Hessian default to autograd and are
+overridden by closed forms where those exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from memscape._validation import as_sigma, check_tensor
+
+__all__ = ["EnergyModel", "is_model", "jacobian_of", "score_of"]
+
+
+class EnergyModel:
+    """Base class of every memscape model.
+
+    Attributes:
+        has_energy: ``True`` when :meth:`energy` is defined; score-only models set
+            ``False`` and their "Hessian" is the negative Jacobian of the score,
+            which need not be symmetric.
+        noise_conditioned: ``True`` when the model takes a noise level σ (diffusion
+            models); then :meth:`denoise` is defined.
+        event_shape: the shape of one state, e.g. ``(d,)`` or ``(1, 8, 8)``.
+    """
+
+    has_energy: bool = True
+    noise_conditioned: bool = False
+    event_shape: tuple[int, ...] = ()
+
+    # ------------------------------------------------------------------ protocol
+    def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+        """Energy ``E(x, σ)``: ``(B, *event_shape) -> (B,)``."""
+        raise NotImplementedError(f"{type(self).__name__} defines no energy (score-only model)")
+
+    def score(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+        """Score ``−∇ₓE(x, σ)``: ``(B, *event_shape) -> (B, *event_shape)``, by autograd."""
+        if not self.has_energy:
+            raise NotImplementedError(f"{type(self).__name__} must implement score()")
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.energy(xg, sigma).sum(), xg)
+        return -g
+
+    def denoise(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        """Denoiser ``D(x, σ) = x + σ² s(x, σ)`` (Tweedie; EDM σ-space), shape of ``x``."""
+        if not self.noise_conditioned:
+            raise TypeError(f"{type(self).__name__} is not noise-conditioned: no denoise()")
+        s = as_sigma(sigma, x)
+        return x + s.reshape(-1, *([1] * (x.ndim - 1))) ** 2 * self.score(x, sigma)
+
+    def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+        """Hessian ``∇²ₓE`` (or ``−∂s/∂x`` for score-only models): ``(B, d, d)``, d = numel of one state.
+
+        Computed by one batched reverse-mode pass per row block
+        (``torch.autograd.grad(..., is_grads_batched=True)``, i.e. ``torch.func.vmap``
+        over the basis vectors). Subclasses override with closed forms.
+        """
+        return -jacobian_of(lambda z: self.score(z, sigma), x)
+
+    # ------------------------------------------------------------------ helpers
+    def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
+        x = check_tensor(x, name, min_ndim=1)
+        if self.event_shape and tuple(x.shape[1:]) != tuple(self.event_shape):
+            raise ValueError(
+                f"{name} must have shape (B, {', '.join(map(str, self.event_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return x
+
+    @property
+    def dim(self) -> int:
+        """Number of coordinates of one state, ``prod(event_shape)``."""
+        n = 1
+        for s in self.event_shape:
+            n *= s
+        return n
+
+
+def jacobian_of(f: Any, x: torch.Tensor) -> torch.Tensor:
+    """Batched Jacobian of a map ``f: (B, *E) -> (B, *E)`` acting per sample: ``(B, d, d)``.
+
+    Row ``i`` is ``∂f_i/∂x`` for every sample at once, obtained by vmapping the
+    vector-Jacobian product over the ``d`` basis vectors.
+    """
+    b = x.shape[0]
+    d = x[0].numel()
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        y = f(xg).reshape(b, d)
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        basis = eye[:, None, :].expand(d, b, d)
+        (rows,) = torch.autograd.grad(y, xg, grad_outputs=basis, is_grads_batched=True)
+    return rows.reshape(d, b, d).transpose(0, 1).contiguous()
+
+
+def score_of(model: Any, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+    """Score of any object following the protocol; falls back to ``(D(x,σ) − x)/σ²``.
+
+    Lets analysis and samplers accept user objects that only define ``denoise``.
+    """
+    if hasattr(model, "score"):
+        return model.score(x, sigma)
+    if hasattr(model, "denoise"):
+        s = as_sigma(sigma, x).reshape(-1, *([1] * (x.ndim - 1)))
+        return (model.denoise(x, sigma) - x) / s**2
+    raise TypeError(f"model must define score() or denoise(), got {type(model).__name__}")
+
+
+def is_model(obj: Any) -> bool:
+    """``True`` if ``obj`` offers at least one of ``energy``, ``score`` or ``denoise``."""
+    return any(callable(getattr(obj, m, None)) for m in ("energy", "score", "denoise"))
