@@ -1,0 +1,93 @@
+"""Shared plumbing of the landscape tools: validation and flat views of score / Hessian.
+
+Every landscape routine works on flattened states ``(B, d)`` and reshapes to the
+model's ``event_shape`` only when it calls the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from memscape._validation import check_positive
+from memscape.protocol import is_model, jacobian_of, score_of
+
+
+def check_model(model: Any, name: str = "model") -> None:
+    """Raise ``TypeError`` unless ``model`` offers ``energy``, ``score`` or ``denoise``."""
+    if not is_model(model):
+        raise TypeError(
+            f"{name} must follow the memscape protocol (define energy(), score() or "
+            f"denoise()), got {type(model).__name__}"
+        )
+
+
+def is_noise_conditioned(model: Any) -> bool:
+    """``model.noise_conditioned`` or, for user objects, 'has a denoiser but no score'."""
+    flag = getattr(model, "noise_conditioned", None)
+    if flag is not None:
+        return bool(flag)
+    return callable(getattr(model, "denoise", None)) and not callable(getattr(model, "score", None))
+
+
+def has_energy(model: Any) -> bool:
+    """``True`` when the model defines a usable ``energy`` (``has_energy`` flag respected)."""
+    return bool(getattr(model, "has_energy", True)) and callable(getattr(model, "energy", None))
+
+
+def check_sigma(model: Any, sigma: Any) -> None:
+    """σ is required (> 0) for noise-conditioned models and optional (> 0 if given) otherwise."""
+    if sigma is None:
+        if is_noise_conditioned(model):
+            raise ValueError(
+                f"sigma is required for the noise-conditioned model {type(model).__name__}"
+            )
+        return
+    check_positive(sigma, "sigma")
+
+
+def event_shape(model: Any, x: torch.Tensor | None = None) -> tuple[int, ...]:
+    """The model's ``event_shape``, or ``x.shape[1:]`` for user objects without one."""
+    shape = tuple(getattr(model, "event_shape", ()) or ())
+    if not shape:
+        if x is None:
+            raise ValueError(
+                f"{type(model).__name__} has no event_shape; pass states of shape (B, ...)"
+            )
+        shape = tuple(x.shape[1:])
+    return shape
+
+
+def slice_sigma(sigma: Any, idx: torch.Tensor) -> Any:
+    """Restrict a per-sample σ tensor ``(B,)`` to the rows ``idx``; floats pass through."""
+    if isinstance(sigma, torch.Tensor) and sigma.ndim >= 1:
+        return sigma[idx.to(sigma.device)]
+    return sigma
+
+
+def flat_score(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """Score ``s(x, σ) = −∇E`` of flat states ``(B, d) -> (B, d)``."""
+    b = x.shape[0]
+    return score_of(model, x.reshape(b, *shape), sigma).reshape(b, -1).detach()
+
+
+def flat_hessian(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """Hessian ``∇²E`` (or ``−∂s/∂x`` for score-only models) of flat states: ``(B, d, d)``.
+
+    Uses the model's closed form ``hessian`` when it has one, else the batched
+    autograd Jacobian of the score (:func:`memscape.jacobian_of`).
+    """
+    b, d = x.shape
+    xs = x.reshape(b, *shape)
+    if callable(getattr(model, "hessian", None)):
+        h = model.hessian(xs, sigma)
+    else:
+        h = -jacobian_of(lambda z: score_of(model, z, sigma), xs)
+    return h.reshape(b, d, d).detach()
+
+
+def batch_chunks(b: int, d: int, max_elements: int = 1 << 24) -> list[slice]:
+    """Split ``b`` rows so that each chunk's ``(n, d, d)`` Hessian has ≤ ``max_elements``."""
+    n = max(1, max_elements // max(1, d * d))
+    return [slice(i, min(i + n, b)) for i in range(0, b, n)]

@@ -1,0 +1,182 @@
+"""Damped Newton (Levenberg–Marquardt) refinement of critical points, ``∇E(x, σ) = 0``.
+
+A critical point of any Morse index is a zero of the gradient ``g(x) = −s(x, σ)``.
+Newton's method on ``g = 0`` uses the Hessian ``H = ∂g/∂x`` as the Jacobian; the
+Levenberg–Marquardt step (Nocedal & Wright, *Numerical Optimization*, §10.3)
+
+    (HᵀH + λ I) δ = −Hᵀ g
+
+interpolates between the Newton step (λ → 0) and a short gradient step on
+``½‖g‖²`` (λ large). λ adapts per sample: a step is accepted when it lowers
+``‖g‖`` (λ ÷ 5) and rejected otherwise (λ × 10). ``‖g‖²`` can have local minima
+that are *not* critical points (DESIGN.md, "Critical points"), so a point counts
+as converged only when ``‖g‖ ≤ tol``; the others are returned and flagged.
+Works for score-only models too (then ``H`` may be non-symmetric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from memscape._validation import check_int, check_positive, check_tensor
+from memscape.landscape._fields import (
+    batch_chunks,
+    check_model,
+    check_sigma,
+    event_shape,
+    flat_hessian,
+    flat_score,
+    slice_sigma,
+)
+
+__all__ = ["NewtonResult", "newton_refine"]
+
+
+@dataclass
+class NewtonResult:
+    """Outcome of :func:`newton_refine`.
+
+    Attributes:
+        x: refined states ``(B, *event_shape)``.
+        converged: ``(B,)`` bool, ``‖∇E‖ ≤ tol`` at the end.
+        grad_norm: ``(B,)`` final ``‖∇E(x, σ)‖``.
+        iterations: ``(B,)`` long, LM iterations used.
+    """
+
+    x: torch.Tensor
+    converged: torch.Tensor
+    grad_norm: torch.Tensor
+    iterations: torch.Tensor
+
+
+def default_tol(dtype: torch.dtype) -> float:
+    """Default gradient tolerance: 1e-8 in float64, 1e-4 in lower precision."""
+    return 1e-8 if dtype == torch.float64 else 1e-4
+
+
+def newton_refine(
+    model: Any,
+    x: torch.Tensor,
+    sigma: Any = None,
+    *,
+    tol: float | None = None,
+    max_iter: int = 100,
+    max_step: float | None = None,
+    damping: float = 1e-6,
+) -> NewtonResult:
+    """Refine states to critical points of ``E(·, σ)`` by damped Newton (Levenberg–Marquardt).
+
+    All states are solved at once (batched linear solves); memory is bounded by
+    processing the batch in chunks whose Hessians hold ≤ 2²⁴ entries.
+
+    Args:
+        model: any object following the protocol (``score`` or ``denoise``; closed-form
+            ``hessian`` used when present, autograd Jacobian of the score otherwise).
+        x: start states ``(B, *event_shape)``; dtype and device are kept (use float64).
+        sigma: noise level (float or ``(B,)``), required for noise-conditioned models.
+        tol: converged when ``‖∇E‖ ≤ tol`` (absolute, in the model's energy units);
+            default 1e-8 for float64, 1e-4 otherwise.
+        max_iter: iteration cap per state.
+        max_step: optional trust radius: every step is shortened to ``‖δ‖ ≤ max_step``
+            (keeps a corrector on its branch during continuation).
+        damping: initial λ relative to the mean diagonal of ``HᵀH``.
+
+    Returns:
+        :class:`NewtonResult` (states keep the input's shape; failures are flagged,
+        never dropped).
+    """
+    check_model(model)
+    x = check_tensor(x, "x", min_ndim=1)
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+    check_sigma(model, sigma)
+    check_int(max_iter, "max_iter")
+    check_positive(damping, "damping")
+    if max_step is not None:
+        check_positive(max_step, "max_step")
+    tol = default_tol(x.dtype) if tol is None else tol
+    check_positive(tol, "tol")
+    shape = event_shape(model, x)
+    b = x.shape[0]
+    flat = x.detach().reshape(b, -1).clone()
+    d = flat.shape[1]
+    out_g = torch.empty(b, dtype=x.dtype, device=x.device)
+    out_it = torch.zeros(b, dtype=torch.long, device=x.device)
+    for sl in batch_chunks(b, d):
+        rows = torch.arange(b, device=x.device)[sl]
+        sig = slice_sigma(sigma, rows)
+        flat[sl], out_g[sl], out_it[sl] = _lm(
+            model, flat[sl], sig, shape, tol, max_iter, max_step, damping
+        )
+    return NewtonResult(
+        x=flat.reshape(x.shape),
+        converged=out_g <= tol,
+        grad_norm=out_g,
+        iterations=out_it,
+    )
+
+
+def _lm(
+    model: Any,
+    x: torch.Tensor,
+    sigma: Any,
+    shape: tuple[int, ...],
+    tol: float,
+    max_iter: int,
+    max_step: float | None,
+    damping: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Levenberg–Marquardt on ``g(x) = −s(x) = 0`` for one chunk of flat states ``(n, d)``."""
+    n, d = x.shape
+    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    g = -flat_score(model, x, sigma, shape)
+    gn = g.norm(dim=1)
+    its = torch.zeros(n, dtype=torch.long, device=x.device)
+    lam = torch.full((n,), float("nan"), dtype=x.dtype, device=x.device)
+    active = torch.isfinite(gn) & (gn > tol)
+    for _ in range(max_iter):
+        idx = active.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        sig = slice_sigma(sigma, idx)
+        h = flat_hessian(model, x[idx], sig, shape)
+        ht = h.transpose(1, 2)
+        hth = ht @ h
+        scale = hth.diagonal(dim1=1, dim2=2).mean(1).clamp_min(torch.finfo(x.dtype).tiny)
+        lam_i = torch.where(torch.isnan(lam[idx]), damping * scale, lam[idx])
+        rhs = -(ht @ g[idx].unsqueeze(2)).squeeze(2)
+        while True:  # retry rejected steps with larger λ without recomputing H
+            a = hth + lam_i.reshape(-1, 1, 1) * eye
+            delta = torch.linalg.solve(a, rhs.unsqueeze(2)).squeeze(2)
+            if max_step is not None:
+                norm = delta.norm(dim=1, keepdim=True)
+                delta = delta * torch.clamp(max_step / norm.clamp_min(1e-300), max=1.0)
+            x_new = x[idx] + delta
+            g_new = -flat_score(model, x_new, sig, shape)
+            gn_new = g_new.norm(dim=1)
+            ok = torch.isfinite(gn_new) & (gn_new < gn[idx])
+            its[idx] += 1
+            acc = idx[ok]
+            x[acc], g[acc], gn[acc] = x_new[ok], g_new[ok], gn_new[ok]
+            lam[acc] = lam_i[ok] / 5
+            lam_i = lam_i * 10
+            stalled = lam_i > 1e16 * scale
+            rej = ~ok & ~stalled & (its[idx] < max_iter)
+            if not bool(rej.any()):
+                lam[idx[~ok]] = lam_i[~ok]
+                active[idx[~ok & stalled]] = False
+                break
+            keep = rej.nonzero().squeeze(1)
+            idx, hth, rhs, lam_i, sig = (
+                idx[keep],
+                hth[keep],
+                rhs[keep],
+                lam_i[keep],
+                slice_sigma(sig, keep),
+            )
+            scale = scale[keep]
+        active &= (gn > tol) & (its < max_iter)
+    return x, gn, its
