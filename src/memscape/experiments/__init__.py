@@ -1,0 +1,30 @@
+"""``memscape run`` experiments: registry, results folders, the sweep engine, and the recipes."""
+
+from memscape.experiments.registry import (
+    EXPERIMENTS,
+    Context,
+    Experiment,
+    build_config,
+    register,
+    run_experiment,
+)
+from memscape.experiments.results import Check, ResultsFolder, atomic_write
+from memscape.experiments.sweep import Job, load_job, run_sweep
+
+# Importing a recipe registers it.
+from memscape.experiments import hopfield_capacity  # noqa: E402, F401, I001
+
+__all__ = [
+    "EXPERIMENTS",
+    "Check",
+    "Context",
+    "Experiment",
+    "Job",
+    "ResultsFolder",
+    "atomic_write",
+    "build_config",
+    "load_job",
+    "register",
+    "run_experiment",
+    "run_sweep",
+]

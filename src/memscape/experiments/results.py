@@ -1,0 +1,233 @@
+"""Self-describing results folders: tidy tables, figures, config + versions, a report.
+
+Every file is written atomically (temporary name in the same folder, then
+``os.replace``), so an interrupted run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["Check", "ResultsFolder", "atomic_write", "environment"]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def environment() -> dict[str, Any]:
+    """Versions of Python, memscape and the main libraries, and the machine."""
+    import numpy
+    import torch
+
+    import memscape
+
+    return {
+        "memscape": memscape.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+@dataclass
+class Check:
+    """A measured value against its theory, for the report (pass when the gap is within tolerance)."""
+
+    name: str
+    measured: float
+    theory: float
+    tolerance: float
+    relative: bool = True  #: compare the relative gap |m − t|/|t| (else the absolute gap)
+
+    @property
+    def gap(self) -> float:
+        """Relative (or absolute) gap between measured and theory."""
+        diff = abs(self.measured - self.theory)
+        return diff / abs(self.theory) if self.relative and self.theory != 0 else diff
+
+    @property
+    def passed(self) -> bool:
+        """Whether the gap is within tolerance."""
+        return bool(self.gap <= self.tolerance)
+
+
+@dataclass
+class ResultsFolder:
+    """A results folder: ``config.json``, ``*.parquet`` tables, ``*.png``/``*.svg`` figures, ``report.md``/``.html``.
+
+    Args:
+        path: the folder (created on the first write).
+    """
+
+    path: Path
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where the sweep engine keeps one finished sub-folder per job."""
+        return self.path / "jobs"
+
+    # -------------------------------------------------------------- config
+    def write_config(self, name: str, config: dict[str, Any], seed: int) -> None:
+        """Write ``config.json`` (experiment, options, seed, versions, command, time).
+
+        Raises:
+            ValueError: the folder already holds results of a different config or seed
+                (resuming into it would mix results); use another ``out``.
+        """
+        record = {"experiment": name, "seed": seed, "config": config}
+        old = self.read_config()
+        if old is not None and {k: old.get(k) for k in record} != json.loads(json.dumps(record)):
+            raise ValueError(
+                f"out folder {self.path} holds results of a different config or seed; "
+                "choose another --out (or delete the folder)"
+            )
+        full = {
+            **record,
+            "environment": environment(),
+            "command": " ".join(sys.argv),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        atomic_write(self.path / "config.json", lambda p: p.write_text(json.dumps(full, indent=2)))
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The stored ``config.json`` or ``None``."""
+        p = self.path / "config.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    # -------------------------------------------------------------- outputs
+    def write_table(self, name: str, table: pd.DataFrame) -> Path:
+        """Write a tidy table as ``<name>.parquet`` and ``<name>.csv``."""
+        atomic_write(self.path / f"{name}.csv", lambda p: table.to_csv(p, index=False))
+        return atomic_write(self.path / f"{name}.parquet", lambda p: table.to_parquet(p, index=False))
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        """Read ``<name>.parquet``."""
+        return pd.read_parquet(self.path / f"{name}.parquet")
+
+    def save_figure(self, name: str, fig: Any, *, svg: bool = True) -> Path:
+        """Save a matplotlib figure as ``<name>.png`` (and ``.svg``), then close it."""
+        import matplotlib.pyplot as plt
+
+        png = atomic_write(self.path / f"{name}.png", lambda p: fig.savefig(p, format="png", dpi=120))
+        if svg:
+            atomic_write(self.path / f"{name}.svg", lambda p: fig.savefig(p, format="svg"))
+        plt.close(fig)
+        self.figures.append(name)
+        return png
+
+    def add_section(self, title: str, markdown: str) -> None:
+        """Add a Markdown section to the report."""
+        self.sections.append((title, markdown))
+
+    def add_check(self, name: str, measured: float, theory: float, tolerance: float, *,
+                  relative: bool = True) -> Check:
+        """Record a measured-vs-theory comparison for the report; returns it."""
+        check = Check(name, float(measured), float(theory), float(tolerance), relative)
+        self.checks.append(check)
+        return check
+
+    def write_report(self, title: str) -> Path:
+        """Write ``report.md`` and ``report.html``: config, checks, sections and figures."""
+        cfg = self.read_config() or {}
+        lines = [f"# {title}", ""]
+        if self.checks:
+            lines += ["## Measured against theory", "",
+                      "| check | measured | theory | gap | tolerance | result |",
+                      "|---|---|---|---|---|---|"]
+            for c in self.checks:
+                kind = "rel." if c.relative else "abs."
+                lines.append(
+                    f"| {c.name} | {c.measured:.4g} | {c.theory:.4g} | {c.gap:.3g} ({kind}) | "
+                    f"{c.tolerance:.3g} | {'PASS' if c.passed else 'FAIL'} |"
+                )
+            lines.append("")
+        for sec_title, body in self.sections:
+            lines += [f"## {sec_title}", "", body, ""]
+        if self.figures:
+            lines += ["## Figures", ""]
+            lines += [f"![{f}]({f}.png)" for f in self.figures]
+            lines.append("")
+        lines += ["## Config", "", "```json", json.dumps(cfg, indent=2), "```", ""]
+        md = "\n".join(lines)
+        atomic_write(self.path / "report.md", lambda p: p.write_text(md))
+        if self.checks:
+            checks = pd.DataFrame([{**c.__dict__, "gap": c.gap, "passed": c.passed}
+                                   for c in self.checks])
+            self.write_table("checks", checks)
+        body = _markdown_to_html(md)
+        page = f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>{body}"
+        return atomic_write(self.path / "report.html", lambda p: p.write_text(page))
+
+
+def _markdown_to_html(md: str) -> str:
+    """A minimal Markdown → HTML for the report (headings, tables, images, code, paragraphs)."""
+    out: list[str] = []
+    in_code = in_table = False
+    for line in md.splitlines():
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            if not in_table:
+                out.append("<table border='1' cellspacing='0' cellpadding='3'>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.startswith("![") and "](" in line:
+            alt, src = line[2:].split("](", 1)
+            out.append(f"<p><img src='{html.escape(src.rstrip(')'))}' alt='{html.escape(alt)}'"
+                       " style='max-width:100%'></p>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    return "\n".join(out)
