@@ -91,3 +91,34 @@ def batch_chunks(b: int, d: int, max_elements: int = 1 << 24) -> list[slice]:
     """Split ``b`` rows so that each chunk's ``(n, d, d)`` Hessian has ≤ ``max_elements``."""
     n = max(1, max_elements // max(1, d * d))
     return [slice(i, min(i + n, b)) for i in range(0, b, n)]
+
+
+def hvp_operator(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> Any:
+    """Hessian-vector product ``v ↦ ½(H + Hᵀ) v`` at flat states ``x`` ``(B, d)``; ``v`` ``(B, d)``.
+
+    Energy models: double backward through ``E``. Score-only models: ``Jᵀv`` by one
+    backward pass and ``Jv`` by the double-backward trick, ``H = −J``.
+    """
+    b = x.shape[0]
+    xg = x.detach().requires_grad_(True)
+    if has_energy(model):
+
+        def hvp(v: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                e = model.energy(xg.reshape(b, *shape), sigma).sum()
+                (g,) = torch.autograd.grad(e, xg, create_graph=True)
+                (hv,) = torch.autograd.grad(g, xg, grad_outputs=v)
+            return hv.detach()
+
+        return hvp
+
+    def hvp_score(v: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            s = score_of(model, xg.reshape(b, *shape), sigma).reshape(b, -1)
+            (jt_v,) = torch.autograd.grad(s, xg, grad_outputs=v, retain_graph=True)
+            u = torch.zeros_like(v, requires_grad=True)
+            (jt_u,) = torch.autograd.grad(s, xg, grad_outputs=u, create_graph=True)
+            (j_v,) = torch.autograd.grad(jt_u, u, grad_outputs=v)
+        return (-(jt_v + j_v) / 2).detach()
+
+    return hvp_score
