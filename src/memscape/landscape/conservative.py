@@ -1,0 +1,161 @@
+"""Is a learned score field a gradient? Asymmetry, line integrals, path dependence.
+
+A score network ``s_θ(x, σ)`` need not be the gradient of any energy. It is one
+(locally) iff its Jacobian ``J = ∂s/∂x`` is symmetric; the relative asymmetry
+``‖J − Jᵀ‖_F / ‖J‖_F`` measures the violation. The energy difference implied by
+the field along a path γ from ``a`` to ``b`` is the line integral
+
+    ΔE_γ = E(b) − E(a) = −∫_γ s(x, σ) · dx,
+
+computed with Gauss–Legendre quadrature on each straight segment of a polyline;
+for a gradient field it is path-independent. ``relative_energy`` is the
+straight-path integral used by Raya & Ambrogioni 2023 ("Spontaneous symmetry
+breaking in generative diffusion models") to read an energy landscape off a
+score-only model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from memscape._validation import check_int, check_positive, check_tensor
+from memscape.landscape._fields import check_model, check_sigma, event_shape
+from memscape.protocol import jacobian_of, score_of
+
+__all__ = [
+    "is_conservative",
+    "line_integral",
+    "path_dependence",
+    "relative_energy",
+    "score_asymmetry",
+]
+
+
+def score_asymmetry(model: Any, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+    """Relative asymmetry ``‖J − Jᵀ‖_F / ‖J‖_F`` of the score Jacobian at each point: ``(B,)``.
+
+    ``J`` is always the autograd Jacobian of the score (never a closed-form Hessian),
+    so the check tests the field itself. 0 for a gradient field (up to round-off).
+    """
+    check_model(model)
+    x = check_tensor(x, "x", min_ndim=1)
+    check_sigma(model, sigma)
+    j = jacobian_of(lambda z: score_of(model, z, sigma), x)
+    skew = (j - j.transpose(1, 2)).flatten(1).norm(dim=1)
+    return (skew / j.flatten(1).norm(dim=1).clamp_min(1e-300)).detach()
+
+
+def is_conservative(model: Any, x: torch.Tensor, sigma: Any = None, *, rtol: float = 1e-6) -> bool:
+    """``True`` when :func:`score_asymmetry` ≤ ``rtol`` at every point of ``x``."""
+    check_positive(rtol, "rtol")
+    return bool((score_asymmetry(model, x, sigma) <= rtol).all())
+
+
+def _as_batch(v: Any, name: str, shape: tuple[int, ...] | None) -> torch.Tensor:
+    v = check_tensor(v, name)
+    if shape is not None and tuple(v.shape) == shape:
+        v = v.unsqueeze(0)
+    return v
+
+
+def line_integral(
+    model: Any,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    sigma: Any = None,
+    *,
+    path: torch.Tensor | None = None,
+    n_nodes: int = 16,
+) -> torch.Tensor:
+    """Energy difference ``E(b) − E(a) = −∫ s · dx`` along a polyline: ``(B,)``.
+
+    Args:
+        model: any object following the protocol (``score`` or ``denoise``).
+        a, b: end points ``(B, *event_shape)`` (or one point ``event_shape``).
+        sigma: noise level for noise-conditioned models.
+        path: optional intermediate waypoints ``(M, *event_shape)`` shared by the
+            batch, or ``(B, M, *event_shape)``; ``None`` is the straight segment.
+        n_nodes: Gauss–Legendre nodes per segment (exact for polynomial fields of
+            degree ``2·n_nodes − 1`` along the segment).
+    """
+    check_model(model)
+    check_sigma(model, sigma)
+    check_int(n_nodes, "n_nodes")
+    shape0 = tuple(getattr(model, "event_shape", ()) or ()) or None
+    a = _as_batch(a, "a", shape0)
+    b = _as_batch(b, "b", shape0)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    shape = event_shape(model, a)
+    n = a.shape[0]
+    fa, fb = a.reshape(n, 1, -1), b.reshape(n, 1, -1)
+    d = fa.shape[2]
+    if path is None:
+        way = fa[:, :0]
+    else:
+        path = check_tensor(path, "path", min_ndim=1).to(fa)
+        way = path.reshape(1, -1, d).expand(n, -1, d) if path.ndim == len(shape) + 1 else path
+        way = way.reshape(n, -1, d)
+    verts = torch.cat([fa, way, fb], dim=1)  # (B, S+1, d)
+    seg = verts[:, 1:] - verts[:, :-1]  # (B, S, d)
+    t, w = np.polynomial.legendre.leggauss(n_nodes)
+    t = torch.as_tensor((t + 1) / 2, dtype=fa.dtype, device=fa.device)
+    w = torch.as_tensor(w / 2, dtype=fa.dtype, device=fa.device)
+    pts = verts[:, :-1, None, :] + t[None, None, :, None] * seg[:, :, None, :]  # (B,S,Q,d)
+    sig = sigma
+    if isinstance(sigma, torch.Tensor) and sigma.ndim >= 1:
+        sig = sigma.repeat_interleave(pts.shape[1] * pts.shape[2])
+    s = score_of(model, pts.reshape(-1, *shape), sig).reshape(pts.shape)
+    return -((s * seg[:, :, None, :]).sum(-1) * w).sum((1, 2)).detach()
+
+
+def relative_energy(
+    model: Any, a: torch.Tensor, b: torch.Tensor, sigma: Any = None
+) -> torch.Tensor:
+    """``E(b) − E(a)`` of a (possibly score-only) model by the straight-path integral: ``(B,)``.
+
+    Raya & Ambrogioni 2023 recover the potential of a diffusion model's learned score
+    as ``−∫ s · dx``; exact when the field is conservative.
+    """
+    return line_integral(model, a, b, sigma)
+
+
+def path_dependence(
+    model: Any,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    sigma: Any = None,
+    *,
+    via: torch.Tensor | None = None,
+    n_nodes: int = 16,
+) -> torch.Tensor:
+    """Straight-path minus detour line integral from ``a`` to ``b``: ``(B,)`` (0 for gradients).
+
+    Args:
+        via: detour waypoint(s) as in :func:`line_integral`'s ``path``; default one
+            waypoint at the midpoint shifted by ``‖b − a‖/2`` along the coordinate
+            axis least aligned with ``b − a`` (made orthogonal to it). Needs d ≥ 2.
+    """
+    check_model(model)
+    shape0 = tuple(getattr(model, "event_shape", ()) or ()) or None
+    a = _as_batch(a, "a", shape0)
+    b = _as_batch(b, "b", shape0)
+    if via is None:
+        n = a.shape[0]
+        fa, fb = a.reshape(n, -1), b.reshape(n, -1)
+        if fa.shape[1] < 2:
+            raise ValueError("path_dependence needs d >= 2 for the default detour; pass via=")
+        u = fb - fa
+        axis = u.abs().argmin(dim=1)
+        e = torch.nn.functional.one_hot(axis, fa.shape[1]).to(fa)
+        un = u / u.norm(dim=1, keepdim=True).clamp_min(1e-300)
+        e = e - (e * un).sum(1, keepdim=True) * un
+        e = e / e.norm(dim=1, keepdim=True).clamp_min(1e-300)
+        via = ((fa + fb) / 2 + 0.5 * u.norm(dim=1, keepdim=True) * e).reshape(n, 1, *a.shape[1:])
+    straight = line_integral(model, a, b, sigma, n_nodes=n_nodes)
+    return straight - line_integral(model, a, b, sigma, path=via, n_nodes=n_nodes)
