@@ -7,12 +7,34 @@ study their landscapes.
 
 from memscape.diffusion import EmpiricalDiffusion, get_process
 from memscape.dynamics import DescentResult, descend
+from memscape.landscape import (
+    CriticalPoints,
+    basin_fractions,
+    basin_map,
+    basin_radius,
+    critical_points,
+    hessian_spectrum,
+    morse_smale_graph,
+    newton_refine,
+    relative_energy,
+    score_asymmetry,
+)
 from memscape.memories import ModernHopfield
 from memscape.protocol import EnergyModel, jacobian_of, score_of
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CriticalPoints",
+    "basin_fractions",
+    "basin_map",
+    "basin_radius",
+    "critical_points",
+    "hessian_spectrum",
+    "morse_smale_graph",
+    "newton_refine",
+    "relative_energy",
+    "score_asymmetry",
     "DescentResult",
     "EmpiricalDiffusion",
     "EnergyModel",

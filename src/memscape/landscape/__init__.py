@@ -4,12 +4,50 @@ conservativeness of score fields, continuation and bifurcations, plots.
 Public names are re-exported from the submodules below (DESIGN.md, "landscape" layer).
 """
 
+from memscape.landscape.basins import (
+    BasinMap,
+    BasinRadius,
+    basin_fractions,
+    basin_map,
+    basin_radius,
+    wilson_interval,
+)
+from memscape.landscape.conservative import (
+    is_conservative,
+    line_integral,
+    path_dependence,
+    relative_energy,
+    score_asymmetry,
+)
+from memscape.landscape.critical import CriticalPoints, critical_points
+from memscape.landscape.discrete import discrete_fixed_points
+from memscape.landscape.labels import label_points
+from memscape.landscape.morse import HessianSpectrum, hessian_spectrum
+from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.landscape.newton import NewtonResult, newton_refine
 
 # --- continuation / bifurcations (continuation.py): add its imports below this line ---
 # --- plotting (plot.py): add its imports below this line ---
 
 __all__ = [
+    "BasinMap",
+    "BasinRadius",
+    "CriticalPoints",
+    "HessianSpectrum",
+    "basin_fractions",
+    "basin_map",
+    "basin_radius",
+    "critical_points",
+    "discrete_fixed_points",
+    "hessian_spectrum",
+    "is_conservative",
+    "label_points",
+    "line_integral",
+    "morse_smale_graph",
+    "path_dependence",
+    "relative_energy",
+    "score_asymmetry",
+    "wilson_interval",
     "NewtonResult",
     "newton_refine",
 ]
