@@ -19,16 +19,19 @@ from memscape.landscape import (
     relative_energy,
     score_asymmetry,
 )
+from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.memories import ModernHopfield
 from memscape.protocol import EnergyModel, jacobian_of, score_of
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BifurcationDiagram",
     "CriticalPoints",
     "basin_fractions",
     "basin_map",
     "basin_radius",
+    "continuation",
     "critical_points",
     "hessian_spectrum",
     "morse_smale_graph",

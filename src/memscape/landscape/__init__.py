@@ -19,6 +19,7 @@ from memscape.landscape.conservative import (
     relative_energy,
     score_asymmetry,
 )
+from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.landscape.critical import CriticalPoints, critical_points
 from memscape.landscape.discrete import discrete_fixed_points
 from memscape.landscape.labels import label_points
@@ -32,11 +33,13 @@ from memscape.landscape.newton import NewtonResult, newton_refine
 __all__ = [
     "BasinMap",
     "BasinRadius",
+    "BifurcationDiagram",
     "CriticalPoints",
     "HessianSpectrum",
     "basin_fractions",
     "basin_map",
     "basin_radius",
+    "continuation",
     "critical_points",
     "discrete_fixed_points",
     "hessian_spectrum",
