@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from memscape._validation import check_positive
-from memscape.protocol import is_model, jacobian_of, score_of
+from memscape.protocol import EnergyModel, is_model, jacobian_of, score_of
 
 
 def check_model(model: Any, name: str = "model") -> None:
@@ -75,16 +75,26 @@ def flat_score(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) 
 def flat_hessian(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> torch.Tensor:
     """Hessian ``∇²E`` (or ``−∂s/∂x`` for score-only models) of flat states: ``(B, d, d)``.
 
-    Uses the model's closed form ``hessian`` when it has one, else the batched
-    autograd Jacobian of the score (:func:`memscape.jacobian_of`).
+    Uses a closed-form ``hessian`` when the model overrides the base class's;
+    otherwise the batched autograd Jacobian (:func:`memscape.jacobian_of`) of
+    ``∇E`` (energy models, double backward) or of the score (score-only models).
     """
     b, d = x.shape
     xs = x.reshape(b, *shape)
-    if callable(getattr(model, "hessian", None)):
+    own = getattr(type(model), "hessian", None)
+    if callable(own) and own is not EnergyModel.hessian:
         h = model.hessian(xs, sigma)
+    elif has_energy(model):
+        h = jacobian_of(lambda z: _grad_with_graph(model, z, sigma), xs)
     else:
         h = -jacobian_of(lambda z: score_of(model, z, sigma), xs)
     return h.reshape(b, d, d).detach()
+
+
+def _grad_with_graph(model: Any, z: torch.Tensor, sigma: Any) -> torch.Tensor:
+    """``∇E(z)`` keeping the graph, so it can be differentiated again."""
+    (g,) = torch.autograd.grad(model.energy(z, sigma).sum(), z, create_graph=True)
+    return g
 
 
 def batch_chunks(b: int, d: int, max_elements: int = 1 << 24) -> list[slice]:
