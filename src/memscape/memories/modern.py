@@ -9,6 +9,7 @@ import torch
 from memscape._validation import check_positive, check_tensor
 from memscape.kernels import DEFAULT_CHUNK, streamed_softmax
 from memscape.protocol import EnergyModel
+from memscape.theory import hopfield_retrieval_bound
 
 __all__ = ["ModernHopfield"]
 
@@ -143,4 +144,4 @@ class ModernHopfield(EnergyModel):
         big_m = mem.norm(dim=1).max()
         delta = self.separation().to(xi)[idx]
         dist = (xi - mem[idx]).norm(dim=1)
-        return 2 * (k - 1) * torch.exp(-self.beta * (delta - 2 * dist * big_m)) * big_m
+        return hopfield_retrieval_bound(self.beta, delta, k, big_m, dist)
