@@ -97,6 +97,18 @@ def _grad_with_graph(model: Any, z: torch.Tensor, sigma: Any) -> torch.Tensor:
     return g
 
 
+def score_with_graph(model: Any, z: torch.Tensor, sigma: Any) -> torch.Tensor:
+    """Score at ``z`` (requiring grad) that stays differentiable in ``z``.
+
+    The base :meth:`EnergyModel.score` detaches its input, so models relying on it
+    are differentiated through their energy instead.
+    """
+    own = getattr(type(model), "score", None)
+    if own is EnergyModel.score and has_energy(model):
+        return -_grad_with_graph(model, z, sigma)
+    return score_of(model, z, sigma)
+
+
 def batch_chunks(b: int, d: int, max_elements: int = 1 << 24) -> list[slice]:
     """Split ``b`` rows so that each chunk's ``(n, d, d)`` Hessian has ≤ ``max_elements``."""
     n = max(1, max_elements // max(1, d * d))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from memscape._validation import check_int, check_positive, check_tensor
-from memscape.landscape._fields import check_model, check_sigma, event_shape
+from memscape.landscape._fields import check_model, check_sigma, event_shape, score_with_graph
 from memscape.protocol import jacobian_of, score_of
 
 __all__ = [
@@ -43,7 +43,7 @@ def score_asymmetry(model: Any, x: torch.Tensor, sigma: Any = None) -> torch.Ten
     check_model(model)
     x = check_tensor(x, "x", min_ndim=1)
     check_sigma(model, sigma)
-    j = jacobian_of(lambda z: score_of(model, z, sigma), x)
+    j = jacobian_of(lambda z: score_with_graph(model, z, sigma), x)
     skew = (j - j.transpose(1, 2)).flatten(1).norm(dim=1)
     return (skew / j.flatten(1).norm(dim=1).clamp_min(1e-300)).detach()
 
@@ -68,7 +68,7 @@ def line_integral(
     sigma: Any = None,
     *,
     path: torch.Tensor | None = None,
-    n_nodes: int = 16,
+    n_nodes: int = 32,
 ) -> torch.Tensor:
     """Energy difference ``E(b) − E(a) = −∫ s · dx`` along a polyline: ``(B,)``.
 
@@ -115,14 +115,15 @@ def line_integral(
 
 
 def relative_energy(
-    model: Any, a: torch.Tensor, b: torch.Tensor, sigma: Any = None
+    model: Any, a: torch.Tensor, b: torch.Tensor, sigma: Any = None, *, n_nodes: int = 32
 ) -> torch.Tensor:
     """``E(b) − E(a)`` of a (possibly score-only) model by the straight-path integral: ``(B,)``.
 
     Raya & Ambrogioni 2023 recover the potential of a diffusion model's learned score
-    as ``−∫ s · dx``; exact when the field is conservative.
+    as ``−∫ s · dx``; exact when the field is conservative. At small σ the exact
+    score is stiff (Lipschitz ~ 1/σ²): raise ``n_nodes`` (or split the path).
     """
-    return line_integral(model, a, b, sigma)
+    return line_integral(model, a, b, sigma, n_nodes=n_nodes)
 
 
 def path_dependence(
@@ -132,7 +133,7 @@ def path_dependence(
     sigma: Any = None,
     *,
     via: torch.Tensor | None = None,
-    n_nodes: int = 16,
+    n_nodes: int = 32,
 ) -> torch.Tensor:
     """Straight-path minus detour line integral from ``a`` to ``b``: ``(B,)`` (0 for gradients).
 
