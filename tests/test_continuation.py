@@ -123,10 +123,10 @@ def test_cusp_folds(a):
     assert rel(bif.parameter.iloc[0], -b_fold) < 0.01
     assert rel(bif.parameter.iloc[1], b_fold) < 0.01
     # at a fold x³ + a x + b = 0 and 3x² + a = 0
-    assert np.allclose(np.abs(bif.x_0), math.sqrt(-a / 3), rtol=1e-3)
+    assert np.allclose(np.abs(bif.x0), math.sqrt(-a / 3), rtol=1e-3)
     assert sorted(diagram.at(0.0).morse_index) == [0, 0, 1]
     br = diagram.branches
-    assert np.abs(br.x_0**3 + a * br.x_0 + br.parameter).max() < 1e-8
+    assert np.abs(br.x0**3 + a * br.x0 + br.parameter).max() < 1e-8
 
 
 def test_fold_born_inside_the_range_is_found_by_reseeding():
@@ -158,7 +158,7 @@ def test_tilted_double_well_folds_with_census():
     assert list(bif.kind) == ["fold", "fold"], bif
     assert rel(bif.parameter.iloc[0], -t_fold) < 0.01
     assert rel(bif.parameter.iloc[1], t_fold) < 0.01
-    assert np.allclose(bif.x_1, 0, atol=1e-8)  # the stable y direction stays at 0
+    assert np.allclose(bif.x1, 0, atol=1e-8)  # the stable y direction stays at 0
     assert diagram.branches.branch.nunique() == 1  # one S-shaped branch, reseeds deduplicated
 
 

@@ -20,6 +20,7 @@ from memscape.landscape import (
     score_asymmetry,
 )
 from memscape.landscape.continuation import BifurcationDiagram, continuation
+from memscape.landscape.plot import plot_bifurcation, plot_landscape
 from memscape.memories import ModernHopfield
 from memscape.protocol import EnergyModel, jacobian_of, score_of
 
@@ -36,6 +37,8 @@ __all__ = [
     "hessian_spectrum",
     "morse_smale_graph",
     "newton_refine",
+    "plot_bifurcation",
+    "plot_landscape",
     "relative_energy",
     "score_asymmetry",
     "DescentResult",

@@ -26,6 +26,7 @@ from memscape.landscape.labels import label_points
 from memscape.landscape.morse import HessianSpectrum, hessian_spectrum
 from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.landscape.newton import NewtonResult, newton_refine
+from memscape.landscape.plot import plot_bifurcation, plot_landscape
 
 # --- continuation / bifurcations (continuation.py): add its imports below this line ---
 # --- plotting (plot.py): add its imports below this line ---
@@ -48,6 +49,8 @@ __all__ = [
     "line_integral",
     "morse_smale_graph",
     "path_dependence",
+    "plot_bifurcation",
+    "plot_landscape",
     "relative_energy",
     "score_asymmetry",
     "wilson_interval",

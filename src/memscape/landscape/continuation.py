@@ -451,13 +451,13 @@ class BifurcationDiagram:
         parameter: name of the continued parameter.
         log: whether continuation ran in ``log p``.
         branches: tidy table, one row per continuation point: ``branch``, ``point``
-            (order along the branch), ``parameter``, ``x_0..x_{d-1}``, ``energy``
+            (order along the branch), ``parameter``, ``x0..x{d-1}``, ``energy``
             (NaN for score-only models), ``morse_index``, ``stable`` (index 0),
-            ``lambda_0..`` (the smallest Hessian eigenvalues, ascending).
+            ``lambda0..`` (the smallest Hessian eigenvalues, ascending).
         bifurcations: tidy table, one row per bifurcation: ``parameter``, ``kind``
             (``fold``, ``pitchfork``, ``saddle_connection``), ``branch`` (where found),
             ``branches`` (tuple: that branch and the branches leaving it),
-            ``index_before``, ``index_after``, ``x_0..``, ``energy``.
+            ``index_before``, ``index_after``, ``x0..``, ``energy``.
     """
 
     parameter: str
@@ -467,8 +467,8 @@ class BifurcationDiagram:
 
     @property
     def coordinates(self) -> list[str]:
-        """Names of the coordinate columns ``x_0..x_{d-1}``."""
-        return [c for c in self.branches.columns if c.startswith("x_")]
+        """Names of the coordinate columns ``x0..x{d-1}``."""
+        return [c for c in self.branches.columns if c[0] == "x" and c[1:].isdigit()]
 
     def at(self, value: float) -> pd.DataFrame:
         """Critical points at parameter ``value``, one row per branch crossing.
@@ -510,11 +510,11 @@ def _tables(fam: _Family, paths: list[_Path], events: list[_Event]):
             q = float(u[-1])
             x = (fam.scale * u[:-1]).cpu().numpy()
             row: dict[str, Any] = {"branch": bid, "point": k, "parameter": fam.p(q)}
-            row.update({f"x_{i}": float(v) for i, v in enumerate(x)})
+            row.update({f"x{i}": float(v) for i, v in enumerate(x)})
             row["energy"] = fam.energy(u[:-1], q)
             row["morse_index"] = _morse_index(eig)
             row["stable"] = row["morse_index"] == 0
-            row.update({f"lambda_{i}": float(eig[i]) for i in range(n_eig)})
+            row.update({f"lambda{i}": float(eig[i]) for i in range(n_eig)})
             rows.append(row)
     brows = []
     for ev in sorted(events, key=lambda e: fam.p(float(e.u[-1]))):
@@ -527,11 +527,11 @@ def _tables(fam: _Family, paths: list[_Path], events: list[_Event]):
             "index_before": ev.index_before,
             "index_after": ev.index_after,
         }
-        row.update({f"x_{i}": float(v) for i, v in enumerate((fam.scale * ev.u[:-1]).cpu())})
+        row.update({f"x{i}": float(v) for i, v in enumerate((fam.scale * ev.u[:-1]).cpu())})
         row["energy"] = fam.energy(ev.u[:-1], q)
         brows.append(row)
     cols = ["parameter", "kind", "branch", "branches", "index_before", "index_after"]
-    cols += [f"x_{i}" for i in range(d)] + ["energy"]
+    cols += [f"x{i}" for i in range(d)] + ["energy"]
     return pd.DataFrame(rows), pd.DataFrame(brows, columns=cols)
 
 

@@ -1,0 +1,245 @@
+"""Figures of landscapes and bifurcation diagrams (matplotlib, headless).
+
+Without ``ax=`` a new :class:`matplotlib.figure.Figure` is made on the Agg canvas
+(no screen, no pyplot global state); every function returns the Axes it drew on
+(``ax.figure`` is the Figure, e.g. ``ax.figure.savefig("f.png")``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from memscape._validation import check_choice, check_int
+from memscape.landscape._fields import (
+    check_model,
+    check_sigma,
+    event_shape,
+    flat_score,
+    has_energy,
+)
+from memscape.landscape.basins import basin_map
+from memscape.landscape.critical import CriticalPoints, default_patterns
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from memscape.landscape.continuation import BifurcationDiagram
+
+__all__ = ["plot_bifurcation", "plot_landscape"]
+
+#: marker and name of critical points by Morse index (index ≥ 3 share the last style)
+INDEX_STYLE = {0: ("o", "minimum"), 1: ("X", "saddle (index 1)"), 2: ("^", "maximum (index 2)")}
+INDEX_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown")
+KIND_MARKERS = {"fold": "s", "pitchfork": "D", "saddle_connection": "*"}
+
+
+def _new_axes(ax: Any, figsize: tuple[float, float] = (5.0, 4.0)) -> Axes:
+    if ax is not None:
+        return ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig.add_subplot()
+
+
+def _index_style(index: int) -> tuple[str, str, str]:
+    marker, name = INDEX_STYLE.get(index, ("P", f"index {index}"))
+    return marker, name, INDEX_COLORS[min(index, len(INDEX_COLORS) - 1)]
+
+
+def _limits(model: Any, cps: CriticalPoints | None, sigma: Any, xlim: Any, ylim: Any):
+    if xlim is not None and ylim is not None:
+        return xlim, ylim
+    pts = default_patterns(model)
+    if cps is not None and len(cps):
+        pts = cps.points.reshape(len(cps), -1) if pts is None else torch.cat(
+            [pts.to(cps.points), cps.points.reshape(len(cps), -1)]
+        )  # fmt: skip
+    if pts is None:
+        lims = [(-3.0, 3.0), (-3.0, 3.0)]
+    else:
+        lo, hi = pts.min(0).values.double(), pts.max(0).values.double()
+        pad = torch.maximum(0.25 * (hi - lo), torch.full_like(lo, 0.5))
+        if isinstance(sigma, (int, float)):
+            pad = torch.maximum(pad, torch.full_like(lo, 2 * float(sigma)))
+        lims = [(float(lo[j] - pad[j]), float(hi[j] + pad[j])) for j in range(2)]
+    return xlim or lims[0], ylim or lims[1]
+
+
+def plot_landscape(
+    model: Any,
+    sigma: Any = None,
+    *,
+    cps: CriticalPoints | None = None,
+    ax: Any = None,
+    xlim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+    resolution: int = 120,
+    levels: int = 20,
+    streamlines: bool = True,
+    basins: bool | None = None,
+    basin_resolution: int = 60,
+    legend: bool = True,
+) -> Axes:
+    """Energy landscape of a 2-D model: contours, score stream lines, basins, critical points.
+
+    Energy contours are drawn at quantiles of the energy on the grid (so that both
+    wells and walls show); for score-only models the score magnitude ``‖s(x, σ)‖`` is
+    shaded instead.  Basins are coloured by the census minimum that gradient descent
+    from each grid node reaches (:func:`memscape.landscape.basins.basin_map`), and
+    critical points are marked by Morse index (minimum ``o``, saddle ``X``,
+    maximum ``^``) with a legend.
+
+    Args:
+        model: a model following the protocol with ``d = 2`` coordinates.
+        sigma: noise level (required for noise-conditioned models).
+        cps: a :class:`CriticalPoints` census of the same landscape: its converged
+            points are marked and its minima colour the basins.
+        ax: Axes to draw on (default a new Agg figure).
+        xlim, ylim: plot ranges (default: the patterns and critical points, padded).
+        resolution: grid nodes per axis for contours and stream lines (≥ 4).
+        levels: number of contour levels (≥ 2).
+        streamlines: draw the score field ``s = −∇E`` as stream lines.
+        basins: colour the basins (default: when ``cps`` has a minimum).
+        basin_resolution: grid nodes per axis of the basin map (each is descended).
+        legend: add a legend of the Morse indices.
+
+    Returns:
+        The Axes (``ax.figure`` is the Figure).
+    """
+    check_model(model)
+    check_sigma(model, sigma)
+    check_int(resolution, "resolution", minimum=4)
+    check_int(levels, "levels", minimum=2)
+    check_int(basin_resolution, "basin_resolution", minimum=2)
+    shape = event_shape(model)
+    if int(np.prod(shape)) != 2:
+        raise ValueError(
+            f"plot_landscape needs a model with 2 coordinates, got event_shape {shape}"
+        )
+    if cps is not None and not isinstance(cps, CriticalPoints):
+        raise TypeError(
+            f"cps must be a CriticalPoints (from critical_points), got {type(cps).__name__}"
+        )
+    for name, lim in (("xlim", xlim), ("ylim", ylim)):
+        if lim is not None and not (len(lim) == 2 and lim[1] > lim[0]):
+            raise ValueError(f"{name} must be (low, high) with high > low, got {lim!r}")
+    xlim, ylim = _limits(model, cps, sigma, xlim, ylim)
+    ax = _new_axes(ax)
+
+    xs = torch.linspace(float(xlim[0]), float(xlim[1]), resolution, dtype=torch.float64)
+    ys = torch.linspace(float(ylim[0]), float(ylim[1]), resolution, dtype=torch.float64)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+    score = flat_score(model, grid, sigma, shape).reshape(resolution, resolution, 2).numpy()
+    if basins is None:
+        basins = cps is not None and bool((cps.converged & (cps.morse_index == 0)).any())
+    if basins:
+        if cps is None:
+            raise ValueError("basins=True needs cps (the minima whose basins are coloured)")
+        bm = basin_map(model, cps, sigma, xlim=xlim, ylim=ylim, resolution=basin_resolution)
+        labels = bm.labels.numpy()
+        ids = np.unique(labels[labels >= 0])
+        coded = np.searchsorted(ids, labels).astype(float)
+        coded[labels < 0] = np.nan
+        cmap = ListedColormap([f"C{i % 10}" for i in range(max(len(ids), 1))])
+        ax.pcolormesh(bm.xs.numpy(), bm.ys.numpy(), coded, cmap=cmap, alpha=0.25,
+                      shading="nearest", vmin=-0.5, vmax=max(len(ids), 1) - 0.5)  # fmt: skip
+    gxn, gyn = gx.numpy(), gy.numpy()
+    if has_energy(model):
+        energy = model.energy(grid.reshape(-1, *shape), sigma).detach().double().numpy()
+        energy = energy.reshape(resolution, resolution)
+        lv = np.unique(np.quantile(energy, np.linspace(0, 1, levels + 2)[1:-1]))
+        ax.contour(gxn, gyn, energy, levels=lv, colors="0.3", linewidths=0.7,
+                   negative_linestyles="solid")  # fmt: skip
+    else:
+        norm = np.linalg.norm(score, axis=-1)
+        ax.contourf(gxn, gyn, np.log1p(norm), levels=levels, cmap="Greys", alpha=0.5)
+    if streamlines:
+        ax.streamplot(xs.numpy(), ys.numpy(), score[..., 0], score[..., 1], color="0.45",
+                      density=0.9, linewidth=0.6, arrowsize=0.7)  # fmt: skip
+    if cps is not None:
+        pts = cps.points.reshape(len(cps), -1).detach().cpu().double().numpy()
+        index = cps.morse_index.numpy()
+        for i in sorted(set(index[index >= 0].tolist())):
+            marker, name, color = _index_style(i)
+            sel = index == i
+            ax.scatter(pts[sel, 0], pts[sel, 1], marker=marker, s=60, c=color,
+                       edgecolors="k", linewidths=0.8, zorder=5, label=name)  # fmt: skip
+        if legend and (index >= 0).any():
+            ax.legend(loc="best", fontsize="small")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("x0")
+    ax.set_ylabel("x1")
+    title = f"{type(model).__name__}" + ("" if sigma is None else f", σ = {sigma:g}")
+    ax.set_title(title)
+    return ax
+
+
+def plot_bifurcation(
+    diagram: BifurcationDiagram,
+    ax: Any = None,
+    *,
+    y: str | int | None = None,
+    legend: bool = True,
+) -> Axes:
+    """Bifurcation diagram: a coordinate (or the energy) of every branch against the parameter.
+
+    Branch pieces are coloured by Morse index (solid when stable, dashed otherwise);
+    bifurcations are marked by kind (fold ``s``, pitchfork ``D``, saddle connection
+    ``*``).  The parameter axis is logarithmic when the continuation ran in ``log p``.
+
+    Args:
+        diagram: a :class:`~memscape.landscape.continuation.BifurcationDiagram`.
+        ax: Axes to draw on (default a new Agg figure).
+        y: ``"energy"``, a coordinate column (``"x0"``, ...) or a coordinate number.
+            Default: the coordinate with the largest range over the branches.
+        legend: add a legend of Morse indices and bifurcation kinds.
+
+    Returns:
+        The Axes (``ax.figure`` is the Figure).
+    """
+    br = diagram.branches
+    coords = diagram.coordinates
+    if isinstance(y, int) and not isinstance(y, bool):
+        y = f"x{y}"
+    if y is None:
+        y = max(coords, key=lambda c: float(br[c].max() - br[c].min())) if len(br) else "x0"
+    check_choice(y, [*coords, "energy"], "y")
+    ax = _new_axes(ax)
+    seen: set[int] = set()
+    for _, b in br.groupby("branch", sort=True):
+        p, v, idx = b["parameter"].to_numpy(), b[y].to_numpy(), b["morse_index"].to_numpy()
+        cuts = np.flatnonzero(np.diff(idx)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(idx)], strict=True):
+            i = int(idx[lo])
+            _, _, color = _index_style(i)
+            stop = min(hi + 1, len(idx))  # join to the next piece
+            ax.plot(p[lo:stop], v[lo:stop], color=color, lw=1.6, ls="-" if i == 0 else "--")
+            seen.add(i)
+    bif = diagram.bifurcations
+    for kind, rows in bif.groupby("kind"):
+        ax.scatter(rows["parameter"], rows[y], marker=KIND_MARKERS.get(str(kind), "o"), s=50,
+                   c="k", zorder=5, label=str(kind))  # fmt: skip
+    if diagram.log:
+        ax.set_xscale("log")
+    ax.set_xlabel(diagram.parameter)
+    ax.set_ylabel(y)
+    if legend and (seen or len(bif)):
+        handles = [
+            Line2D([], [], color=_index_style(i)[2], ls="--" if i else "-", label=_index_style(i)[1])
+            for i in sorted(seen)
+        ]
+        handles += [
+            Line2D([], [], marker=KIND_MARKERS.get(str(k), "o"), color="k", ls="", label=str(k))
+            for k in sorted(set(bif["kind"]))
+        ]
+        ax.legend(handles=handles, loc="best", fontsize="small")
+    return ax
