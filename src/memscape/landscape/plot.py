@@ -233,9 +233,10 @@ def plot_bifurcation(
     ax.set_xlabel(diagram.parameter)
     ax.set_ylabel(y)
     if legend and (seen or len(bif)):
+        styles = [_index_style(i) for i in sorted(seen)]
         handles = [
-            Line2D([], [], color=_index_style(i)[2], ls="--" if i else "-", label=_index_style(i)[1])
-            for i in sorted(seen)
+            Line2D([], [], color=color, ls="--" if i else "-", label=name)
+            for i, (_, name, color) in zip(sorted(seen), styles, strict=True)
         ]
         handles += [
             Line2D([], [], marker=KIND_MARKERS.get(str(k), "o"), color="k", ls="", label=str(k))
