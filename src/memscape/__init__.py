@@ -5,7 +5,16 @@ D = x + σ²·score), associative memories, the exact diffusion energy, and tool
 study their landscapes.
 """
 
-from memscape.diffusion import EmpiricalDiffusion, get_process
+from memscape import datasets
+from memscape.diffusion import (
+    EmpiricalDiffusion,
+    ScoreModel,
+    TrainRun,
+    get_process,
+    log_likelihood,
+    sample,
+    train,
+)
 from memscape.dynamics import DescentResult, descend
 from memscape.landscape import (
     CriticalPoints,
@@ -50,4 +59,10 @@ __all__ = [
     "get_process",
     "jacobian_of",
     "score_of",
+    "ScoreModel",
+    "TrainRun",
+    "datasets",
+    "log_likelihood",
+    "sample",
+    "train",
 ]

@@ -1,0 +1,397 @@
+"""Samplers: pure functions over an explicit decreasing σ array kept on the CPU.
+
+Every sampler takes any object with ``denoise(x, sigma)`` (a trained
+:class:`ScoreModel`, :class:`EmpiricalDiffusion`, or a user's object), start states
+``x ~ N(0, σ_0² I)`` and ``sigmas = [σ_0 > σ_1 > … > σ_{N−1} > σ_N = 0]``, and integrates
+the probability-flow ODE (Karras et al. 2022, eq. 4 with σ(t) = t, s(t) = 1)
+
+    dx/dσ = (x − D(x, σ)) / σ
+
+or the reverse SDE. Each accepts ``callback`` (called after every step with a dict
+``i, sigma, sigma_next, x, denoised``) and ``return_trajectory`` (then returns
+``(x, trajectory)`` with ``trajectory`` of shape ``(N + 1, B, *event_shape)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from memscape._validation import check_choice, check_int, check_positive, check_tensor
+
+__all__ = [
+    "get_sigmas",
+    "karras_sigmas",
+    "linear_sigmas",
+    "log_sigmas",
+    "sample",
+    "sample_ddim",
+    "sample_euler",
+    "sample_euler_maruyama",
+    "sample_heun",
+    "sample_ode",
+]
+
+Callback = Callable[[dict[str, Any]], None] | None
+
+
+# ------------------------------------------------------------------ schedules
+def _check_range(n: int, sigma_min: float, sigma_max: float) -> None:
+    check_int(n, "n")
+    check_positive(sigma_min, "sigma_min")
+    check_positive(sigma_max, "sigma_max")
+    if sigma_max <= sigma_min:
+        raise ValueError(f"sigma_max ({sigma_max}) must exceed sigma_min ({sigma_min})")
+
+
+def _append_zero(s: torch.Tensor) -> torch.Tensor:
+    return torch.cat([s, s.new_zeros(1)])
+
+
+def karras_sigmas(
+    n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
+) -> torch.Tensor:
+    """EDM schedule (Karras et al. 2022, eq. 5), then 0: ``(n + 1,)`` float64 on the CPU.
+
+    ``σ_i = (σ_max^{1/ρ} + i/(n−1) (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ`` for ``i < n``, ``σ_n = 0``.
+    """
+    _check_range(n, sigma_min, sigma_max)
+    check_positive(rho, "rho")
+    ramp = (
+        torch.linspace(0, 1, n, dtype=torch.float64)
+        if n > 1
+        else torch.zeros(1, dtype=torch.float64)
+    )
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return _append_zero((hi + ramp * (lo - hi)) ** rho)
+
+
+def linear_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> torch.Tensor:
+    """``n`` σ's evenly spaced from σ_max to σ_min, then 0: ``(n + 1,)`` float64."""
+    _check_range(n, sigma_min, sigma_max)
+    return _append_zero(torch.linspace(sigma_max, sigma_min, n, dtype=torch.float64))
+
+
+def log_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> torch.Tensor:
+    """``n`` σ's evenly spaced in ln σ from σ_max to σ_min, then 0: ``(n + 1,)`` float64."""
+    _check_range(n, sigma_min, sigma_max)
+    return _append_zero(
+        torch.logspace(math.log10(sigma_max), math.log10(sigma_min), n, dtype=torch.float64)
+    )
+
+
+_SCHEDULES = {"karras": karras_sigmas, "linear": linear_sigmas, "log": log_sigmas}
+
+
+def get_sigmas(
+    schedule: str, n: int, sigma_min: float, sigma_max: float, **kw: Any
+) -> torch.Tensor:
+    """Schedule by name: ``"karras"`` (takes ``rho``), ``"linear"`` or ``"log"``."""
+    return _SCHEDULES[check_choice(schedule, _SCHEDULES, "schedule")](n, sigma_min, sigma_max, **kw)
+
+
+# ------------------------------------------------------------------ helpers
+def _check(model: Any, x: torch.Tensor, sigmas: Any) -> list[float]:
+    if not callable(getattr(model, "denoise", None)):
+        raise TypeError(f"model must define denoise(x, sigma), got {type(model).__name__}")
+    check_tensor(x, "x", min_ndim=1)
+    s = check_tensor(torch.as_tensor(sigmas, dtype=torch.float64), "sigmas", ndim=1)
+    if s.numel() < 2 or bool((s[:-1] <= 0).any()) or bool((s[1:] >= s[:-1]).any()) or s[-1] < 0:
+        raise ValueError(
+            "sigmas must be a strictly decreasing 1-D array of >= 2 values, positive except "
+            f"possibly a final 0, got {s.tolist()[:6]}..."
+        )
+    return s.tolist()
+
+
+class _Recorder:
+    def __init__(self, x: torch.Tensor, on: bool, callback: Callback) -> None:
+        self.states = [x.detach().clone()] if on else None
+        self.callback = callback
+
+    def __call__(self, i: int, s: float, s_next: float, x: torch.Tensor, d: torch.Tensor) -> None:
+        if self.states is not None:
+            self.states.append(x.detach().clone())
+        if self.callback is not None:
+            self.callback({"i": i, "sigma": s, "sigma_next": s_next, "x": x, "denoised": d})
+
+    def result(self, x: torch.Tensor) -> Any:
+        return x if self.states is None else (x, torch.stack(self.states))
+
+
+def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    dev = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
+
+
+# ------------------------------------------------------------------ samplers
+@torch.no_grad()
+def sample_euler(
+    model: Any,
+    x: torch.Tensor,
+    sigmas: Any,
+    *,
+    callback: Callback = None,
+    return_trajectory: bool = False,
+) -> Any:
+    """Euler on the probability-flow ODE: ``x ← x + (σ_{i+1} − σ_i)(x − D(x, σ_i))/σ_i``."""
+    s = _check(model, x, sigmas)
+    rec = _Recorder(x, return_trajectory, callback)
+    for i in range(len(s) - 1):
+        d = model.denoise(x, s[i])
+        x = x + (s[i + 1] - s[i]) / s[i] * (x - d)
+        rec(i, s[i], s[i + 1], x, d)
+    return rec.result(x)
+
+
+@torch.no_grad()
+def sample_heun(
+    model: Any,
+    x: torch.Tensor,
+    sigmas: Any,
+    *,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    generator: torch.Generator | None = None,
+    callback: Callback = None,
+    return_trajectory: bool = False,
+) -> Any:
+    """Heun's 2nd-order method (Karras et al. 2022, Algorithm 1; Algorithm 2 when ``s_churn > 0``).
+
+    Step i: ``γ = min(S_churn/N, √2 − 1)`` if ``S_tmin ≤ σ_i ≤ S_tmax`` else 0,
+    ``σ̂ = σ_i(1 + γ)``, ``x̂ = x + √(σ̂² − σ_i²) S_noise ε``; Euler step
+    ``x' = x̂ + (σ_{i+1} − σ̂) d``, ``d = (x̂ − D(x̂, σ̂))/σ̂``, corrected by the trapezoidal
+    rule unless ``σ_{i+1} = 0`` (a final Euler step).
+    """
+    s = _check(model, x, sigmas)
+    check_positive(s_churn, "s_churn", allow_zero=True)
+    n = len(s) - 1
+    rec = _Recorder(x, return_trajectory, callback)
+    for i in range(n):
+        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= s[i] <= s_tmax else 0.0
+        s_hat = s[i] * (1 + gamma)
+        if gamma > 0:
+            x = x + math.sqrt(s_hat**2 - s[i] ** 2) * s_noise * _noise(x, generator)
+        den = model.denoise(x, s_hat)
+        d = (x - den) / s_hat
+        x_next = x + (s[i + 1] - s_hat) * d
+        if s[i + 1] > 0:
+            d2 = (x_next - model.denoise(x_next, s[i + 1])) / s[i + 1]
+            x_next = x + (s[i + 1] - s_hat) * 0.5 * (d + d2)
+        x = x_next
+        rec(i, s[i], s[i + 1], x, den)
+    return rec.result(x)
+
+
+@torch.no_grad()
+def sample_euler_maruyama(
+    model: Any,
+    x: torch.Tensor,
+    sigmas: Any,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback = None,
+    return_trajectory: bool = False,
+) -> Any:
+    """Euler–Maruyama on the reverse SDE in σ-space (Song et al. 2021, eq. 6 for VE).
+
+    ``x ← x + (σ_i² − σ_{i+1}²) s(x, σ_i) + √(σ_i² − σ_{i+1}²) ε`` with
+    ``s = (D − x)/σ²``; the last step (to σ = 0) returns the posterior mean ``D(x, σ_{N−1})``
+    without noise.
+    """
+    s = _check(model, x, sigmas)
+    rec = _Recorder(x, return_trajectory, callback)
+    for i in range(len(s) - 1):
+        d = model.denoise(x, s[i])
+        if s[i + 1] == 0:
+            x = d
+        else:
+            dv = s[i] ** 2 - s[i + 1] ** 2
+            x = x + dv / s[i] ** 2 * (d - x) + math.sqrt(dv) * _noise(x, generator)
+        rec(i, s[i], s[i + 1], x, d)
+    return rec.result(x)
+
+
+@torch.no_grad()
+def sample_ddim(
+    model: Any,
+    x: torch.Tensor,
+    sigmas: Any,
+    *,
+    callback: Callback = None,
+    return_trajectory: bool = False,
+) -> Any:
+    """Deterministic DDIM (Song, Meng & Ermon 2021, eq. 12 with η = 0) in σ-space.
+
+    ``x_{i+1} = D + (σ_{i+1}/σ_i)(x_i − D)``: re-noise the predicted clean point with the
+    predicted noise. In EDM's σ-space this coincides with the Euler step (EDM §3).
+    """
+    s = _check(model, x, sigmas)
+    rec = _Recorder(x, return_trajectory, callback)
+    for i in range(len(s) - 1):
+        d = model.denoise(x, s[i])
+        x = d + (s[i + 1] / s[i]) * (x - d)
+        rec(i, s[i], s[i + 1], x, d)
+    return rec.result(x)
+
+
+@torch.no_grad()
+def sample_ode(
+    model: Any,
+    x: torch.Tensor,
+    sigmas: Any,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    callback: Callback = None,
+    return_trajectory: bool = False,
+) -> Any:
+    """Adaptive RK45 (scipy ``solve_ivp``) on the probability-flow ODE in ``t = ln σ``.
+
+    ``dx/dt = x − D(x, eᵗ)`` from σ_0 to the last nonzero σ (states recorded at every
+    σ of the grid), then ``D(x, σ_{N−1})`` as the final step to σ = 0 (if ``σ_N = 0``).
+    """
+    from scipy.integrate import solve_ivp
+
+    s = _check(model, x, sigmas)
+    check_positive(rtol, "rtol")
+    check_positive(atol, "atol")
+    pos = [v for v in s if v > 0]
+    rec = _Recorder(x, return_trajectory, callback)
+    shape, dtype, dev = x.shape, x.dtype, x.device
+
+    def f(t: float, y: np.ndarray) -> np.ndarray:
+        z = torch.from_numpy(y).reshape(shape).to(dev, dtype)
+        return (z - model.denoise(z, math.exp(t))).reshape(-1).double().cpu().numpy()
+
+    if len(pos) > 1:
+        ts = np.log(pos)
+        sol = solve_ivp(
+            f,
+            (ts[0], ts[-1]),
+            x.reshape(-1).double().cpu().numpy(),
+            method="RK45",
+            t_eval=ts,
+            rtol=rtol,
+            atol=atol,
+        )
+        if not sol.success:
+            raise RuntimeError(f"probability-flow ODE integration failed: {sol.message}")
+        for i in range(1, len(pos)):
+            xi = torch.from_numpy(sol.y[:, i].copy()).reshape(shape).to(dev, dtype)
+            rec(i - 1, pos[i - 1], pos[i], xi, xi)
+        x = xi
+    if s[-1] == 0:
+        d = model.denoise(x, pos[-1])
+        x = d
+        rec(len(pos) - 1, pos[-1], 0.0, x, d)
+    return rec.result(x)
+
+
+SAMPLERS = {
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "euler_maruyama": sample_euler_maruyama,
+    "ddim": sample_ddim,
+    "ode": sample_ode,
+}
+
+
+def _placement(model: Any) -> tuple[torch.device, torch.dtype]:
+    if isinstance(model, torch.nn.Module):
+        p = next(model.parameters(), None)
+        if p is not None:
+            return p.device, p.dtype
+    data = getattr(model, "data", None)
+    if isinstance(data, torch.Tensor) and data.is_floating_point():
+        return data.device, data.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def sample(
+    model: Any,
+    n: int,
+    shape: tuple[int, ...] | None = None,
+    *,
+    sampler: str = "heun",
+    steps: int = 18,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    schedule: str = "karras",
+    generator: torch.Generator | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    callback: Callback = None,
+    return_trajectory: bool = False,
+    **options: Any,
+) -> Any:
+    """Draw ``n`` samples from any object with ``denoise(x, sigma)``.
+
+    Starts from ``x ~ N(0, σ_max² I)`` and runs ``sampler`` over ``steps`` noise levels
+    of ``schedule`` (Karras et al. 2022 eq. 5 by default) ending at σ = 0.
+
+    Args:
+        model: a :class:`ScoreModel`, :class:`EmpiricalDiffusion` or any object with
+            ``denoise(x, sigma)``.
+        n: number of samples.
+        shape: event shape; defaults to ``model.event_shape``.
+        sampler: ``"heun"``, ``"euler"``, ``"euler_maruyama"``, ``"ddim"`` or ``"ode"``.
+        steps: number of nonzero σ's (network evaluations: ``2·steps − 1`` for Heun).
+        sigma_min, sigma_max, rho, schedule: the σ grid (:func:`get_sigmas`).
+        generator: source of the start noise and any sampler noise; if ``None`` a
+            generator seeded with ``seed`` is used.
+        device, dtype: where and in what precision to sample (default: the model's).
+        callback, return_trajectory: see the module docstring.
+        **options: sampler keywords (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``,
+            ``rtol``, ``atol``).
+
+    Returns:
+        ``(n, *shape)`` samples, or ``(samples, trajectory)`` with ``return_trajectory``.
+    """
+    import inspect
+
+    if not callable(getattr(model, "denoise", None)):
+        raise TypeError(f"model must define denoise(x, sigma), got {type(model).__name__}")
+    fn = SAMPLERS[check_choice(sampler, SAMPLERS, "sampler")]
+    check_int(n, "n")
+    check_int(steps, "steps")
+    allowed = {
+        k
+        for k, p in inspect.signature(fn).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and k not in ("callback", "return_trajectory", "generator")
+    }
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for sampler {sampler!r}; "
+            f"expected {sorted(allowed)}"
+        )
+    if shape is None:
+        shape = tuple(getattr(model, "event_shape", ()) or ())
+        if not shape:
+            raise ValueError("shape is required: the model has no event_shape")
+    shape = tuple(shape)
+    for v in shape:
+        check_int(v, "shape")
+    sigmas = get_sigmas(
+        schedule, steps, sigma_min, sigma_max, **({"rho": rho} if schedule == "karras" else {})
+    )
+    dev0, dt0 = _placement(model)
+    dev = torch.device(device) if device is not None else dev0
+    dt = dtype or dt0
+    if generator is None:
+        check_int(seed, "seed", minimum=0)
+        generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, *shape), generator=generator, device=generator.device, dtype=dt)
+    x = (x * sigmas[0].item()).to(dev)
+    if "generator" in inspect.signature(fn).parameters:
+        options["generator"] = generator
+    return fn(model, x, sigmas, callback=callback, return_trajectory=return_trajectory, **options)

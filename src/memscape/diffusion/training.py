@@ -1,0 +1,333 @@
+"""Training a :class:`ScoreModel` with the denoising loss (Karras et al. 2022, eq. 8 and §5).
+
+Each step draws a batch ``y`` (with replacement), noise levels ``σ ~ p_train`` and
+noise ``n ~ N(0, σ²I)`` from one seeded generator and minimizes
+
+    L = mean_b λ(σ_b) · mean_i (D_θ(y_b + n_b, σ_b) − y_b)_i²                (EDM eq. 8)
+
+with Adam (linear learning-rate warm-up), gradient-norm clipping and an exponential
+moving average (EMA) of the weights, ``θ_ema ← θ_ema + (1 − β_t)(θ − θ_ema)``,
+``β_t = min(ema, (1 + t)/(10 + t))``. Sampling uses the EMA weights.
+
+A run folder holds ``config.json`` (arguments, model, data fingerprint, versions,
+seed), ``losses.csv`` (one row per ``log_every`` steps: step, mean loss, lr),
+``model.json`` + ``model.safetensors`` (EMA weights, :meth:`ScoreModel.load`) and
+``checkpoint/`` (weights, EMA, Adam state, generator state; safetensors + JSON, never
+pickle). Every file is written to a temporary name and moved into place; a checkpoint
+folder is swapped in whole. Resuming from a checkpoint gives bit-identical results to
+an uninterrupted run on the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memscape._validation import check_int, check_positive, check_tensor
+from memscape.diffusion._io import load_tensors, read_json, save_tensors, write_json
+from memscape.diffusion.model import ScoreModel
+from memscape.diffusion.preconditioning import measured_sigma_data
+
+__all__ = ["TrainRun", "train"]
+
+_CKPT = "checkpoint"
+
+
+@dataclass
+class TrainRun:
+    """Result of :func:`train`.
+
+    Attributes:
+        model: the trained model, holding the EMA weights.
+        losses: table with columns ``step``, ``loss`` (mean over the last ``log_every``
+            steps), ``lr``.
+        path: the run folder, or ``None`` when ``out`` was not given.
+        config: what ``config.json`` holds.
+        steps_per_second: training speed of this call (excluding checkpoint writes).
+    """
+
+    model: ScoreModel
+    losses: pd.DataFrame
+    path: Path | None
+    config: dict[str, Any] = field(default_factory=dict)
+    steps_per_second: float = float("nan")
+
+
+def _data_tensor(data: Any) -> tuple[torch.Tensor, float | None, str]:
+    x = getattr(data, "x", data)
+    x = check_tensor(x, "data", min_ndim=2)
+    if not x.is_floating_point():
+        raise TypeError(f"data must be a floating-point tensor, got {x.dtype}")
+    return x, getattr(data, "sigma_data", None), str(getattr(data, "name", "tensor"))
+
+
+def _fingerprint(x: torch.Tensor) -> str:
+    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    import memscape
+
+    return {
+        "memscape": memscape.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+def train(
+    model: ScoreModel,
+    data: Any,
+    steps: int,
+    batch: int = 256,
+    seed: int = 0,
+    out: str | Path | None = None,
+    *,
+    lr: float = 1e-3,
+    warmup: int = 200,
+    ema: float = 0.999,
+    grad_clip: float | None = 1.0,
+    checkpoint_every: int | None = None,
+    log_every: int = 50,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    resume: bool = True,
+) -> TrainRun:
+    """Train ``model`` on ``data`` with the denoising loss of its preconditioning (EDM eq. 8).
+
+    Args:
+        model: a :class:`ScoreModel`; its σ_data is measured from ``data`` if unset.
+        data: a :class:`memscape.datasets.Dataset` or a float tensor ``(N, *event_shape)``.
+        steps: total optimizer steps (a resumed run continues up to ``steps``).
+        batch: samples per step (drawn with replacement).
+        seed: seeds the one generator behind batches, σ and noise.
+        out: run folder; ``None`` keeps everything in memory.
+        lr: Adam learning rate after warm-up; ``warmup``: steps of linear warm-up.
+        ema: EMA decay β in [0, 1); ``grad_clip``: max gradient L2 norm (``None``: off).
+        checkpoint_every: steps between checkpoints in ``out`` (``None``: only at the end).
+        log_every: steps per loss-table row and progress-bar update.
+        device: where to train (``"cpu"``, ``"cuda"``, …).
+        progress: show a progress bar (step, loss, steps/s).
+        resume: continue from ``out/checkpoint`` when present (its configuration must match).
+
+    Returns:
+        :class:`TrainRun`. The model is left on ``device`` holding its EMA weights.
+    """
+    if not isinstance(model, ScoreModel):
+        raise TypeError(f"model must be a memscape ScoreModel, got {type(model).__name__}")
+    x, data_sigma, data_name = _data_tensor(data)
+    if tuple(x.shape[1:]) != model.event_shape:
+        raise ValueError(
+            f"data samples have shape {tuple(x.shape[1:])} but the model expects "
+            f"{model.event_shape}"
+        )
+    check_int(steps, "steps")
+    check_int(batch, "batch")
+    check_int(seed, "seed", minimum=0)
+    check_positive(lr, "lr")
+    check_int(warmup, "warmup", minimum=0)
+    check_int(log_every, "log_every")
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+        raise ValueError(f"ema must be a number in [0, 1), got {ema!r}")
+    if grad_clip is not None:
+        check_positive(grad_clip, "grad_clip")
+    if checkpoint_every is not None:
+        check_int(checkpoint_every, "checkpoint_every")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a torch device, got {device!r}") from err
+    path = None if out is None else Path(out)
+    if path is not None and path.exists() and not path.is_dir():
+        raise ValueError(f"out must be a folder, but {path} is a file")
+    if model.sigma_data is None:
+        model.sigma_data = data_sigma if data_sigma is not None else measured_sigma_data(x)
+
+    hyper = {
+        "steps": steps,
+        "batch": batch,
+        "seed": seed,
+        "lr": lr,
+        "warmup": warmup,
+        "ema": ema,
+        "grad_clip": grad_clip,
+        "log_every": log_every,
+    }
+    data_info = {"name": data_name, "shape": list(x.shape), "fingerprint": _fingerprint(x)}
+    config = {
+        "train": hyper,
+        "model": model.config,
+        "data": data_info,
+        "device": str(dev),
+        "versions": _versions(),
+    }
+    ckpt = _find_checkpoint(path) if (path is not None and resume) else None
+    if ckpt is not None:
+        _check_resumable(ckpt, config, steps)
+
+    trainer = _Trainer(model, x, dev, hyper)
+    if ckpt is not None:
+        trainer.restore(ckpt)
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        write_json(path / "config.json", config)
+    rate = trainer.run(steps, checkpoint_every, path, progress)
+    if path is not None:
+        trainer.save_checkpoint(path)
+    trainer.finish()
+    losses = pd.DataFrame(trainer.rows, columns=["step", "loss", "lr"])
+    if path is not None:
+        model.save(path)
+        tmp = path / ".losses.csv.tmp"
+        losses.to_csv(tmp, index=False)
+        tmp.replace(path / "losses.csv")
+    return TrainRun(model=model, losses=losses, path=path, config=config, steps_per_second=rate)
+
+
+def _find_checkpoint(path: Path) -> Path | None:
+    for name in (_CKPT, _CKPT + ".old"):
+        if (path / name / "state.json").is_file():
+            return path / name
+    return None
+
+
+def _check_resumable(ckpt: Path, config: dict[str, Any], steps: int) -> None:
+    path = ckpt.parent
+    old = read_json(path / "config.json", "resume")
+    for key in ("model", "data"):
+        if old.get(key) != config[key]:
+            raise ValueError(
+                f"cannot resume {path}: its {key} differs from this call "
+                f"({old.get(key)} vs {config[key]}); pass resume=False or another out"
+            )
+    a = {k: v for k, v in old.get("train", {}).items() if k != "steps"}
+    b = {k: v for k, v in config["train"].items() if k != "steps"}
+    if a != b:
+        raise ValueError(f"cannot resume {path}: training arguments differ ({a} vs {b})")
+    done = read_json(ckpt / "state.json", "resume")["step"]
+    if done > steps:
+        raise ValueError(f"steps={steps} is less than the {done} steps already in {path}")
+
+
+class _Trainer:
+    """The training state (weights, EMA, Adam, generator, loss rows) and its loop."""
+
+    def __init__(self, model: ScoreModel, x: torch.Tensor, dev: torch.device, hyper: dict) -> None:
+        self.model = model.to(dev).train()
+        self.h = hyper
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.param_data = [p.detach() for p in self.params]
+        self.ema = [p.detach().clone() for p in self.params]
+        self.opt = torch.optim.Adam(self.params, lr=hyper["lr"], foreach=True)
+        self.gen = torch.Generator(device=dev)
+        self.gen.manual_seed(hyper["seed"])
+        self.x = x.to(dev, self.param_data[0].dtype)
+        self.buf = torch.zeros(hyper["log_every"], device=dev)
+        self.rows: list[tuple[int, float, float]] = []
+        self.step = 0
+
+    def _loss(self) -> torch.Tensor:
+        m, g, b = self.model, self.gen, self.h["batch"]
+        y = self.x[torch.randint(self.x.shape[0], (b,), generator=g, device=self.x.device)]
+        sigma = m.precond.sample_sigma(b, generator=g, device=y.device, dtype=y.dtype)
+        noise = torch.randn(y.shape, generator=g, device=y.device, dtype=y.dtype)
+        s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
+        d = m._denoise(y + s * noise, sigma, create_graph=True)
+        w = m.precond.loss_weight(sigma, m._sigma_data())
+        return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
+
+    def run(self, steps: int, every: int | None, path: Path | None, progress: bool) -> float:
+        from tqdm.auto import tqdm
+
+        h = self.h
+        bar = tqdm(total=steps, initial=self.step, disable=not progress, unit="step", desc="train")
+        t0, start = time.perf_counter(), self.step
+        while self.step < steps:
+            t = self.step
+            lr = h["lr"] * min(1.0, (t + 1) / h["warmup"]) if h["warmup"] else h["lr"]
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            loss = self._loss()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if h["grad_clip"] is not None:
+                torch.nn.utils.clip_grad_norm_(self.params, h["grad_clip"], foreach=True)
+            self.opt.step()
+            decay = min(h["ema"], (1 + t) / (10 + t))
+            torch._foreach_lerp_(self.ema, self.param_data, 1.0 - decay)
+            self.buf[t % h["log_every"]] = loss.detach()
+            self.step = t + 1
+            if self.step % h["log_every"] == 0 or self.step == steps:
+                n = (self.step - 1) % h["log_every"] + 1
+                mean = float(self.buf[:n].mean())
+                self.rows.append((self.step, mean, lr))
+                bar.set_postfix(loss=f"{mean:.4g}", refresh=False)
+                bar.update(self.step - bar.n)
+            if path is not None and every is not None and self.step % every == 0:
+                self.save_checkpoint(path)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        return (self.step - start) / elapsed if elapsed > 0 and self.step > start else float("nan")
+
+    # ------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: Path) -> None:
+        """Write ``path/checkpoint`` whole: into a temp folder, then swap it in."""
+        tmp, final, old = path / (_CKPT + ".tmp"), path / _CKPT, path / (_CKPT + ".old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_tensors(tmp / "model.safetensors", self.model.state_dict())
+        save_tensors(tmp / "ema.safetensors", {str(i): e for i, e in enumerate(self.ema)})
+        opt = self.opt.state_dict()
+        tensors = {"rng": self.gen.get_state(), "loss_buffer": self.buf}
+        for i, st in opt["state"].items():
+            for k, v in st.items():
+                tensors[f"adam.{i}.{k}"] = v
+        save_tensors(tmp / "optimizer.safetensors", tensors)
+        groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
+        write_json(
+            tmp / "state.json", {"step": self.step, "param_groups": groups, "rows": self.rows}
+        )
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.replace(old)
+        tmp.replace(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def restore(self, ckpt: Path) -> None:
+        """Load weights, EMA, Adam state, generator state and loss rows from ``ckpt``."""
+        dev = self.x.device
+        state = read_json(ckpt / "state.json", "resume")
+        self.model.load_state_dict(load_tensors(ckpt / "model.safetensors", "resume"))
+        ema = load_tensors(ckpt / "ema.safetensors", "resume")
+        for i, e in enumerate(self.ema):
+            e.copy_(ema[str(i)])
+        tensors = load_tensors(ckpt / "optimizer.safetensors", "resume")
+        adam: dict[int, dict[str, torch.Tensor]] = {}
+        for key, v in tensors.items():
+            if key.startswith("adam."):
+                _, idx, k = key.split(".", 2)
+                adam.setdefault(int(idx), {})[k] = v if k == "step" else v.to(dev)
+        self.opt.load_state_dict({"state": adam, "param_groups": state["param_groups"]})
+        self.gen.set_state(tensors["rng"])
+        self.buf.copy_(tensors["loss_buffer"])
+        self.rows = [tuple(r) for r in state["rows"]]  # type: ignore[misc]
+        self.step = int(state["step"])
+
+    def finish(self) -> None:
+        """Copy the EMA weights into the model and switch it to eval mode."""
+        with torch.no_grad():
+            for p, e in zip(self.param_data, self.ema, strict=True):
+                p.copy_(e)
+        self.model.eval()
