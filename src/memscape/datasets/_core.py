@@ -82,6 +82,13 @@ class Dataset:
         labels = None if self.labels is None else self.labels[idx.to(self.labels.device)]
         return Dataset(self.x[idx], self.name, self.value_range, labels=labels, meta=meta)
 
+    def complement(self, k: int, seed: int = 0) -> Dataset:
+        """The points not in ``subset(k, seed)`` (a disjoint set, in permutation order)."""
+        check_int(k, "k")
+        if k >= len(self):
+            raise ValueError(f"k={k} leaves no points of the {len(self)} in {self.name!r}")
+        return self.subset(len(self) - k, seed, start=k)
+
 
 _REGISTRY: dict[str, Callable[..., Dataset]] = {}
 
@@ -123,12 +130,7 @@ def load(name: str | Path, n: int | None = None, seed: int = 0, **options: Any) 
     if isinstance(name, Path) or (isinstance(name, str) and name not in _REGISTRY):
         path = Path(name)
         if path.exists():
-            kind = "folder" if path.is_dir() else path.suffix.lstrip(".").lower()
-            if kind not in ("folder", "npy", "npz"):
-                raise ValueError(
-                    f"cannot load {path}: expected a .npy/.npz file or an image folder"
-                )
-            data = _REGISTRY[kind](path=path, **options)
+            data = _REGISTRY["file"](path=path, **options)
         elif isinstance(name, Path) or "/" in str(name) or path.suffix:
             raise ValueError(f"data path does not exist: {path}")
         else:

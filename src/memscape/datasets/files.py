@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -10,7 +11,7 @@ import torch
 from memscape._validation import check_choice
 from memscape.datasets._core import Dataset, register
 
-__all__ = ["image_folder", "npy", "npz"]
+__all__ = ["from_file", "image_folder", "npy", "npz"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -90,3 +91,14 @@ def image_folder(path: str | Path | None = None, mode: str | None = None) -> Dat
     x = torch.from_numpy(np.stack(arrays))
     x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
     return Dataset(x / 127.5 - 1.0, str(p), (-1.0, 1.0), meta={"files": len(files), "mode": mode})
+
+
+@register("file")
+def from_file(path: str | Path | None = None, **options: Any) -> Dataset:
+    """A ``.npy`` or ``.npz`` file or an image folder, chosen by what ``path`` is."""
+    p = _existing(path, "file")
+    if p.is_dir():
+        return image_folder(p, **options)
+    if p.suffix.lower() not in (".npy", ".npz"):
+        raise ValueError(f"cannot load {p}: expected a .npy/.npz file or an image folder")
+    return (npy if p.suffix.lower() == ".npy" else npz)(p, **options)

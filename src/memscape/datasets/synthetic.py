@@ -34,6 +34,7 @@ def circle(size: int = 10_000, data_seed: int = 0, radius: float = 1.0) -> Datas
 
 
 @register("gmm")
+@register("mixture")
 def gmm(
     size: int = 10_000,
     data_seed: int = 0,
