@@ -5,7 +5,7 @@ D = x + σ²·score), associative memories, the exact diffusion energy, and tool
 study their landscapes.
 """
 
-from memscape import datasets
+from memscape import datasets, theory
 from memscape.diffusion import (
     EmpiricalDiffusion,
     ScoreModel,
@@ -31,6 +31,7 @@ from memscape.landscape import (
 from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.landscape.plot import plot_bifurcation, plot_landscape
 from memscape.memories import ModernHopfield
+from memscape.memorization import classify_samples, memorized_fraction, nearest_neighbors, nn_ratio
 from memscape.protocol import EnergyModel, jacobian_of, score_of
 
 __version__ = "0.1.0"
@@ -65,4 +66,9 @@ __all__ = [
     "log_likelihood",
     "sample",
     "train",
+    "theory",
+    "classify_samples",
+    "memorized_fraction",
+    "nearest_neighbors",
+    "nn_ratio",
 ]
