@@ -30,7 +30,7 @@ from memscape.landscape import (
 )
 from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.landscape.plot import plot_bifurcation, plot_landscape
-from memscape.memories import ModernHopfield
+from memscape.memories import ClassicalHopfield, DenseAM, ModernHopfield
 from memscape.memorization import classify_samples, memorized_fraction, nearest_neighbors, nn_ratio
 from memscape.protocol import EnergyModel, jacobian_of, score_of
 
@@ -54,6 +54,8 @@ __all__ = [
     "DescentResult",
     "EmpiricalDiffusion",
     "EnergyModel",
+    "ClassicalHopfield",
+    "DenseAM",
     "ModernHopfield",
     "__version__",
     "descend",

@@ -1,4 +1,4 @@
-"""Modern (continuous) Hopfield network of Ramsauer et al. 2020, "Hopfield Networks is All You Need"."""
+"""Modern Hopfield network (Ramsauer et al. 2020, "Hopfield Networks is All You Need")."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from memscape._validation import check_positive, check_tensor
+from memscape.dynamics.descent import DescentResult, descend
 from memscape.kernels import DEFAULT_CHUNK, streamed_softmax
 from memscape.protocol import EnergyModel
 from memscape.theory import hopfield_retrieval_bound
@@ -89,6 +90,35 @@ class ModernHopfield(EnergyModel):
         """One CCCP update ``ξ ← X softmax(β(Xᵀξ + c))`` (eq. 3): ``(B, d) -> (B, d)``."""
         return self._stats(x).mean
 
+    def retrieve(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        max_steps: int = 100,
+        tol: float = 1e-6,
+        record: bool = False,
+    ) -> DescentResult:
+        """Iterate CCCP updates from ``x`` until the max-abs change is below ``tol``.
+
+        Runs through :func:`memscape.descend` (``method="update"``); the energy never
+        increases along the iterates (Ramsauer et al. 2020, Theorem 1).
+
+        Args:
+            x: start states (queries) ``(B, d)``.
+            mask: bool ``(d,)`` or ``(B, d)``; ``True`` entries stay clamped to ``x``
+                (partial-cue retrieval).
+            max_steps: update cap.
+            tol: convergence tolerance on the max-abs change of one update.
+            record: keep the trajectory (states, energy, score norm per update).
+
+        Returns:
+            :class:`memscape.DescentResult`.
+        """
+        x = self._check_x(x)
+        return descend(
+            self, x, method="update", tol=tol, max_steps=max_steps, mask=mask, record=record
+        )
+
     def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form Hessian ``I − β Cov_p(X)`` with ``p`` the softmax weights: ``(B, d, d)``."""
         cov = self._stats(x, covariance=True).cov
@@ -106,7 +136,7 @@ class ModernHopfield(EnergyModel):
         return torch.softmax(self.beta * logits, dim=1)
 
     def separation(self) -> torch.Tensor:
-        """Separation ``Δ_i = x_iᵀx_i − max_{j≠i} x_iᵀx_j`` of each memory (Ramsauer et al. Def. 1): ``(K,)``."""
+        """Separation ``Δ_i = x_iᵀx_i − max_{j≠i} x_iᵀx_j`` (Ramsauer et al. Def. 1): ``(K,)``."""
         g = self.memories @ self.memories.T
         diag = g.diagonal().clone()
         g.fill_diagonal_(-torch.inf)

@@ -1,0 +1,161 @@
+"""Dense associative memory of Krotov & Hopfield 2016 (exponential F: Demircigil et al. 2017)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from memscape._validation import check_choice, check_int
+from memscape.dynamics.descent import DescentResult
+from memscape.memories.classical import (
+    check_order,
+    check_spins,
+    clamp_mask,
+    random_order,
+    retrieve_by_sweeps,
+    serial,
+)
+from memscape.protocol import EnergyModel
+
+__all__ = ["DenseAM"]
+
+INTERACTIONS = ("polynomial", "rectified_polynomial", "exponential")
+
+
+class DenseAM(EnergyModel):
+    """Binary dense associative memory with interaction function ``F``.
+
+    Energy (Krotov & Hopfield 2016, eq. 1), for ±1 patterns ``ξ_μ`` and state ``σ``::
+
+        E(σ) = −Σ_μ F(ξ_μ · σ),
+        F(x) = xⁿ                  ("polynomial"),
+        F(x) = max(x, 0)ⁿ          ("rectified_polynomial"),
+        F(x) = exp(x)              ("exponential", Demircigil et al. 2017).
+
+    For ``"exponential"`` the energy is reported in log form
+    ``E(σ) = −log Σ_μ exp(ξ_μ · σ)`` (= −log(−E_Demircigil), an order-preserving
+    transform with the same minima and update rule) because ``exp(ξ·σ)`` overflows
+    float64 once N > 709. Capacity grows like ``N^(n−1)`` (polynomial) and
+    exponentially in N (exponential).
+
+    Update (Krotov & Hopfield 2016, eq. 3), one unit at a time in a seeded random order::
+
+        σ_i ← sign(Σ_μ [F(ξ_μi + Σ_{j≠i} ξ_μj σ_j) − F(−ξ_μi + Σ_{j≠i} ξ_μj σ_j)]),
+
+    i.e. ``σ_i`` takes the value of lower energy (ties keep ``σ_i``), so ``E`` never
+    increases. The overlaps are kept in float64 (exact integers) and updated after
+    each flip; the exponential case uses ``Σ_μ ξ_μi exp(r_μ − max r)``, the same sign.
+
+    Args:
+        patterns: ``(K, N)`` tensor of ±1.
+        interaction: ``"polynomial"``, ``"rectified_polynomial"`` or ``"exponential"``.
+        n: power of the polynomial interactions (integer ≥ 2; n = 2 is the classical
+            Hopfield network); ignored for ``"exponential"``.
+    """
+
+    def __init__(self, patterns: torch.Tensor, interaction: str = "polynomial", n: int = 3) -> None:
+        patterns = check_spins(patterns, "patterns")
+        self.interaction = check_choice(interaction, INTERACTIONS, "interaction")
+        self.n = check_int(n, "n", minimum=2)
+        dtype = patterns.dtype if patterns.is_floating_point() else torch.get_default_dtype()
+        self.patterns = patterns.to(dtype)
+        self.event_shape = (patterns.shape[1],)
+
+    def _overlaps(self, x: torch.Tensor) -> torch.Tensor:
+        return self._check_x(x) @ self.patterns.to(x).T
+
+    # ------------------------------------------------------------ protocol
+    def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+        """``E = −Σ_μ F(ξ_μ·σ)`` (log form for exponential): ``(B, N) -> (B,)``, any real states."""
+        m = self._overlaps(x)
+        if self.interaction == "exponential":
+            return -torch.logsumexp(m, dim=1)
+        if self.interaction == "rectified_polynomial":
+            m = m.clamp_min(0)
+        return -m.pow(self.n).sum(1)
+
+    def score(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+        """Closed-form ``−∇E = Σ_μ F'(ξ_μ·σ) ξ_μ`` (softmax weights for exponential): ``(B, N)``."""
+        m = self._overlaps(x)
+        if self.interaction == "exponential":
+            w = torch.softmax(m, dim=1)
+        else:
+            if self.interaction == "rectified_polynomial":
+                m = m.clamp_min(0)
+            w = self.n * m.pow(self.n - 1)
+        return w @ self.patterns.to(x)
+
+    def update(
+        self,
+        x: torch.Tensor,
+        sigma: Any = None,
+        *,
+        generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
+        clamp: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One asynchronous sweep of the energy-lowering unit update: ``(B, N) -> (B, N)``.
+
+        Args:
+            x: ±1 states ``(B, N)``.
+            generator: draws the visiting order (one permutation shared by the batch).
+            order: explicit visiting order (distinct unit indices, possibly a subset).
+            clamp: bool ``(N,)`` or ``(B, N)``; ``True`` units never change.
+        """
+        x = check_spins(self._check_x(x), "x")
+        free = clamp_mask(clamp, x)
+        n_units = x.shape[1]
+        order = (
+            random_order(n_units, generator, x.device)
+            if order is None
+            else check_order(order, n_units, x.device)
+        )
+        s = x.to(torch.float64)
+        pt = self.patterns.to(s).T.contiguous()  # (N, K)
+        m = s @ pt
+        with serial(s.device):
+            for i in order.tolist():
+                xi, si = pt[i], s[:, i]
+                r = m - si[:, None] * xi
+                g = self._gain(r, xi)
+                flip = g * si < 0
+                if free is not None:
+                    flip &= ~free[:, i]
+                new = torch.where(flip, -si, si)
+                s[:, i] = new
+                m = r + new[:, None] * xi
+        return s.to(x.dtype)
+
+    def _gain(self, r: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        """A positive multiple of ``Σ_μ F(r_μ + ξ_μi) − F(r_μ − ξ_μi)``: ``(B,)``."""
+        if self.interaction == "exponential":
+            # exp(r+ξ) − exp(r−ξ) = 2 sinh(1) ξ exp(r) for ξ = ±1; scale by exp(−max r).
+            return (xi * torch.exp(r - r.amax(dim=1, keepdim=True))).sum(1)
+        up, down = r + xi, r - xi
+        if self.interaction == "rectified_polynomial":
+            up, down = up.clamp_min(0), down.clamp_min(0)
+        return (up.pow(self.n) - down.pow(self.n)).sum(1)
+
+    def retrieve(
+        self,
+        cue: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        max_steps: int = 100,
+        generator: torch.Generator | None = None,
+        record: bool = False,
+    ) -> DescentResult:
+        """Sweep from ``cue`` to a fixed point or ``max_steps`` (via :func:`memscape.descend`).
+
+        Args:
+            cue: ±1 start states ``(B, N)``.
+            mask: bool ``(N,)`` or ``(B, N)``; ``True`` entries stay clamped to the cue
+                during every sweep (partial-cue retrieval).
+            max_steps: sweep cap.
+            generator: seeds the visiting orders.
+            record: keep the trajectory (states, energy, score norm per sweep).
+
+        Returns:
+            :class:`memscape.DescentResult`; ``converged`` marks fixed points.
+        """
+        return retrieve_by_sweeps(self, cue, mask, max_steps, generator, record)
