@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -208,6 +209,7 @@ def test_effective_capacity_accepts_mapping_and_dataframe_with_repeats():
     assert effective_capacity(dict(pairs)).interpolated == pytest.approx(20.0)
     ks, fs = zip(*pairs, strict=True)
     assert effective_capacity(ks, fs, level=0.9).interpolated == pytest.approx(20.0)
+    assert effective_capacity(np.array(pairs)).interpolated == pytest.approx(20.0)
     rows = [(k, f + s) for k, f in pairs for s in (-0.01, 0.01)]  # two "seeds" per K
     df = pd.DataFrame(rows, columns=["K", "memorized_fraction"])
     df["memorized_fraction"] = df["memorized_fraction"].clip(0.0, 1.0)

@@ -199,13 +199,15 @@ def _capacity_pairs(table: Any, k_column: str, fraction_column: str) -> list[tup
         )
     pairs = []
     for item in raw:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValueError(f"table entries must be (K, fraction) pairs, got {item!r}")
-        k, f = float(item[0]), float(item[1])
+        try:
+            k_raw, f_raw = item
+            k, f = float(k_raw), float(f_raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"table entries must be (K, fraction) pairs, got {item!r}") from None
         if not (math.isfinite(k) and k > 0):
-            raise ValueError(f"K must be finite and > 0, got {item[0]!r}")
+            raise ValueError(f"K must be finite and > 0, got {k_raw!r}")
         if not 0 <= f <= 1:
-            raise ValueError(f"memorized fraction must be in [0, 1], got {item[1]!r} at K={k:g}")
+            raise ValueError(f"memorized fraction must be in [0, 1], got {f_raw!r} at K={k:g}")
         pairs.append((k, f))
     if not pairs:
         raise ValueError("table must not be empty")

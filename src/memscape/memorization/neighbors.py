@@ -122,8 +122,9 @@ def nearest_neighbors(
             never returns reference ``i`` (nearest *other* sample; exact duplicates
             at other indices are still found, at distance 0).
         backend: ``"torch"``, ``"faiss"`` (``IndexFlatL2``, CPU, float32 search with
-            exact re-scoring) or ``"auto"`` (faiss when installed and the work is on
-            the CPU, else torch).
+            exact re-scoring) or ``"auto"`` (faiss when installed, the work is on the
+            CPU and the data are float32; else torch, which ranks float64 data in
+            float64).
         device: where to compute; default the queries' device. Results come back on
             the queries' device.
         embed: optional feature map applied before distances (see module docstring).
@@ -167,7 +168,7 @@ def nearest_neighbors(
     center = r.mean(0)
     q, r = q - center, r - center
     use_faiss = backend == "faiss" or (
-        backend == "auto" and dev.type == "cpu" and faiss_available()
+        backend == "auto" and dev.type == "cpu" and dtype == torch.float32 and faiss_available()
     )
     if use_faiss:
         idx = _faiss_candidates(q, r, k, exclude_self)
