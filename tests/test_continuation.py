@@ -25,10 +25,7 @@ class Cusp(EnergyModel):
 
     def energy(self, x, sigma=None):
         z = x[:, 0]
-        return z**4 / 4 + self.a * z**2 / 2 + self.b * z
-
-    def hessian(self, x, sigma=None):
-        return (3 * x**2 + self.a)[:, :, None]
+        return z**4 / 4 + self.a * z**2 / 2 + self.b * z  # score and Hessian by autograd
 
 
 class TiltedWell(EnergyModel):
@@ -41,6 +38,9 @@ class TiltedWell(EnergyModel):
 
     def energy(self, x, sigma=None):
         return (x[:, 0] ** 2 - 1) ** 2 + 0.5 * x[:, 1] ** 2 - self.t * x[:, 0]
+
+    def score(self, x, sigma=None):
+        return -torch.stack([4 * x[:, 0] ** 3 - 4 * x[:, 0] - self.t, x[:, 1]], dim=1)
 
     def hessian(self, x, sigma=None):
         h = torch.zeros(x.shape[0], 2, 2, dtype=x.dtype)
@@ -150,8 +150,8 @@ def test_tilted_double_well_folds_with_census():
         "t",
         start=-3.0,
         stop=3.0,
-        reseed=2,
-        census_kwargs={"n_starts": 32, "max_steps": 300},
+        reseed=1,
+        census_kwargs={"n_starts": 16, "max_steps": 300},
         generator=torch.Generator().manual_seed(1),
     )
     bif = diagram.bifurcations
@@ -209,3 +209,47 @@ def test_bad_input():
         continuation(model, "sigma", start=1.0, stop=0.5, starts=torch.zeros(1, 3, dtype=F64))
     with pytest.raises(ValueError, match="outside"):
         continuation(model, "sigma", start=1.0, stop=0.5, starts={2.0: zero}, reseed=0)
+
+
+class Crossroads(EnergyModel):
+    """``E = (y² − 1)²/4 + (y + ½) x²/2 + x⁴/4 + p x``.
+
+    At ``p = 0`` the axis ``x = 0`` is invariant and holds two saddles, (0, 0) and
+    (0, −1): the unstable manifold of the first runs down the axis into the second
+    (a saddle connection). For ``p ≠ 0`` it ends in the minimum on the side ``−sign(p)``,
+    so the Morse–Smale graph changes at ``p = 0`` without any fold or pitchfork.
+    """
+
+    event_shape = (2,)
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def energy(self, x, sigma=None):
+        u, v = x[:, 0], x[:, 1]
+        return (v**2 - 1) ** 2 / 4 + (v + 0.5) * u**2 / 2 + u**4 / 4 + self.p * u
+
+    def score(self, x, sigma=None):  # closed form: the test's many descents stay cheap
+        u, v = x[:, 0], x[:, 1]
+        return -torch.stack([(v + 0.5) * u + u**3 + self.p, (v**2 - 1) * v + u**2 / 2], dim=1)
+
+
+def test_saddle_connection_at_the_symmetric_point():
+    diagram = continuation(
+        lambda p: Crossroads(p),
+        "p",
+        start=-0.1,
+        stop=0.13,
+        reseed=0,
+        saddle_connections=True,
+        n_graph=5,
+        census_kwargs={"n_starts": 32, "max_steps": 300},
+        generator=torch.Generator().manual_seed(0),
+    )
+    bif = diagram.bifurcations
+    assert list(bif.kind) == ["saddle_connection"], bif
+    assert abs(bif.parameter.iloc[0]) < 1e-3
+    assert np.allclose([bif.x0.iloc[0], bif.x1.iloc[0]], [0.0, 0.0], atol=1e-3)  # saddle (0, 0)
+    ends = diagram.at(0.05)
+    side_minima = ends[(ends.morse_index == 0) & (ends.x1 < -0.5)]
+    assert sorted(bif.branches.iloc[0][1:]) == sorted(side_minima.branch)

@@ -47,7 +47,8 @@ from scipy.optimize import brentq
 
 from memscape._validation import check_int, check_positive, check_tensor
 from memscape.landscape._fields import flat_hessian, flat_score, has_energy, is_noise_conditioned
-from memscape.landscape.critical import critical_points, default_patterns
+from memscape.landscape.critical import CriticalPoints, critical_points, default_patterns
+from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.protocol import is_model
 
 __all__ = ["BifurcationDiagram", "continuation"]
@@ -371,6 +372,79 @@ def _trace(
     return paths, events
 
 
+# ---------------------------------------------------------------------------- saddle connections
+def _crossings(fam: _Family, paths: list[_Path], q: float, cfg: _Cfg):
+    """Every branch's critical points at ``q``, keyed ``(branch, k-th crossing)``: keys, ``(N, d)``."""
+    e_q = paths[0].u[0].new_zeros(paths[0].u[0].shape)
+    e_q[-1] = 1.0
+    keys, xs = [], []
+    for bid, path in enumerate(paths):
+        qs = [float(u[-1]) for u in path.u]
+        n = 0
+        for k in range(len(qs) - 1):
+            if min(qs[k], qs[k + 1]) <= q < max(qs[k], qs[k + 1]):
+                w = (q - qs[k]) / (qs[k + 1] - qs[k])
+                pred = path.u[k] + w * (path.u[k + 1] - path.u[k])
+                u, ok, _ = _correct(fam, pred, e_q, cfg.tol)
+                if ok:
+                    keys.append((bid, n))
+                    xs.append(fam.scale * u[:-1])
+                n += 1
+    return keys, torch.stack(xs) if xs else None
+
+
+def _edges(fam: _Family, paths: list[_Path], q: float, cfg: _Cfg):
+    """Morse–Smale edges ``(saddle key, end key)`` at ``q`` (end ``(-1, -1)``: unresolved)."""
+    keys, xs = _crossings(fam, paths, q, cfg)
+    if xs is None:
+        return frozenset(), (), {}
+    model, sig = fam.at(q)
+    cps = CriticalPoints.from_points(model, xs.reshape(-1, *fam.event_shape), sig)
+    graph = morse_smale_graph(model, cps, sig)
+
+    def key(node: Any) -> tuple[int, int]:
+        return keys[node] if isinstance(node, int) else (-1, -1)
+
+    edges = tuple(sorted((key(a), key(b)) for a, b in graph.edges()))
+    return frozenset(keys), edges, dict(zip(keys, xs, strict=True))
+
+
+def _saddle_connections(
+    fam: _Family, paths: list[_Path], events: list[_Event], cfg: _Cfg, n_graph: int
+) -> list[_Event]:
+    """Changes of the Morse–Smale graph between grid values with no fold/pitchfork between.
+
+    Between two such values the branches (hence the nodes) are the same, so a
+    changed edge set means a saddle's unstable manifold crossed another saddle's
+    stable manifold: a saddle connection, located by bisection on ``q``.
+    """
+    grid = [float(v) for v in np.linspace(cfg.q_lo, cfg.q_hi, n_graph + 2)[1:-1]]
+    graphs = [_edges(fam, paths, q, cfg) for q in grid]
+    found = []
+    for (qa, ga), (qb, gb) in zip(zip(grid, graphs), zip(grid[1:], graphs[1:]), strict=False):
+        if ga[0] != gb[0] or ga[1] == gb[1]:
+            continue
+        if any(qa <= float(e.u[-1]) <= qb for e in events):
+            continue
+        lo, hi = qa, qb
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            gm = _edges(fam, paths, mid, cfg)
+            if gm[0] != ga[0]:
+                break
+            lo, hi = (mid, hi) if gm[1] == ga[1] else (lo, mid)
+            if hi - lo < 1e-5 * (cfg.q_hi - cfg.q_lo):
+                break
+        changed = sorted(set(ga[1]) ^ set(gb[1]))
+        saddle = changed[0][0]
+        q_star = 0.5 * (lo + hi)
+        x = _edges(fam, paths, q_star, cfg)[2].get(saddle, ga[2][saddle])
+        u = torch.cat([x / fam.scale, x.new_tensor([q_star])])
+        ends = sorted({b[0] for _, b in changed if b[0] >= 0} - {saddle[0]})
+        found.append(_Event("saddle_connection", u, saddle[0], 1, 1, ends))
+    return found
+
+
 # ---------------------------------------------------------------------------- resolution of inputs
 def _factory_caller(factory: Callable, parameter: str) -> Callable[[float], Any]:
     try:
@@ -551,6 +625,8 @@ def continuation(
     tol: float = 1e-9,
     scale: float | None = None,
     branch_switching: bool = True,
+    saddle_connections: bool = False,
+    n_graph: int = 16,
     census_kwargs: Mapping[str, Any] | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
@@ -585,6 +661,12 @@ def continuation(
         scale: length unit ``L`` for the coordinates in the arclength metric
             (default: the spread of the seed points, or 1).
         branch_switching: follow the branches leaving each pitchfork.
+        saddle_connections: also detect saddle connections: the Morse–Smale graph
+            (:func:`memscape.landscape.morse_smale.morse_smale_graph`) of the branch
+            points at ``n_graph`` parameter values is compared, and each change with no
+            fold or pitchfork in between is located by bisection (expensive: one graph,
+            i.e. one descent per saddle side, per evaluation).
+        n_graph: parameter values (evenly spaced in ``q``) where the graph is built.
         census_kwargs: extra keyword arguments of the census (``n_starts``, ...).
         generator: randomness of the census.
         dtype, device: of the computation (float64 by default).
@@ -610,6 +692,7 @@ def continuation(
     check_int(steps, "steps")
     check_int(max_points, "max_points", minimum=2)
     check_positive(tol, "tol")
+    check_int(n_graph, "n_graph", minimum=2)
     if scale is not None:
         check_positive(scale, "scale")
     fam = _Family(_builder(model, parameter, sigma), log, dtype, device)
@@ -666,5 +749,7 @@ def continuation(
             if ok:
                 queue.append(_Seed(u, refs))
     paths, events = _trace(fam, queue, cfg, branch_switching)
+    if saddle_connections and paths:
+        events += _saddle_connections(fam, paths, events, cfg, n_graph)
     branches, bifurcations = _tables(fam, paths, events)
     return BifurcationDiagram(parameter, log, branches, bifurcations)
