@@ -374,7 +374,7 @@ def _trace(
 
 # ---------------------------------------------------------------------------- saddle connections
 def _crossings(fam: _Family, paths: list[_Path], q: float, cfg: _Cfg):
-    """Every branch's critical points at ``q``, keyed ``(branch, k-th crossing)``: keys, ``(N, d)``."""
+    """The branches' points at ``q``, keyed ``(branch, k-th crossing)``: keys, ``(N, d)``."""
     e_q = paths[0].u[0].new_zeros(paths[0].u[0].shape)
     e_q[-1] = 1.0
     keys, xs = [], []
@@ -421,7 +421,8 @@ def _saddle_connections(
     grid = [float(v) for v in np.linspace(cfg.q_lo, cfg.q_hi, n_graph + 2)[1:-1]]
     graphs = [_edges(fam, paths, q, cfg) for q in grid]
     found = []
-    for (qa, ga), (qb, gb) in zip(zip(grid, graphs), zip(grid[1:], graphs[1:]), strict=False):
+    for i in range(len(grid) - 1):
+        (qa, ga), (qb, gb) = (grid[i], graphs[i]), (grid[i + 1], graphs[i + 1])
         if ga[0] != gb[0] or ga[1] == gb[1]:
             continue
         if any(qa <= float(e.u[-1]) <= qb for e in events):
