@@ -162,9 +162,10 @@ def test_tilted_double_well_folds_with_census():
     assert diagram.branches.branch.nunique() == 1  # one S-shaped branch, reseeds deduplicated
 
 
-def test_modern_hopfield_mean_loses_stability():
+@pytest.mark.parametrize("d", [4, 40])
+def test_modern_hopfield_mean_loses_stability(d):
     g = torch.Generator().manual_seed(3)
-    m = torch.randn(4, generator=g, dtype=F64)
+    m = torch.randn(d, generator=g, dtype=F64) / math.sqrt(d)
     memories = torch.stack([m, -m])
     beta_c = 1 / float(m @ m)  # Hessian at 0 is I − β m mᵀ
     diagram = ms.continuation(
@@ -172,14 +173,21 @@ def test_modern_hopfield_mean_loses_stability():
         "beta",
         start=0.2 * beta_c,
         stop=5 * beta_c,
-        starts=torch.zeros(1, 4, dtype=F64),
+        starts=torch.zeros(1, d, dtype=F64),
         reseed=0,
     )
     bif = diagram.bifurcations
     assert list(bif.kind) == ["pitchfork"]
     assert rel(bif.parameter.iloc[0], beta_c) < 0.01
     assert bif.index_before.iloc[0] == 0 and bif.index_after.iloc[0] == 1
-    assert sorted(diagram.at(3 * beta_c).morse_index) == [0, 0, 1]
+    below = diagram.at(3 * beta_c)
+    assert sorted(below.morse_index) == [0, 0, 1]
+    # the new minima lie on the line of ±m: ξ = m·tanh(β mᵀξ) (fixed point of the update)
+    xs = np.stack(below.x) if d > 32 else below[[f"x{i}" for i in range(d)]].to_numpy()
+    mn = m.numpy()
+    along = xs @ mn / (mn @ mn)
+    assert np.allclose(xs, along[:, None] * mn, atol=1e-3)
+    assert np.allclose(along, np.tanh(3 * beta_c * along * (mn @ mn)), atol=1e-3)
 
 
 def test_bad_input():

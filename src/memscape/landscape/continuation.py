@@ -47,7 +47,12 @@ from scipy.optimize import brentq
 
 from memscape._validation import check_int, check_positive, check_tensor
 from memscape.landscape._fields import flat_hessian, flat_score, has_energy, is_noise_conditioned
-from memscape.landscape.critical import CriticalPoints, critical_points, default_patterns
+from memscape.landscape.critical import (
+    MAX_TABLE_COORDS,
+    CriticalPoints,
+    critical_points,
+    default_patterns,
+)
 from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.protocol import is_model
 
@@ -526,7 +531,8 @@ class BifurcationDiagram:
         parameter: name of the continued parameter.
         log: whether continuation ran in ``log p``.
         branches: tidy table, one row per continuation point: ``branch``, ``point``
-            (order along the branch), ``parameter``, ``x0..x{d-1}``, ``energy``
+            (order along the branch), ``parameter``, ``x0..x{d-1}`` (one array column
+            ``x`` when d > 32, as in the census table), ``energy``
             (NaN for score-only models), ``morse_index``, ``stable`` (index 0),
             ``lambda0..`` (the smallest Hessian eigenvalues, ascending).
         bifurcations: tidy table, one row per bifurcation: ``parameter``, ``kind``
@@ -551,17 +557,20 @@ class BifurcationDiagram:
         Coordinates and energy are linearly interpolated between the two continuation
         points that bracket ``value``; ``morse_index`` is the nearer one's.
         """
-        check_positive(value, "value") if self.log else None
+        if self.log:
+            check_positive(value, "value")
+        cols = [*self.coordinates, *(["x"] if "x" in self.branches else []), "energy"]
         rows = []
         for bid, br in self.branches.groupby("branch", sort=True):
             p = br["parameter"].to_numpy()
-            for k in np.flatnonzero((p[:-1] - value) * (p[1:] - value) <= 0):
-                if p[k] == p[k + 1]:
-                    continue
+            lo, hi = np.minimum(p[:-1], p[1:]), np.maximum(p[:-1], p[1:])
+            for k in np.flatnonzero((lo <= value) & (value <= hi) & (lo < hi)):
+                if p[k + 1] == value and k + 2 < len(p):
+                    continue  # the next piece starts at this very point
                 w = (value - p[k]) / (p[k + 1] - p[k])
                 a, b = br.iloc[k], br.iloc[k + 1]
                 row = {"branch": bid, "parameter": value}
-                for c in [*self.coordinates, "energy"]:
+                for c in cols:
                     row[c] = (1 - w) * a[c] + w * b[c]
                 near = a if w < 0.5 else b
                 row["morse_index"] = int(near["morse_index"])
@@ -576,6 +585,13 @@ class BifurcationDiagram:
         return plot_bifurcation(self, ax=ax, **kwargs)
 
 
+def _coordinates(x: np.ndarray) -> dict[str, Any]:
+    """Columns ``x0..x{d-1}`` up to ``MAX_TABLE_COORDS`` coordinates, else one ``x`` array."""
+    if x.shape[0] <= MAX_TABLE_COORDS:
+        return {f"x{i}": float(v) for i, v in enumerate(x)}
+    return {"x": x}
+
+
 def _tables(fam: _Family, paths: list[_Path], events: list[_Event]):
     d = int(np.prod(fam.event_shape)) if fam.event_shape else 1
     n_eig = min(d, 4)
@@ -585,7 +601,7 @@ def _tables(fam: _Family, paths: list[_Path], events: list[_Event]):
             q = float(u[-1])
             x = (fam.scale * u[:-1]).cpu().numpy()
             row: dict[str, Any] = {"branch": bid, "point": k, "parameter": fam.p(q)}
-            row.update({f"x{i}": float(v) for i, v in enumerate(x)})
+            row.update(_coordinates(x))
             row["energy"] = fam.energy(u[:-1], q)
             row["morse_index"] = _morse_index(eig)
             row["stable"] = row["morse_index"] == 0
@@ -602,11 +618,11 @@ def _tables(fam: _Family, paths: list[_Path], events: list[_Event]):
             "index_before": ev.index_before,
             "index_after": ev.index_after,
         }
-        row.update({f"x{i}": float(v) for i, v in enumerate((fam.scale * ev.u[:-1]).cpu())})
+        row.update(_coordinates((fam.scale * ev.u[:-1]).cpu().numpy()))
         row["energy"] = fam.energy(ev.u[:-1], q)
         brows.append(row)
     cols = ["parameter", "kind", "branch", "branches", "index_before", "index_after"]
-    cols += [f"x{i}" for i in range(d)] + ["energy"]
+    cols += [*_coordinates(np.zeros(d)), "energy"]
     return pd.DataFrame(rows), pd.DataFrame(brows, columns=cols)
 
 

@@ -210,8 +210,8 @@ def plot_bifurcation(
     coords = diagram.coordinates
     if isinstance(y, int) and not isinstance(y, bool):
         y = f"x{y}"
-    if y is None:
-        y = max(coords, key=lambda c: float(br[c].max() - br[c].min())) if len(br) else "x0"
+    if y is None:  # the most varying coordinate; the energy when d > 32 (one "x" column)
+        y = max(coords, key=lambda c: float(br[c].max() - br[c].min())) if coords else "energy"
     check_choice(y, [*coords, "energy"], "y")
     ax = _new_axes(ax)
     seen: set[int] = set()
