@@ -87,16 +87,16 @@ def check_order(order: Any, n: int, device: Any) -> torch.Tensor:
     return order
 
 
-def clamp_mask(clamp: Any, x: torch.Tensor) -> torch.Tensor | None:
+def clamp_mask(clamp: Any, x: torch.Tensor, name: str = "clamp") -> torch.Tensor | None:
     """Expand an optional bool clamp mask of shape ``(N,)`` or ``(B, N)`` to ``x``'s shape."""
     if clamp is None:
         return None
-    clamp = check_tensor(clamp, "clamp")
+    clamp = check_tensor(clamp, name)
     if clamp.dtype != torch.bool:
-        raise TypeError(f"clamp must be a bool tensor, got {clamp.dtype}")
+        raise TypeError(f"{name} must be a bool tensor, got {clamp.dtype}")
     if tuple(clamp.shape) not in (tuple(x.shape), tuple(x.shape[1:])):
         raise ValueError(
-            f"clamp must have shape {tuple(x.shape[1:])} or {tuple(x.shape)}, "
+            f"{name} must have shape {tuple(x.shape[1:])} or {tuple(x.shape)}, "
             f"got {tuple(clamp.shape)}"
         )
     return clamp.to(x.device).expand_as(x)
@@ -331,7 +331,7 @@ def retrieve_by_sweeps(
     """Run ``descend`` with ``model.update`` bound to ``update_kwargs`` and the clamp mask."""
     cue = check_spins(model._check_x(cue, "cue"), "cue")
     check_int(max_steps, "max_steps")
-    clamp_mask(mask, cue)  # validate before any work
+    clamp_mask(mask, cue, "mask")  # validate before any work
     stepper = SimpleNamespace(
         update=partial(model.update, clamp=mask, **update_kwargs),
         energy=model.energy,
