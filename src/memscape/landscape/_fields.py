@@ -81,14 +81,22 @@ def flat_hessian(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]
     """
     b, d = x.shape
     xs = x.reshape(b, *shape)
-    own = getattr(type(model), "hessian", None)
-    if callable(own) and own is not EnergyModel.hessian:
+    if _overrides(model, "hessian"):
         h = model.hessian(xs, sigma)
     elif has_energy(model):
         h = jacobian_of(lambda z: _grad_with_graph(model, z, sigma), xs)
     else:
         h = -jacobian_of(lambda z: score_of(model, z, sigma), xs)
     return h.reshape(b, d, d).detach()
+
+
+def _overrides(model: Any, name: str) -> bool:
+    """``model.<name>`` is callable and not the autograd default of :class:`EnergyModel`."""
+    if not callable(getattr(model, name, None)):
+        return False
+    if isinstance(model, EnergyModel):
+        return getattr(type(model), name) is not getattr(EnergyModel, name)
+    return True
 
 
 def _grad_with_graph(model: Any, z: torch.Tensor, sigma: Any) -> torch.Tensor:
@@ -103,8 +111,7 @@ def score_with_graph(model: Any, z: torch.Tensor, sigma: Any) -> torch.Tensor:
     The base :meth:`EnergyModel.score` detaches its input, so models relying on it
     are differentiated through their energy instead.
     """
-    own = getattr(type(model), "score", None)
-    if own is EnergyModel.score and has_energy(model):
+    if not _overrides(model, "score") and has_energy(model):
         return -_grad_with_graph(model, z, sigma)
     return score_of(model, z, sigma)
 

@@ -103,9 +103,9 @@ def line_integral(
         way = way.reshape(n, -1, d)
     verts = torch.cat([fa, way, fb], dim=1)  # (B, S+1, d)
     seg = verts[:, 1:] - verts[:, :-1]  # (B, S, d)
-    t, w = np.polynomial.legendre.leggauss(n_nodes)
-    t = torch.as_tensor((t + 1) / 2, dtype=fa.dtype, device=fa.device)
-    w = torch.as_tensor(w / 2, dtype=fa.dtype, device=fa.device)
+    t_np, w_np = np.polynomial.legendre.leggauss(n_nodes)
+    t = torch.as_tensor((t_np + 1) / 2, dtype=fa.dtype, device=fa.device)
+    w = torch.as_tensor(w_np / 2, dtype=fa.dtype, device=fa.device)
     pts = verts[:, :-1, None, :] + t[None, None, :, None] * seg[:, :, None, :]  # (B,S,Q,d)
     sig = sigma
     if isinstance(sigma, torch.Tensor) and sigma.ndim >= 1:

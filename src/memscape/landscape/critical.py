@@ -292,7 +292,7 @@ def critical_points(
         patterns: ``(K, *event_shape)`` stored/training patterns for seeding and labels;
             default ``model.memories`` / ``model.data`` / ``model.patterns``.
         n_newton_starts: random starts also sent straight to Newton (default
-            ``min(n_starts, 256)``): finds saddles not between two found minima.
+            ``min(n_starts, 128)``): finds saddles not between two found minima.
         max_seeds: cap on pair-midpoint and triple-centroid seeds.
         tol: ``‖∇E‖`` tolerance of convergence (default 1e-8 in float64).
         dedupe_tol: points closer than this are one point. Default ``10⁻⁴ ×`` the
@@ -367,7 +367,7 @@ def critical_points(
     cand = [xd[reps]]
     cand_src = ["descent"] * reps.numel()
     # 2. saddle seeds: raw random starts, midpoints and centroids of minima
-    k_newton = min(n0, 256) if n_newton_starts is None else min(n_newton_starts, n0)
+    k_newton = min(n0, 128) if n_newton_starts is None else min(n_newton_starts, n0)
     ref_min = newton_refine(model, xd[reps].reshape(-1, *shape), sigma, tol=tol)
     mins = ref_min.x.reshape(-1, d)[ref_min.converged]
     seeds, seed_src = _seeds(mins, max_seeds)
@@ -449,6 +449,7 @@ def _seeds(mins: torch.Tensor, max_seeds: int) -> tuple[torch.Tensor, list[str]]
     m = mins.shape[0]
     if m < 2:
         return mins[:0], []
+    pairs: list[tuple[int, ...]]
     if m * (m - 1) // 2 <= max_seeds // 2:
         pairs = list(combinations(range(m), 2))
     else:

@@ -118,8 +118,9 @@ def discrete_fixed_points(
     counts = torch.bincount(inv[:n_rand], minlength=uniq.shape[0])
     lo, hi = wilson_interval(counts, n_rand)
     if label_tol is None:
-        pats = None if patterns is None else patterns.to(dtype)
-        label_tol = default_tolerance(pats, fraction=BINARY_TOL_FRACTION)
+        label_tol = default_tolerance(
+            None if patterns is None else patterns.to(dtype), fraction=BINARY_TOL_FRACTION
+        )
     ltol = label_tol
     labels = label_points(
         uniq, torch.where(conv, index, -1), n,

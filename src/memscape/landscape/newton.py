@@ -29,6 +29,7 @@ from memscape.landscape._fields import (
     event_shape,
     flat_hessian,
     flat_score,
+    has_energy,
     slice_sigma,
 )
 
@@ -63,7 +64,7 @@ def newton_refine(
     sigma: Any = None,
     *,
     tol: float | None = None,
-    max_iter: int = 100,
+    max_iter: int = 50,
     max_step: float | None = None,
     damping: float = 1e-6,
 ) -> NewtonResult:
@@ -129,9 +130,14 @@ def _lm(
     max_step: float | None,
     damping: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Levenberg–Marquardt on ``g(x) = −s(x) = 0`` for one chunk of flat states ``(n, d)``."""
-    n, d = x.shape
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    """Levenberg–Marquardt on ``g(x) = −s(x) = 0`` for one chunk of flat states ``(n, d)``.
+
+    Energy models have a symmetric ``H = QΛQᵀ``: one ``eigh`` per iteration gives
+    every damped step ``δ(λ) = −Q diag(Λ/(Λ² + λ)) Qᵀ g`` (rejections cost no
+    solve). Score-only models solve ``(HᵀH + λI) δ = −Hᵀg`` per trial.
+    """
+    n = x.shape[0]
+    symmetric = has_energy(model)
     g = -flat_score(model, x, sigma, shape)
     gn = g.norm(dim=1)
     its = torch.zeros(n, dtype=torch.long, device=x.device)
@@ -142,15 +148,11 @@ def _lm(
         if idx.numel() == 0:
             break
         sig = slice_sigma(sigma, idx)
-        h = flat_hessian(model, x[idx], sig, shape)
-        ht = h.transpose(1, 2)
-        hth = ht @ h
-        scale = hth.diagonal(dim1=1, dim2=2).mean(1).clamp_min(torch.finfo(x.dtype).tiny)
+        fac = _factor(flat_hessian(model, x[idx], sig, shape), g[idx], symmetric)
+        scale = fac[-1]
         lam_i = torch.where(torch.isnan(lam[idx]), damping * scale, lam[idx])
-        rhs = -(ht @ g[idx].unsqueeze(2)).squeeze(2)
-        while True:  # retry rejected steps with larger λ without recomputing H
-            a = hth + lam_i.reshape(-1, 1, 1) * eye
-            delta = torch.linalg.solve(a, rhs.unsqueeze(2)).squeeze(2)
+        while True:  # retry rejected steps with larger λ, reusing the factorization
+            delta = _step(fac, lam_i, symmetric)
             if max_step is not None:
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(max_step / norm.clamp_min(1e-300), max=1.0)
@@ -163,20 +165,37 @@ def _lm(
             x[acc], g[acc], gn[acc] = x_new[ok], g_new[ok], gn_new[ok]
             lam[acc] = lam_i[ok] / 5
             lam_i = lam_i * 10
-            stalled = lam_i > 1e16 * scale
+            stalled = lam_i > 1e16 * fac[-1]
             rej = ~ok & ~stalled & (its[idx] < max_iter)
             if not bool(rej.any()):
                 lam[idx[~ok]] = lam_i[~ok]
                 active[idx[~ok & stalled]] = False
                 break
             keep = rej.nonzero().squeeze(1)
-            idx, hth, rhs, lam_i, sig = (
-                idx[keep],
-                hth[keep],
-                rhs[keep],
-                lam_i[keep],
-                slice_sigma(sig, keep),
-            )
-            scale = scale[keep]
+            idx, lam_i, sig = idx[keep], lam_i[keep], slice_sigma(sig, keep)
+            fac = tuple(t[keep] for t in fac)
         active &= (gn > tol) & (its < max_iter)
     return x, gn, its
+
+
+def _factor(h: torch.Tensor, g: torch.Tensor, symmetric: bool) -> tuple[torch.Tensor, ...]:
+    """Per-iteration factorization; the last entry is the λ scale (mean of diag HᵀH)."""
+    tiny = torch.finfo(h.dtype).tiny
+    if symmetric:
+        w, q = torch.linalg.eigh(0.5 * (h + h.transpose(1, 2)))
+        gq = (q.transpose(1, 2) @ g.unsqueeze(2)).squeeze(2)
+        return q, w, gq, (w * w).mean(1).clamp_min(tiny)
+    ht = h.transpose(1, 2)
+    hth = ht @ h
+    rhs = -(ht @ g.unsqueeze(2)).squeeze(2)
+    return hth, rhs, hth.diagonal(dim1=1, dim2=2).mean(1).clamp_min(tiny)
+
+
+def _step(fac: tuple[torch.Tensor, ...], lam: torch.Tensor, symmetric: bool) -> torch.Tensor:
+    """The damped step ``δ(λ)`` ``(n, d)`` from :func:`_factor`."""
+    if symmetric:
+        q, w, gq, _ = fac
+        return -(q @ (w / (w * w + lam[:, None]) * gq).unsqueeze(2)).squeeze(2)
+    hth, rhs, _ = fac
+    eye = torch.eye(hth.shape[1], dtype=hth.dtype, device=hth.device)
+    return torch.linalg.solve(hth + lam.reshape(-1, 1, 1) * eye, rhs.unsqueeze(2)).squeeze(2)
