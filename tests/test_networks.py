@@ -65,8 +65,9 @@ def test_untrained_model_is_skip_connection(precond):
 
 
 def test_unet_shapes_and_levels():
-    m = ms.ScoreModel.unet((1, 28, 28), channels=8, channel_mult=(1, 2, 2), attention=True,
-                           sigma_data=0.5)
+    m = ms.ScoreModel.unet(
+        (1, 28, 28), channels=8, channel_mult=(1, 2, 2), attention=True, sigma_data=0.5
+    )
     assert m.denoise(torch.randn(2, 1, 28, 28), 1.0).shape == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="divisible"):
         ms.ScoreModel.unet((1, 28, 28), channel_mult=(1, 2, 2, 2))
@@ -77,7 +78,9 @@ def test_unet_shapes_and_levels():
 def _perturbed_energy_model(**kw) -> ms.ScoreModel:
     m = ms.ScoreModel.mlp(2, width=32, layers=2, energy=True, sigma_data=0.5, **kw)
     with torch.no_grad():  # move off the zero-initialized (quadratic) start
-        torch.nn.init.normal_(m.network.out.weight, std=0.5, generator=torch.Generator().manual_seed(2))
+        torch.nn.init.normal_(
+            m.network.out.weight, std=0.5, generator=torch.Generator().manual_seed(2)
+        )
     return m.double()
 
 
@@ -97,8 +100,9 @@ def test_energy_decreases_along_descent_at_small_sigma():
     m = _perturbed_energy_model()
     sigma = 0.05
     x = torch.randn(16, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
-    res = ms.descend(m, x, sigma, method="gradient", step_size=0.02 * sigma**2, max_steps=50,
-                     record=True)
+    res = ms.descend(
+        m, x, sigma, method="gradient", step_size=0.02 * sigma**2, max_steps=50, record=True
+    )
     e = res.trajectory["energy"]
     assert (e[1:] <= e[:-1] + 1e-12).all() and (e[-1] < e[0]).all()
 

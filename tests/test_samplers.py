@@ -29,6 +29,7 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+
 MU = torch.tensor([0.3, -0.2], dtype=F64)
 S = torch.tensor([[1.0, 0.3], [0.3, 0.4]], dtype=F64)
 
@@ -59,14 +60,18 @@ def test_karras_schedule_matches_eq5():
     ref = (80 ** (1 / 7) + i / 17 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
     assert torch.allclose(s[:-1], ref, rtol=1e-12) and s[-1] == 0
     assert s[0] == pytest.approx(80) and s[-2] == pytest.approx(0.002)
-    assert torch.allclose(log_sigmas(5, 0.01, 100)[:-1].log10(), torch.linspace(2, -2, 5, dtype=F64))
+    assert torch.allclose(
+        log_sigmas(5, 0.01, 100)[:-1].log10(), torch.linspace(2, -2, 5, dtype=F64)
+    )
     assert torch.allclose(linear_sigmas(3, 1, 3)[:-1], torch.tensor([3.0, 2, 1], dtype=F64))
 
 
 def test_heun_on_gaussian_reproduces_mean_and_covariance():
     g = torch.Generator().manual_seed(0)
     n = 8000
-    x = ms.sample(GaussianDenoiser(MU, S), n, (2,), sampler="heun", steps=18, generator=g, dtype=F64)
+    x = ms.sample(
+        GaussianDenoiser(MU, S), n, (2,), sampler="heun", steps=18, generator=g, dtype=F64
+    )
     se = (S.diagonal() / n).sqrt()
     assert ((x.mean(0) - MU).abs() < 4 * se).all()
     # 18 Heun steps from σ_max = 80 carry a known O(h²) bias of ≲ 10% on the variance
@@ -87,8 +92,16 @@ def test_heun_is_second_order_against_exact_flow():
 def test_euler_maruyama_on_gaussian_within_sampling_error():
     g = torch.Generator().manual_seed(2)
     n = 8000
-    x = ms.sample(GaussianDenoiser(MU, S), n, (2,), sampler="euler_maruyama", steps=400,
-                  sigma_max=20.0, generator=g, dtype=F64)
+    x = ms.sample(
+        GaussianDenoiser(MU, S),
+        n,
+        (2,),
+        sampler="euler_maruyama",
+        steps=400,
+        sigma_max=20.0,
+        generator=g,
+        dtype=F64,
+    )
     se_mean = (S.diagonal() / n).sqrt()
     assert ((x.mean(0) - MU).abs() < 4 * se_mean).all()
     cov = torch.cov(x.T)
@@ -115,8 +128,15 @@ def test_heun_on_empirical_model_ends_on_training_points():
 def test_trajectory_callback_and_churn_reproducibility():
     model = GaussianDenoiser(MU, S)
     seen = []
-    x, traj = ms.sample(model, 7, (2,), steps=5, dtype=F64, return_trajectory=True,
-                        callback=lambda info: seen.append(info["sigma"]))
+    x, traj = ms.sample(
+        model,
+        7,
+        (2,),
+        steps=5,
+        dtype=F64,
+        return_trajectory=True,
+        callback=lambda info: seen.append(info["sigma"]),
+    )
     assert traj.shape == (6, 7, 2) and torch.equal(traj[-1], x)
     assert seen == karras_sigmas(5)[:-1].tolist()
     a = ms.sample(model, 7, (2,), s_churn=10.0, seed=1, dtype=F64)
@@ -161,8 +181,14 @@ def test_log_likelihood_gaussian_closed_form_and_hutchinson_unbiased():
     ll = ms.log_likelihood(model, x, sigma_min=sigma, sigma_max=80.0)
     assert torch.allclose(ll, ref.log_prob(x), atol=0.02)
     reps = x[:1].expand(256, 2).contiguous()
-    hutch = ms.log_likelihood(model, reps, sigma_min=sigma, sigma_max=80.0, method="hutchinson",
-                              generator=torch.Generator().manual_seed(8))
+    hutch = ms.log_likelihood(
+        model,
+        reps,
+        sigma_min=sigma,
+        sigma_max=80.0,
+        method="hutchinson",
+        generator=torch.Generator().manual_seed(8),
+    )
     se = hutch.std() / math.sqrt(len(hutch))
     assert abs(hutch.mean() - ref.log_prob(x[:1])) < 4 * se + 0.02
     assert hutch.std() > 0  # the estimator is stochastic, its mean is not

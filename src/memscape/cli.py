@@ -105,6 +105,144 @@ _register_experiment_commands()
 # (diffusion engineer: `train` and `sample` commands go in this section)
 
 
+def _fail(err: Exception) -> typer.Exit:
+    typer.secho(f"error: {err}", fg="red", err=True)
+    return typer.Exit(2)
+
+
+def _loader_options(items: list[str]) -> dict:
+    """``key=value`` strings to a dict; values parsed as JSON when they parse (numbers, lists)."""
+    import json
+
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option must look like key=value, got {item!r}")
+        try:
+            opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key] = value
+    return opts
+
+
+@app.command("train")
+def train_command(
+    data: str = typer.Option(
+        ..., help="data set name (memscape.datasets) or .npy/.npz/folder path"
+    ),
+    out: str = typer.Option(..., help="run folder (config.json, losses.csv, model, checkpoint)"),
+    n: int | None = typer.Option(None, help="training-set size K: a seeded subset of the data"),
+    option: list[str] = typer.Option([], help="data loader option key=value (repeatable)"),
+    net: str = typer.Option("mlp", help="mlp or unet"),
+    energy: bool = typer.Option(False, "--energy/--score", help="energy network E(x, sigma)"),
+    precond: str = typer.Option("edm", help="edm, vp or ve (EDM Table 1)"),
+    width: int = typer.Option(256, help="MLP width"),
+    layers: int = typer.Option(4, help="MLP hidden layers"),
+    channels: int = typer.Option(32, help="U-Net base channels"),
+    steps: int = typer.Option(2000, help="optimizer steps"),
+    batch: int = typer.Option(256, help="batch size"),
+    lr: float = typer.Option(1e-3, help="Adam learning rate"),
+    warmup: int = typer.Option(200, help="learning-rate warm-up steps"),
+    ema: float = typer.Option(0.999, help="EMA decay of the weights"),
+    checkpoint_every: int | None = typer.Option(None, help="steps between checkpoints"),
+    seed: int = typer.Option(0, help="seed of the subset, the weights and the training noise"),
+    device: str = typer.Option("cpu", help="torch device"),
+    threads: int | None = typer.Option(None, help="torch CPU threads while training"),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="continue from a checkpoint"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Train a diffusion model (EDM loss, Adam, EMA) on a data set into a run folder."""
+    from memscape import ScoreModel, datasets, train
+
+    try:
+        ds = datasets.load(data, n=n, seed=seed, **_loader_options(option))
+        if net == "mlp":
+            if len(ds.event_shape) != 1:
+                raise ValueError(
+                    f"--net mlp needs vector data, got samples of shape {ds.event_shape}"
+                )
+            model = ScoreModel.mlp(
+                ds.dim, width=width, layers=layers, energy=energy, precond=precond, seed=seed
+            )
+        elif net == "unet":
+            if len(ds.event_shape) != 3:
+                raise ValueError(f"--net unet needs images (C, H, W), got {ds.event_shape}")
+            c, h, w = ds.event_shape
+            model = ScoreModel.unet(
+                (c, h, w), channels=channels, energy=energy, precond=precond, seed=seed
+            )
+        else:
+            raise ValueError(f"unknown net {net!r}; expected mlp or unet")
+        run = train(
+            model,
+            ds,
+            steps=steps,
+            batch=batch,
+            seed=seed,
+            out=out,
+            lr=lr,
+            warmup=warmup,
+            ema=ema,
+            checkpoint_every=checkpoint_every,
+            device=device,
+            progress=progress,
+            resume=resume,
+            threads=threads,
+        )
+    except (ValueError, TypeError, ImportError) as err:
+        raise _fail(err) from None
+    last = run.losses["loss"].iloc[-1] if len(run.losses) else float("nan")
+    typer.echo(
+        f"trained {steps} steps on {len(ds)} points of {ds.name} ({run.steps_per_second:.0f} "
+        f"steps/s this call), final loss {last:.4g}; run folder {run.path}"
+    )
+
+
+@app.command("sample")
+def sample_command(
+    run: str = typer.Argument(..., help="run or model folder (ScoreModel.load)"),
+    n: int = typer.Option(1000, help="number of samples"),
+    out: str | None = typer.Option(None, help=".npy file [default: <run>/samples.npy]"),
+    sampler: str = typer.Option("heun", help="heun, euler, euler_maruyama, ddim or ode"),
+    steps: int = typer.Option(18, help="noise levels (Karras et al. 2022 schedule)"),
+    sigma_min: float = typer.Option(0.002, help="smallest nonzero noise level"),
+    sigma_max: float = typer.Option(80.0, help="largest noise level"),
+    seed: int = typer.Option(0, help="seed of the start noise"),
+    device: str = typer.Option("cpu", help="torch device"),
+) -> None:
+    """Sample a trained model and write the samples as a .npy array (N, *event_shape)."""
+    import os
+    from pathlib import Path
+
+    import numpy as np
+
+    from memscape import ScoreModel, sample
+
+    target = Path(out) if out is not None else Path(run) / "samples.npy"
+    try:
+        if target.suffix != ".npy":
+            raise ValueError(f"out must end in .npy, got {target}")
+        model = ScoreModel.load(run).to(device)
+        x = sample(
+            model,
+            n,
+            sampler=sampler,
+            steps=steps,
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            seed=seed,
+            device=device,
+        )
+    except (ValueError, TypeError) as err:
+        raise _fail(err) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.tmp.npy")
+    np.save(tmp, x.detach().cpu().numpy())
+    os.replace(tmp, target)
+    typer.echo(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {target}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     """Entry point of the ``memscape`` console script."""
     app()

@@ -1,0 +1,168 @@
+"""Training: accuracy on a Gaussian mixture, determinism, checkpoints/resume, bad input, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import memscape as ms
+from memscape.cli import app
+
+C = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.5]])
+W = torch.tensor([0.5, 0.3, 0.2])
+STD = 0.15
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def mixture_denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Closed-form E[y | x] for y ~ Σ_k w_k N(c_k, s²I), x = y + σz."""
+    v = STD**2 + sigma**2
+    logp = W.log() - ((x[:, None, :] - C[None]) ** 2).sum(-1) / (2 * v)
+    r = torch.softmax(logp, 1)
+    return ((C[None] + STD**2 / v * (x[:, None, :] - C[None])) * r[..., None]).sum(1)
+
+
+def _tiny(**kw) -> ms.ScoreModel:
+    return ms.ScoreModel.mlp(2, width=32, layers=2, **kw)
+
+
+def _circle(n: int = 32) -> ms.datasets.Dataset:
+    return ms.datasets.load("circle", n=n, seed=0)
+
+
+def test_trained_mlp_matches_mixture_denoiser_and_weights():
+    data = ms.datasets.load("gmm", size=4096, centres=C.tolist(), weights=W.tolist(), std=STD)
+    model = ms.ScoreModel.mlp(2, width=64, layers=3)
+    run = ms.train(model, data, steps=1200, batch=256, lr=2e-3, seed=0, progress=False)
+    assert run.losses["loss"].iloc[-1] < run.losses["loss"].iloc[0]
+    g = torch.Generator().manual_seed(1)
+    for sigma in (0.3, 0.6, 1.0):
+        y = data.x[torch.randint(len(data), (2000,), generator=g)]
+        x = y + sigma * torch.randn(y.shape, generator=g)
+        with torch.no_grad():
+            d, exact = model.denoise(x, sigma), mixture_denoiser(x, sigma)
+        rel = (d - exact).norm(dim=1).mean() / (exact - x).norm(dim=1).mean()
+        assert rel < 0.15, (sigma, rel)
+    x = ms.sample(model, 4000, generator=torch.Generator().manual_seed(2))
+    freq = torch.bincount(torch.cdist(x, C).argmin(1), minlength=3) / len(x)
+    assert torch.allclose(freq, W, atol=0.06)
+    assert (torch.cdist(x, C).min(1).values < 4 * STD).float().mean() > 0.95
+
+
+def test_two_runs_with_one_seed_are_identical_and_seeds_differ():
+    data = _circle()
+    a = ms.train(_tiny(), data, steps=30, batch=16, seed=5, progress=False)
+    b = ms.train(_tiny(), data, steps=30, batch=16, seed=5, progress=False)
+    c = ms.train(_tiny(), data, steps=30, batch=16, seed=6, progress=False)
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert a.losses.equals(b.losses) and not a.losses.equals(c.losses)
+
+
+@pytest.mark.parametrize("energy", [False, True])
+def test_resume_equals_uninterrupted_training(tmp_path, energy):
+    data = _circle()
+    kw = dict(batch=16, seed=3, log_every=7, progress=False)
+    full = ms.train(
+        _tiny(energy=energy), data, steps=40, out=tmp_path / "full", checkpoint_every=20, **kw
+    )
+    first = ms.train(_tiny(energy=energy), data, steps=20, out=tmp_path / "split", **kw)
+    assert (tmp_path / "split" / "checkpoint" / "state.json").is_file()
+    assert len(first.losses) == 3
+    rest = ms.train(_tiny(energy=energy), data, steps=40, out=tmp_path / "split", **kw)
+    for (k, p), (_, q) in zip(
+        full.model.state_dict().items(), rest.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(p, q), k
+    assert full.losses.equals(rest.losses)
+    saved = ms.ScoreModel.load(tmp_path / "split")  # run folder: EMA weights
+    for p, q in zip(saved.parameters(), rest.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    cfg = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert cfg["train"]["seed"] == 3 and "torch" in cfg["versions"]
+    assert (tmp_path / "full" / "losses.csv").read_text().startswith("step,loss,lr")
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    data = _circle()
+    ms.train(_tiny(), data, steps=10, batch=8, out=tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="cannot resume"):
+        ms.train(_tiny(), data, steps=20, batch=16, out=tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="cannot resume"):
+        ms.train(_tiny(), _circle(40), steps=20, batch=8, out=tmp_path / "r", progress=False)
+    fresh = ms.train(
+        _tiny(), data, steps=20, batch=16, out=tmp_path / "r", progress=False, resume=False
+    )
+    assert fresh.losses["step"].iloc[-1] == 20
+
+
+def test_bad_input_raises_before_writing(tmp_path):
+    data = _circle()
+    out = tmp_path / "never"
+    cases = [
+        (dict(steps=0), ValueError, "steps"),
+        (dict(steps=10, batch=0), ValueError, "batch"),
+        (dict(steps=10, lr=-1.0), ValueError, "lr"),
+        (dict(steps=10, ema=1.5), ValueError, "ema"),
+        (dict(steps=2.5), TypeError, "steps"),
+    ]
+    for kw, err, match in cases:
+        with pytest.raises(err, match=match):
+            ms.train(_tiny(), data, out=out, progress=False, **kw)
+    with pytest.raises(ValueError, match="shape"):
+        ms.train(ms.ScoreModel.mlp(3, width=8, layers=1), data, steps=5, out=out, progress=False)
+    with pytest.raises(TypeError, match="ScoreModel"):
+        ms.train(ms.EmpiricalDiffusion(data.x), data, steps=5, out=out, progress=False)
+    with pytest.raises(ValueError, match="finite"):
+        ms.train(_tiny(), torch.full((4, 2), float("nan")), steps=5, out=out, progress=False)
+    assert not out.exists()
+
+
+def test_cli_train_and_sample(tmp_path):
+    runner = CliRunner()
+    run_dir = tmp_path / "run"
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            "circle",
+            "--n",
+            "16",
+            "--out",
+            str(run_dir),
+            "--steps",
+            "60",
+            "--batch",
+            "16",
+            "--width",
+            "16",
+            "--layers",
+            "1",
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (run_dir / "model.safetensors").is_file() and "final loss" in res.output
+    res = runner.invoke(
+        app, ["sample", str(run_dir), "--n", "20", "--steps", "6", "--out", str(tmp_path / "s.npy")]
+    )
+    assert res.exit_code == 0, res.output
+    assert np.load(tmp_path / "s.npy").shape == (20, 2)
+    res = runner.invoke(
+        app, ["train", "--data", "circle", "--out", str(tmp_path / "bad"), "--steps", "0"]
+    )
+    assert res.exit_code == 2 and "steps" in res.output and not (tmp_path / "bad").exists()
+    res = runner.invoke(app, ["sample", str(run_dir), "--sampler", "nope"])
+    assert res.exit_code == 2 and "sampler" in res.output
