@@ -67,6 +67,8 @@ def two_point_checks(diagram: BifurcationDiagram, a: float, axis: torch.Tensor) 
     assert set(bif.kind) == {"pitchfork"}
     below = diagram.at(0.5 * a)
     assert sorted(below.morse_index) == [0, 0, 1]
+    assert sorted(diagram.at(0.99 * a).morse_index) == [0, 0, 1]  # right next to the pitchfork
+    assert list(diagram.at(1.01 * a).morse_index) == [0]
     # minima on ±axis solve the exact fixed point x = a·tanh(a x / σ²) (D(x) = x)
     br = diagram.branches
     coords = torch.tensor(br[diagram.coordinates].to_numpy())

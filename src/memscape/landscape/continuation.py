@@ -147,6 +147,7 @@ class _Path:
     tan: list[torch.Tensor] = field(default_factory=list)
     eig: list[torch.Tensor] = field(default_factory=list)
     segs: list[_Seg] = field(default_factory=list)
+    mark: list[bool] = field(default_factory=list)  # bifurcation points (merged paths only)
 
 
 def _jac(fam: _Family, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,6 +268,7 @@ class _Event:
     index_before: int
     index_after: int
     children: list[int] = field(default_factory=list)
+    seg: int = -1  # arc piece of the followed half-branch it lies on
 
 
 def _eigenvalue(fam: _Family, j: int, u: torch.Tensor) -> float:
@@ -290,7 +292,7 @@ def _scan(fam: _Family, path: _Path, branch: int, cfg: _Cfg) -> list[_Event]:
         else:  # turning point without a detected eigenvalue crossing: root of dq/ds
             fun = partial(_tangent_q, fam, seg.d)
         u_star = _locate(fam, seg, fun, cfg)
-        events.append(_Event("fold" if turn else "pitchfork", u_star, branch, m0, m1))
+        events.append(_Event("fold" if turn else "pitchfork", u_star, branch, m0, m1, seg=k))
     return events
 
 
@@ -352,18 +354,26 @@ def _trace(
             continue
         halves = [_follow(fam, seed.u, ref, cfg) for ref in seed.refs]
         bid = len(paths)
-        merged = _Path()  # ordered from one end to the other
+        found = [_scan(fam, half, bid, cfg) for half in halves]
+        merged = _Path()  # ordered from one end to the other, bifurcation points included
         if seed.parent is not None:  # a switched branch starts at its branch point
             seed.parent.children.append(bid)
             merged.u.append(seed.parent.u)
             merged.eig.append(fam.eigvals(seed.parent.u[:-1], float(seed.parent.u[-1])))
-        for i, half in enumerate(halves):
+            merged.mark.append(True)
+        for i, (half, evs) in enumerate(zip(halves, found, strict=True)):
+            u, eig, mark = list(half.u), list(half.eig), [False] * len(half.u)
+            for ev in sorted(evs, key=lambda e: -e.seg):
+                u.insert(ev.seg + 1, ev.u)
+                eig.insert(ev.seg + 1, fam.eigvals(ev.u[:-1], float(ev.u[-1])))
+                mark.insert(ev.seg + 1, True)
             keep = slice(None, None, -1) if len(halves) == 2 and i == 0 else slice(i, None)
-            merged.u += half.u[keep]
-            merged.eig += half.eig[keep]
+            merged.u += u[keep]
+            merged.eig += eig[keep]
+            merged.mark += mark[keep]
         paths.append(merged)
-        for half in halves:
-            for ev in _scan(fam, half, bid, cfg):
+        for evs in found:
+            for ev in evs:
                 if any(
                     abs(float(ev.u[-1] - o.u[-1])) < 1e-6 * span
                     and float((ev.u - o.u).norm()) < 1e-4
@@ -533,7 +543,8 @@ class BifurcationDiagram:
         branches: tidy table, one row per continuation point: ``branch``, ``point``
             (order along the branch), ``parameter``, ``x0..x{d-1}`` (one array column
             ``x`` when d > 32, as in the census table), ``energy``
-            (NaN for score-only models), ``morse_index``, ``stable`` (index 0),
+            (NaN for score-only models), ``bifurcation`` (the row is a located
+            bifurcation point), ``morse_index``, ``stable`` (index 0),
             ``lambda0..`` (the smallest Hessian eigenvalues, ascending).
         bifurcations: tidy table, one row per bifurcation: ``parameter``, ``kind``
             (``fold``, ``pitchfork``, ``saddle_connection``), ``branch`` (where found),
@@ -555,7 +566,9 @@ class BifurcationDiagram:
         """Critical points at parameter ``value``, one row per branch crossing.
 
         Coordinates and energy are linearly interpolated between the two continuation
-        points that bracket ``value``; ``morse_index`` is the nearer one's.
+        points that bracket ``value``; ``morse_index`` is the nearer one's, or the
+        other one's when the nearer is a bifurcation point (so it is exact on each
+        side of a located bifurcation).
         """
         if self.log:
             check_positive(value, "value")
@@ -572,7 +585,7 @@ class BifurcationDiagram:
                 row = {"branch": bid, "parameter": value}
                 for c in cols:
                     row[c] = (1 - w) * a[c] + w * b[c]
-                near = a if w < 0.5 else b
+                near = b if a["bifurcation"] else a if b["bifurcation"] or w < 0.5 else b
                 row["morse_index"] = int(near["morse_index"])
                 row["stable"] = row["morse_index"] == 0
                 rows.append(row)
@@ -597,10 +610,11 @@ def _tables(fam: _Family, paths: list[_Path], events: list[_Event]):
     n_eig = min(d, 4)
     rows = []
     for bid, path in enumerate(paths):
-        for k, (u, eig) in enumerate(zip(path.u, path.eig, strict=True)):
+        for k, (u, eig, mark) in enumerate(zip(path.u, path.eig, path.mark, strict=True)):
             q = float(u[-1])
             x = (fam.scale * u[:-1]).cpu().numpy()
             row: dict[str, Any] = {"branch": bid, "point": k, "parameter": fam.p(q)}
+            row["bifurcation"] = mark
             row.update(_coordinates(x))
             row["energy"] = fam.energy(u[:-1], q)
             row["morse_index"] = _morse_index(eig)
