@@ -213,6 +213,8 @@ def test_bad_input():
         continuation(42, "sigma", start=1.0, stop=0.5, starts=zero)
     with pytest.raises(TypeError, match="protocol"):
         continuation(lambda s: "not a model", "s", start=1.0, stop=0.5, starts=zero)
+    with pytest.raises(TypeError, match="memories"):  # the class itself: memories missing
+        continuation(ms.ModernHopfield, "beta", start=0.1, stop=1.0, starts=zero)
     with pytest.raises(ValueError, match="noise-conditioned"):
         continuation(make(1.0), "sigma", start=1.0, stop=0.5, starts=zero)
     with pytest.raises(ValueError, match="starts"):

@@ -488,7 +488,7 @@ def _factory_caller(factory: Callable, parameter: str) -> Callable[[float], Any]
 
 def _builder(model: Any, parameter: str, sigma: Any) -> Callable[[float], tuple[Any, Any]]:
     """Turn ``(model or factory, parameter)`` into ``p ↦ (model, σ)``."""
-    if is_model(model):
+    if is_model(model) and not isinstance(model, type):  # a class is a factory
         if parameter != "sigma":
             raise ValueError(
                 f"parameter {parameter!r} of a model instance cannot be varied: pass a factory "
@@ -508,7 +508,10 @@ def _builder(model: Any, parameter: str, sigma: Any) -> Callable[[float], tuple[
     make = _factory_caller(model, parameter)
 
     def build(p: float) -> tuple[Any, Any]:
-        m = make(p)
+        try:
+            m = make(p)
+        except TypeError as err:
+            raise TypeError(f"factory failed when called with {parameter}={p:g}: {err}") from err
         if not is_model(m):
             raise TypeError(
                 f"factory({parameter}={p:g}) returned {type(m).__name__}, which does not "
