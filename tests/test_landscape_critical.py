@@ -82,6 +82,21 @@ def test_two_points_pitchfork(d, sigma):
     assert saddle.shape[0] == 1 and float(saddle.abs().max()) < 1e-8
 
 
+def test_denoiser_only_user_object():
+    """Any object with denoise() works: its score is (D(x) − x)/σ² and it has no energy."""
+    from types import SimpleNamespace
+
+    exact = ms.EmpiricalDiffusion(two_points(1.0, 1))
+    user = SimpleNamespace(denoise=exact.denoise)
+    starts = torch.linspace(-2, 2, 41, dtype=F64)[:, None]
+    cps = ms.critical_points(user, 0.6, starts=starts)
+    conv = cps.table[cps.table.converged].sort_values("x0")
+    root = brentq(lambda x: x - math.tanh(x / 0.36), 1e-3, 2.0)
+    assert conv.x0.tolist() == pytest.approx([-root, 0.0, root], abs=1e-7)
+    assert conv.morse_index.tolist() == [0, 1, 0]
+    assert conv.energy.isna().all() and cps.euler_characteristic() == 1
+
+
 @pytest.mark.parametrize("sigma", [0.5, 0.8, 2.0])
 def test_midpoint_hessian_closed_form(sigma):
     """H(0) along the axis = (1 − a²/σ²)/σ²; the posterior covariance of ±a at 0 is a²."""

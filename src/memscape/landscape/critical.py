@@ -134,9 +134,12 @@ class CriticalPoints:
         return int(((-1) ** idx).sum()) if idx.numel() else 0
 
     def is_morse(self, rtol: float = 1e-6) -> bool:
-        """All converged points non-degenerate: ``min|eig| > rtol · max|eig|`` at each."""
+        """All converged points non-degenerate: ``min|eig| > rtol · max|eig|`` at each.
+
+        Always ``False`` for discrete models (no Hessian).
+        """
         if self.discrete:
-            return bool(self.table.converged.any())
+            return False
         conv = self.converged
         ev = self.eigenvalues[conv].abs()
         if ev.numel() == 0:
@@ -436,7 +439,8 @@ def _box(
             (d,), 3.0, dtype=dtype, device=device
         )
     lo, hi = pats.amin(0), pats.amax(0)
-    pad = 0.1 * (hi - lo).clamp_min(1e-12) + (float(sigma) if isinstance(sigma, float) else 0.0)
+    widen = float(sigma) if isinstance(sigma, (int, float)) else 0.0
+    pad = 0.1 * (hi - lo).clamp_min(1e-12) + widen
     return lo - pad, hi + pad
 
 

@@ -10,7 +10,9 @@ interpolates between the Newton step (λ → 0) and a short gradient step on
 ``½‖g‖²`` (λ large). λ adapts per sample: a step is accepted when it lowers
 ``‖g‖`` (λ ÷ 5) and rejected otherwise (λ × 10). ``‖g‖²`` can have local minima
 that are *not* critical points (DESIGN.md, "Critical points"), so a point counts
-as converged only when ``‖g‖ ≤ tol``; the others are returned and flagged.
+as converged only when ``‖g‖ ≤ tol``; the others are returned and flagged. A state
+also stops when ``‖g‖`` fell by less than half over the last 8 iterations (Newton
+near a root, even a degenerate one, at least halves it every step).
 Works for score-only models too (then ``H`` may be non-symmetric).
 """
 
@@ -34,6 +36,9 @@ from memscape.landscape._fields import (
 )
 
 __all__ = ["NewtonResult", "newton_refine"]
+
+STALL_WINDOW = 8  # a state stops when ‖g‖ fell by less than
+STALL_RATIO = 0.5  # this factor over the last STALL_WINDOW iterations
 
 
 @dataclass
@@ -143,7 +148,11 @@ def _lm(
     its = torch.zeros(n, dtype=torch.long, device=x.device)
     lam = torch.full((n,), float("nan"), dtype=x.dtype, device=x.device)
     active = torch.isfinite(gn) & (gn > tol)
-    for _ in range(max_iter):
+    history = []  # ‖g‖ per outer iteration, to stop stalled states
+    for it in range(max_iter):
+        history.append(gn.clone())
+        if it >= STALL_WINDOW:
+            active &= gn < STALL_RATIO * history[it - STALL_WINDOW]
         idx = active.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
