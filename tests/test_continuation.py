@@ -265,3 +265,29 @@ def test_saddle_connection_at_the_symmetric_point():
     ends = diagram.at(0.05)
     side_minima = ends[(ends.morse_index == 0) & (ends.x1 < -0.5)]
     assert sorted(bif.branches.iloc[0][1:]) == sorted(side_minima.branch)
+
+
+class CuspScore(EnergyModel):
+    """Score-only cusp: ``s = −(x³ + a x + b)`` with a rotation-free second coordinate."""
+
+    has_energy = False
+    event_shape = (2,)
+
+    def __init__(self, b: float) -> None:
+        self.b = b
+
+    def score(self, x, sigma=None):
+        u, v = x[:, 0], x[:, 1]
+        return torch.stack([-(u**3 - u + self.b) + 0.3 * v, -v - 0.3 * u], dim=1)
+
+
+def test_score_only_model_folds():
+    # zeros: v = −0.3u and u³ − u + 0.09u + b = 0, so folds at b = ±2((1 − 0.09)/3)^(3/2)
+    b_fold = 2 * (0.91 / 3) ** 1.5
+    start = real_roots([1, 0, -0.91, -1.0])
+    starts = torch.cat([start, -0.3 * start], dim=1)
+    diagram = continuation(CuspScore, "b", start=-1.0, stop=1.0, starts=starts, reseed=0)
+    bif = diagram.bifurcations
+    assert list(bif.kind) == ["fold", "fold"], bif
+    assert rel(bif.parameter.iloc[1], b_fold) < 0.01 and rel(bif.parameter.iloc[0], -b_fold) < 0.01
+    assert diagram.branches.energy.isna().all()
