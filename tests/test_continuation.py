@@ -291,3 +291,13 @@ def test_score_only_model_folds():
     assert list(bif.kind) == ["fold", "fold"], bif
     assert rel(bif.parameter.iloc[1], b_fold) < 0.01 and rel(bif.parameter.iloc[0], -b_fold) < 0.01
     assert diagram.branches.energy.isna().all()
+
+
+def test_branch_cut_short_warns():
+    model = ms.EmpiricalDiffusion(torch.tensor([[1.0], [-1.0]], dtype=F64))
+    with pytest.warns(RuntimeWarning, match="max_points"):
+        diagram = continuation(
+            model, "sigma", start=2.0, stop=0.1, starts=torch.zeros(1, 1, dtype=F64), reseed=0,
+            max_points=5,
+        )  # fmt: skip
+    assert len(diagram.branches) == 5 and diagram.branches.parameter.min() > 1.0

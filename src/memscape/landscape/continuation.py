@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -215,6 +216,12 @@ def _follow(fam: _Family, u0: torch.Tensor, ref: torch.Tensor, cfg: _Cfg) -> _Pa
         if not ok:
             h *= 0.5
             if h < cfg.h_min:
+                warnings.warn(
+                    f"continuation: a branch stopped at {fam.p(float(u[-1])):.6g}, before the "
+                    "range end (the corrector failed even at the smallest step)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
                 break
             continue
         q_new = float(new[-1])
@@ -239,11 +246,20 @@ def _follow(fam: _Family, u0: torch.Tensor, ref: torch.Tensor, cfg: _Cfg) -> _Pa
         h = min(1.5 * h, cfg.h_max) if iters <= 3 else (0.6 * h if iters > 6 else h)
         if len(path.u) > 10 and float((u - path.u[0]).norm()) < 0.5 * h:
             break  # closed loop (isola)
+    else:
+        warnings.warn(
+            f"continuation: a branch reached max_points={cfg.max_points} at "
+            f"{fam.p(float(u[-1])):.6g}, before the range end",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return path
 
 
-def _locate(fam: _Family, seg: _Seg, fun: Callable[[torch.Tensor], float], cfg: _Cfg):
-    """Root of ``fun(u(s))`` on the arc piece by Brent's method; returns ``u*``."""
+def _locate(
+    fam: _Family, seg: _Seg, end: torch.Tensor, fun: Callable[[torch.Tensor], float], cfg: _Cfg
+) -> torch.Tensor:
+    """Root of ``fun(u(s))`` on the arc piece (ending at ``end``) by Brent's method: ``u*``."""
 
     def point(s: float) -> torch.Tensor:
         u, ok, _ = _correct(fam, seg.u0 + s * seg.d, seg.n, cfg.tol)
@@ -255,9 +271,9 @@ def _locate(fam: _Family, seg: _Seg, fun: Callable[[torch.Tensor], float], cfg: 
         s = brentq(lambda s: fun(point(s)), 0.0, seg.s1, xtol=1e-14 * seg.s1 + 1e-300)
         return point(float(s))
     except (ValueError, ArithmeticError):  # no bracket or corrector failure: secant estimate
-        f0, f1 = fun(seg.u0), fun(point(seg.s1))
-        s = seg.s1 * f0 / (f0 - f1) if f0 != f1 else 0.5 * seg.s1
-        return point(min(max(s, 0.0), seg.s1))
+        f0, f1 = fun(seg.u0), fun(end)
+        w = min(max(f0 / (f0 - f1), 0.0), 1.0) if f0 != f1 else 0.5
+        return seg.u0 + w * (end - seg.u0)
 
 
 @dataclass
@@ -291,7 +307,7 @@ def _scan(fam: _Family, path: _Path, branch: int, cfg: _Cfg) -> list[_Event]:
             fun = partial(_eigenvalue, fam, min(m0, m1))
         else:  # turning point without a detected eigenvalue crossing: root of dq/ds
             fun = partial(_tangent_q, fam, seg.d)
-        u_star = _locate(fam, seg, fun, cfg)
+        u_star = _locate(fam, seg, path.u[k + 1], fun, cfg)
         events.append(_Event("fold" if turn else "pitchfork", u_star, branch, m0, m1, seg=k))
     return events
 
