@@ -185,14 +185,16 @@ class ScoreModel(nn.Module, EnergyModel):
                 "memscape.log_likelihood for -log p of a score model"
             )
         x = self._check_x(x)
-        return self._energy(x, as_sigma(sigma, x))
+        return self._public(lambda: self._energy(x, as_sigma(sigma, x)), x, False)
 
     def score(
         self, x: torch.Tensor, sigma: Any = None, *, create_graph: bool = False
     ) -> torch.Tensor:
         """Score ``s_θ(x, σ)``: ``(D − x)/σ²`` or ``−∇ₓE_θ`` by autograd; shape of ``x``."""
         x = self._check_x(x)
-        return self._score(x, as_sigma(sigma, x), create_graph)
+        return self._public(
+            lambda: self._score(x, as_sigma(sigma, x), create_graph), x, create_graph
+        )
 
     def denoise(self, x: torch.Tensor, sigma: Any, *, create_graph: bool = False) -> torch.Tensor:
         """Denoiser ``D_θ(x, σ)`` (EDM eq. 7; ``x + σ² s_θ`` for energy models); shape of ``x``.
@@ -203,7 +205,21 @@ class ScoreModel(nn.Module, EnergyModel):
             create_graph: keep the graph of ``∇ₓE`` (training energy models).
         """
         x = self._check_x(x)
-        return self._denoise(x, as_sigma(sigma, x), create_graph)
+        fn = lambda: self._denoise(x, as_sigma(sigma, x), create_graph)  # noqa: E731
+        return self._public(fn, x, create_graph)
+
+    def _public(self, fn: Any, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        """Run ``fn``; keep the autograd graph only when ``x`` requires grad or it is asked for.
+
+        Analysis code gets plain tensors (no graph into the weights); autograd Hessians and
+        training (``create_graph=True``) get differentiable results.
+        """
+        if create_graph or x.requires_grad:
+            return fn()
+        if not self.has_energy:
+            with torch.no_grad():
+                return fn()
+        return fn().detach()
 
     def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """Same as :meth:`denoise`."""

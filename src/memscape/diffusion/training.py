@@ -157,6 +157,7 @@ def train(
     path = None if out is None else Path(out)
     if path is not None and path.exists() and not path.is_dir():
         raise ValueError(f"out must be a folder, but {path} is a file")
+    given_sigma_data = model.sigma_data
     if model.sigma_data is None:
         model.sigma_data = data_sigma if data_sigma is not None else measured_sigma_data(x)
 
@@ -180,7 +181,11 @@ def train(
     }
     ckpt = _find_checkpoint(path) if (path is not None and resume) else None
     if ckpt is not None:
-        _check_resumable(ckpt, config, steps)
+        try:
+            _check_resumable(ckpt, config, steps)
+        except ValueError:
+            model.sigma_data = given_sigma_data  # leave the model as it came
+            raise
 
     trainer = _Trainer(model, x, dev, hyper)
     if ckpt is not None:
