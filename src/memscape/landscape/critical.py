@@ -268,7 +268,7 @@ def critical_points(
     box: tuple[Any, Any] | None = None,
     patterns: torch.Tensor | None = None,
     n_newton_starts: int | None = None,
-    max_seeds: int = 4000,
+    max_seeds: int = 1000,
     tol: float | None = None,
     dedupe_tol: float | None = None,
     label_tol: float | None = None,
