@@ -64,7 +64,16 @@ class EnergyModel:
         (``torch.autograd.grad(..., is_grads_batched=True)``, i.e. ``torch.func.vmap``
         over the basis vectors). Subclasses override with closed forms.
         """
+        if self.has_energy:
+            return jacobian_of(lambda z: self._energy_gradient(z, sigma), x)
         return -jacobian_of(lambda z: self.score(z, sigma), x)
+
+    def _energy_gradient(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        """``∇ₓE`` kept differentiable (``create_graph``) so it can be differentiated again."""
+        with torch.enable_grad():
+            xg = x if x.requires_grad else x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.energy(xg, sigma).sum(), xg, create_graph=True)
+        return g
 
     # ------------------------------------------------------------------ helpers
     def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
