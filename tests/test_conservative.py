@@ -111,6 +111,14 @@ def test_census_of_score_only_field_reports_asymmetry():
     assert tb.energy.isna().all()
 
 
+def test_lanczos_on_score_only_field_uses_symmetric_part():
+    """H = −J = I − ωR has symmetric part I: Lanczos on Hessian-vector products gives 1, 1."""
+    from memscape.landscape import hessian_spectrum
+
+    spec = hessian_spectrum(Rotated(0.7), points(3), method="lanczos", k=1)
+    assert spec.eigenvalues.flatten().tolist() == pytest.approx([1.0] * 3, rel=1e-10)
+
+
 def test_bad_input():
     with pytest.raises(TypeError, match="protocol"):
         score_asymmetry(object(), points())

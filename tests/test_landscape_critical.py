@@ -113,6 +113,20 @@ def test_midpoint_hessian_closed_form(sigma):
     assert fd == pytest.approx((1 - a**2 / sigma**2) / sigma**2, rel=1e-5)
 
 
+def test_lanczos_lowest_eigenvalues_match_closed_form():
+    """Hessian-vector-product Lanczos (the d > 256 path) on the ±a model at the midpoint."""
+    sigma, d = 0.8, 20
+    model = ms.EmpiricalDiffusion(two_points(1.0, d))
+    spec = hessian_spectrum(model, torch.zeros(2, d, dtype=F64), sigma, method="lanczos", k=3)
+    expected = [(1 - 1 / sigma**2) / sigma**2, 1 / sigma**2, 1 / sigma**2]
+    assert not spec.complete
+    assert spec.eigenvalues.tolist() == [pytest.approx(expected, rel=1e-8)] * 2
+    assert spec.morse_index().tolist() == [1, 1]
+    assert spec.eigenvectors[0, :, 0].abs().tolist() == pytest.approx(
+        [1.0] + [0.0] * (d - 1), abs=1e-6
+    )
+
+
 # ---------------------------------------------------------------- textbook energies
 def test_double_well_census():
     cps = ms.critical_points(

@@ -316,7 +316,8 @@ def critical_points(
         ``nearest_pattern``, ``nearest_distance``, ``nearest_sign``,
         ``mixture_distance``, ``kind``, ``basin_count``, ``basin_fraction``,
         ``basin_ci_low``/``basin_ci_high`` (95 % Wilson; minima only; fraction of
-        the random descent starts ending there) and ``source``.
+        the descent starts, random or given, ending there) and ``source``
+        (``descent``, ``newton``, ``midpoint``, ``centroid3``, ``centroid``).
     """
     check_model(model)
     check_sigma(model, sigma)
@@ -414,7 +415,7 @@ def critical_points(
         patterns=pats,
         label_tol=label_tol,
         basin_counts=counts,
-        n_basin_starts=n0 if starts is None else 0,
+        n_basin_starts=n0,
         source=[cand_src[int(i)] for i in keep],
         n_eigs=n_eigs,
         tol=tol,
