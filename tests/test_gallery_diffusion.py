@@ -56,6 +56,20 @@ def test_two_gaussians_rejects_bad_input():
         TwoGaussians(torch.ones(3)).score(torch.ones(4, 2), 1.0)
 
 
+def test_clone_pairs_and_collapse_crossing_reject_bad_input():
+    model = TwoGaussians(torch.ones(2, dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="clone_sigmas"):
+        clone_pairs(model, torch.tensor([0.5, 1.0]), 10, 10, g)  # increasing
+    with pytest.raises(ValueError, match="pairs"):
+        clone_pairs(model, torch.tensor([1.0, 0.5]), 0, 10, g)
+    data = torch.randn(5, 2, generator=g)
+    with pytest.raises(ValueError, match="threshold"):
+        collapse_crossing(data, 10, 1.0, g, torch.tensor([0.1]))
+    with pytest.raises(ValueError, match="times"):
+        collapse_crossing(data, 10, 0.5, g, torch.tensor([-0.1]))
+
+
 def test_clone_pairs_match_exact_cloning_probability_in_one_dimension():
     """Cloned reverse-SDE trajectories (d = 1) against the closed-form φ(t)."""
     a = 2.0

@@ -194,9 +194,17 @@ def _census(
     from memscape.landscape import critical_points
 
     g = torch.Generator().manual_seed(seed)
-    tol = 1e-8 if name == "exact" else 1e-4  # the network runs in float32
+    # the network runs in float32: looser ‖∇E‖ tolerance, and points within 10⁻³ are one
+    tol, dedupe = (1e-8, None) if name == "exact" else (1e-4, 1e-3)
     cps = critical_points(
-        model, sigma, n_starts=starts, box=(-1.6, 1.6), patterns=data, tol=tol, generator=g
+        model,
+        sigma,
+        n_starts=starts,
+        box=(-1.6, 1.6),
+        patterns=data,
+        tol=tol,
+        dedupe_tol=dedupe,
+        generator=g,
     )
     t = cps.table[cps.table["converged"]]
     return pd.DataFrame(

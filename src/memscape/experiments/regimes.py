@@ -192,16 +192,26 @@ def clone_pairs(
     Returns:
         ``(T,)`` float64 same-class fractions.
     """
+    from memscape.diffusion.samplers import karras_sigmas
+
+    if not isinstance(model, TwoGaussians):
+        raise TypeError(f"model must be a TwoGaussians, got {type(model).__name__}")
+    clone_sigmas = check_tensor(clone_sigmas, "clone_sigmas", ndim=1).double()
+    if bool((clone_sigmas <= 0).any()) or bool((clone_sigmas[1:] >= clone_sigmas[:-1]).any()):
+        raise ValueError("clone_sigmas must be positive and strictly decreasing")
+    check_int(pairs, "pairs")
+    check_int(steps, "steps", minimum=2)
     m = model.mean.double()
     lam = float(m.pow(2).sum()) + model.variance
     s_max, s_min = 100 * math.sqrt(lam), 1e-3
-    ramp = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
-    grid = (s_max ** (1 / 7) + ramp * (s_min ** (1 / 7) - s_max ** (1 / 7))) ** 7
-    grid = torch.unique(torch.cat([grid, clone_sigmas.double()])).flip(0)
+    if not (s_min < float(clone_sigmas.min()) and float(clone_sigmas.max()) < s_max):
+        raise ValueError(f"clone_sigmas must lie in ({s_min}, {s_max}) (σ_min, 100√Λ)")
+    grid = karras_sigmas(steps + 1, s_min, s_max)[:-1]  # EDM grid, ρ = 7, without the final 0
+    grid = torch.unique(torch.cat([grid, clone_sigmas])).flip(0)
     y = torch.randn(pairs, m.shape[0], generator=generator, dtype=torch.float64)
     y = y * math.sqrt(s_max**2 + 1)
     out, at = [], 0
-    for sc in clone_sigmas.double().tolist():
+    for sc in clone_sigmas.tolist():
         stop = int((grid - sc).abs().argmin())
         if stop > at:
             y = _sde(model, y, grid[at : stop + 1], generator)
@@ -280,6 +290,14 @@ def collapse_crossing(
     from memscape.diffusion.empirical import EmpiricalDiffusion
 
     data = check_tensor(data, "data", ndim=2).double()
+    check_int(trajectories, "trajectories")
+    check_int(iters, "iters")
+    check_positive(t_max, "t_max")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    times = check_tensor(times, "times", ndim=1)
+    if bool((times <= 0).any()):
+        raise ValueError("times must be > 0")
     model = EmpiricalDiffusion(data)
     ou = OU()
     k = torch.randint(0, data.shape[0], (trajectories,), generator=generator)
