@@ -157,7 +157,7 @@ class ScoreModel(nn.Module, EnergyModel):
         c_skip, c_out, c_in, c_noise = self.precond.coefficients(sigma, self._sigma_data())
         p = next(self.network.parameters())
         out = self.network((_bcast(c_in, x) * x).to(p.dtype), c_noise.to(p.dtype))
-        return _bcast(c_skip, x) * x + _bcast(c_out, x) * out.to(x.dtype)
+        return torch.addcmul(_bcast(c_skip, x) * x, _bcast(c_out, x), out.to(x.dtype))
 
     def _energy(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         r = (x - self._f(x, sigma)).reshape(x.shape[0], -1)

@@ -179,11 +179,12 @@ def sample_heun(
         if gamma > 0:
             x = x + math.sqrt(s_hat**2 - s[i] ** 2) * s_noise * _noise(x, generator)
         den = model.denoise(x, s_hat)
-        d = (x - den) / s_hat
-        x_next = x + (s[i + 1] - s_hat) * d
+        h = s[i + 1] - s_hat
+        d = (x - den).div_(s_hat)
+        x_next = torch.add(x, d, alpha=h)
         if s[i + 1] > 0:
-            d2 = (x_next - model.denoise(x_next, s[i + 1])) / s[i + 1]
-            x_next = x + (s[i + 1] - s_hat) * 0.5 * (d + d2)
+            d2 = (x_next - model.denoise(x_next, s[i + 1])).div_(s[i + 1])
+            x_next = torch.add(x, d.add_(d2), alpha=0.5 * h)
         x = x_next
         rec(i, s[i], s[i + 1], x, den)
     return rec.result(x)
