@@ -12,7 +12,7 @@ from memscape.experiments.results import Check, ResultsFolder, atomic_write
 from memscape.experiments.sweep import Job, load_job, run_sweep
 
 # Importing a recipe registers it.
-from memscape.experiments import circle, dense_capacity, hopfield_capacity, memorization, modern_hopfield, regimes  # noqa: E402, F401, I001
+from memscape.experiments import circle, dense_capacity, hopfield_capacity, landscape, memorization, modern_hopfield, morse_smale, regimes, symmetry_breaking  # noqa: E402, F401, I001
 
 __all__ = [
     "EXPERIMENTS",

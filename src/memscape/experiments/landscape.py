@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -26,12 +25,11 @@ from memscape._validation import check_choice, check_int, check_positive
 from memscape.experiments.registry import Context, register
 from memscape.experiments.sweep import Job
 
-__all__ = ["DATASETS", "LandscapeConfig", "landscape_fields", "synthetic_points"]
+__all__ = ["DATASETS", "LandscapeConfig", "synthetic_points"]
 
 DATASETS = ("triangle", "circle", "mixture", "grid")
 MODELS = ("diffusion", "modern")
-INDEX_STYLE = {0: ("o", "tab:blue", "minimum"), 1: ("x", "tab:red", "saddle"),
-               2: ("^", "tab:green", "maximum")}  # fmt: skip
+INDEX_COLOURS = {0: "tab:blue", 1: "tab:red", 2: "tab:green"}  # minima, saddles, maxima
 
 
 def synthetic_points(name: str, k: int = 3, *, generator: torch.Generator | None = None):
@@ -59,76 +57,6 @@ def synthetic_points(name: str, k: int = 3, *, generator: torch.Generator | None
     return centre[side] + 0.25 * noise
 
 
-def landscape_fields(
-    model: Any, sigma: Any, cps: Any, lims: tuple[float, float, float, float], resolution: int = 60
-) -> pd.DataFrame:
-    """Energy, score and basin label on a 2-D grid: tidy table, one row per node.
-
-    Columns ``x0, x1, energy`` (NaN for score-only models), ``s0, s1`` (score) and
-    ``basin`` (row of ``cps.table`` of the minimum reached, −1 for none;
-    :func:`memscape.landscape.basin_map`).
-    """
-    from memscape.landscape import basin_map
-    from memscape.landscape._fields import has_energy
-
-    bm = basin_map(model, cps, sigma, xlim=lims[:2], ylim=lims[2:], resolution=resolution)
-    gy, gx = torch.meshgrid(bm.ys, bm.xs, indexing="ij")
-    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1).to(torch.float64)
-    with torch.no_grad():
-        energy = (
-            model.energy(grid, sigma).detach()
-            if has_energy(model)
-            else torch.full((grid.shape[0],), math.nan, dtype=torch.float64)
-        )
-    score = model.score(grid, sigma).detach().to(torch.float64)
-    return pd.DataFrame(
-        {
-            "x0": grid[:, 0].numpy(),
-            "x1": grid[:, 1].numpy(),
-            "energy": energy.to(torch.float64).numpy(),
-            "s0": score[:, 0].numpy(),
-            "s1": score[:, 1].numpy(),
-            "basin": bm.labels.reshape(-1).numpy(),
-        }
-    )
-
-
-def draw_landscape(
-    ax: Any,
-    fields: pd.DataFrame,
-    points: pd.DataFrame,
-    data: np.ndarray | None = None,
-    title: str = "",
-) -> None:
-    """Draw basins (colours), energy contours, score stream lines and critical points by index."""
-    xs, ys = np.unique(fields["x0"]), np.unique(fields["x1"])
-    shape = (ys.size, xs.size)
-    basin = fields["basin"].to_numpy().reshape(shape)
-    ax.pcolormesh(
-        xs, ys, np.where(basin < 0, np.nan, basin), cmap="Pastel1", shading="auto", alpha=0.7
-    )
-    energy = fields["energy"].to_numpy().reshape(shape)
-    if np.isfinite(energy).all():
-        ax.contour(xs, ys, energy, levels=20, colors="k", linewidths=0.4, alpha=0.6)
-    ax.streamplot(
-        xs,
-        ys,
-        fields["s0"].to_numpy().reshape(shape),
-        fields["s1"].to_numpy().reshape(shape),
-        color="0.35",
-        density=0.9,
-        linewidth=0.5,
-        arrowsize=0.6,
-    )
-    if data is not None:
-        ax.plot(data[:, 0], data[:, 1], "k*", ms=7, label="data / patterns")
-    conv = points[points["converged"]]
-    for idx, (marker, colour, name) in INDEX_STYLE.items():
-        sel = conv[conv["morse_index"] == idx]
-        ax.plot(sel["x0"], sel["x1"], marker, c=colour, ms=6, mew=2, ls="", label=name)
-    ax.set(xlim=(xs[0], xs[-1]), ylim=(ys[0], ys[-1]), aspect="equal", title=title)
-
-
 @dataclass
 class LandscapeConfig:
     """Options of ``landscape``."""
@@ -143,6 +71,7 @@ class LandscapeConfig:
     n_starts: int = field(default=1000, metadata={"help": "random starts of the census"})
     basin_samples: int = field(default=4000, metadata={"help": "Monte-Carlo starts for basins"})
     resolution: int = field(default=120, metadata={"help": "grid nodes per axis of the figure"})
+    basin_resolution: int = field(default=80, metadata={"help": "basin-map nodes per axis"})
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the invalid option."""
@@ -154,10 +83,11 @@ class LandscapeConfig:
         check_int(self.n_starts, "n_starts", minimum=10)
         check_int(self.basin_samples, "basin_samples", minimum=10)
         check_int(self.resolution, "resolution", minimum=10)
+        check_int(self.basin_resolution, "basin_resolution", minimum=4)
 
 
 def build_model(kind: str, data: torch.Tensor, sigma: float, beta: float) -> tuple[Any, Any]:
-    """``(model, σ)``: ``EmpiricalDiffusion(data)`` at σ, or ``ModernHopfield(data, β)`` (σ None)."""
+    """``(model, σ)``: the exact model at σ, or ``ModernHopfield(data, β)``, σ None."""
     from memscape import EmpiricalDiffusion, ModernHopfield
 
     if kind == "diffusion":
@@ -172,18 +102,23 @@ def analyse(
     *,
     n_starts: int,
     basin_samples: int,
-    resolution: int,
     generator: torch.Generator,
 ) -> dict[str, pd.DataFrame]:
-    """Census, basins, Morse–Smale edges and figure fields of one 2-D landscape (tidy tables)."""
+    """Census, basins and Morse–Smale edges of one 2-D landscape (tidy tables).
+
+    Returns tables ``critical_points`` (one row per point, :func:`critical_points`
+    columns plus ``point``, ``euler_characteristic``, ``is_morse_smale``), ``basins``
+    (:func:`basin_fractions` from uniform starts in ``box``), ``edges`` (one row per
+    saddle → end edge) and ``box`` (the plot / basin-start box, rows x0 and x1).
+    """  # fmt: skip
     from memscape.landscape import basin_fractions, critical_points, morse_smale_graph
 
     cps = critical_points(model, sigma, n_starts=n_starts, patterns=data, generator=generator)
-    lo = np.minimum(data.min(0).values.numpy(), cps.points.min(0).values.numpy())
-    hi = np.maximum(data.max(0).values.numpy(), cps.points.max(0).values.numpy())
-    pad = 0.35 * (hi - lo).max() + 0.5 * (sigma or 0.0) + 0.1
-    lims = (lo[0] - pad, hi[0] + pad, lo[1] - pad, hi[1] + pad)
-    box = (torch.tensor(lims[::2]), torch.tensor(lims[1::2]))
+    conv = cps.points[cps.converged]
+    lo = torch.minimum(data.amin(0), conv.amin(0)).numpy()
+    hi = torch.maximum(data.amax(0), conv.amax(0)).numpy()
+    pad = 0.35 * float((hi - lo).max()) + 0.5 * (sigma or 0.0) + 0.1
+    box = (torch.tensor(lo - pad), torch.tensor(hi + pad))
     basins = basin_fractions(model, cps, sigma, n=basin_samples, box=box, generator=generator)
     graph = morse_smale_graph(model, cps, sigma)
     edges = pd.DataFrame(
@@ -193,8 +128,9 @@ def analyse(
     points = cps.table.drop(columns=["eigenvalues"]).reset_index(names="point")
     points["euler_characteristic"] = cps.euler_characteristic()
     points["is_morse_smale"] = bool(graph.graph["is_morse_smale"])
-    fields = landscape_fields(model, sigma, cps, lims, resolution)
-    return {"critical_points": points, "basins": basins, "edges": edges, "fields": fields}
+    box_table = pd.DataFrame({"low": lo - pad, "high": hi + pad}, index=["x0", "x1"])
+    return {"critical_points": points, "basins": basins, "edges": edges,
+            "box": box_table.reset_index(names="axis")}  # fmt: skip
 
 
 def landscape_job(
@@ -205,7 +141,6 @@ def landscape_job(
     beta: float,
     n_starts: int,
     basin_samples: int,
-    resolution: int,
     seed: int,
 ) -> dict[str, pd.DataFrame]:
     """The whole analysis of one landscape (one sweep job)."""
@@ -214,15 +149,7 @@ def landscape_job(
     g = job_generator(seed, "landscape", model, data, k)
     pts = synthetic_points(data, k, generator=g)
     m, sig = build_model(model, pts, sigma, beta)
-    out = analyse(
-        m,
-        sig,
-        pts,
-        n_starts=n_starts,
-        basin_samples=basin_samples,
-        resolution=resolution,
-        generator=g,
-    )
+    out = analyse(m, sig, pts, n_starts=n_starts, basin_samples=basin_samples, generator=g)
     out["data"] = pd.DataFrame(pts.numpy(), columns=["x0", "x1"])
     return out
 
@@ -232,49 +159,36 @@ def landscape_job(
     config=LandscapeConfig,
     summary="Critical points, basins, Morse–Smale graph and figure of one 2-D landscape.",
     paper="Ambrogioni 2023 (seed 000, Morse–Smale); Ramsauer et al. 2020; Milnor (Euler char.)",
-    quick={"n_starts": 300, "basin_samples": 1000, "resolution": 60},
+    quick={"n_starts": 300, "basin_samples": 1000, "resolution": 60, "basin_resolution": 40},
 )
 def run(cfg: LandscapeConfig, ctx: Context) -> None:
     """One job: census, basins, Morse–Smale edges; tables, Euler check, two figures."""
-    params = {
-        f: getattr(cfg, f)
-        for f in ("model", "data", "k", "sigma", "beta", "n_starts", "basin_samples", "resolution")
-    }
-    out = ctx.sweep(landscape_job, [Job("landscape", {**params, "seed": ctx.seed})], "landscape")[
-        "landscape"
-    ]
-    for name in ("critical_points", "basins", "edges", "data", "fields"):
+    names = ("model", "data", "k", "sigma", "beta", "n_starts", "basin_samples")
+    params = {f: getattr(cfg, f) for f in names}
+    job = Job("landscape", {**params, "seed": ctx.seed})
+    out = ctx.sweep(landscape_job, [job], "landscape")["landscape"]
+    for name in ("critical_points", "basins", "edges", "data", "box"):
         ctx.folder.write_table(name, out[name])
     pts = out["critical_points"]
     chi = int(pts["euler_characteristic"].iloc[0])
     ctx.folder.add_check("Euler characteristic Σ(−1)^index", chi, 1, 0.0, relative=False)
     where = f"σ = {cfg.sigma:g}" if cfg.model == "diffusion" else f"β = {cfg.beta:g}"
     title = f"{cfg.model} landscape of '{cfg.data}' at {where}"
-    ctx.folder.save_figure("landscape", _figure(out, title))
+    data = torch.tensor(out["data"][["x0", "x1"]].to_numpy())
+    model, sigma = build_model(cfg.model, data, cfg.sigma, cfg.beta)
+    box = out["box"].set_index("axis")
+    fig = landscape_figure(model, sigma, pts, data, box, cfg.resolution, cfg.basin_resolution)
+    fig.axes[0].set_title(title)
+    ctx.folder.save_figure("landscape", fig)
     ctx.folder.save_figure("morse_smale_graph", graph_figure(pts, out["edges"], title))
     conv = pts[pts["converged"]]
-    cols = [
-        "point",
-        "x0",
-        "x1",
-        "energy",
-        "morse_index",
-        "kind",
-        "label",
-        "hyperbolicity",
-        "basin_fraction",
-        "basin_ci_low",
-        "basin_ci_high",
-    ]
-    ctx.folder.add_section(
-        "Critical points",
-        (
-            f"{title}: {len(conv)} critical points (census of {cfg.n_starts} random starts refined "
-            f"by Newton); Euler characteristic Σ(−1)^index = {chi} (1 for a complete census on ℝ²). "
-            "Basin fractions here: share of the census' descent starts.\n\n"
-            + conv[cols].to_markdown(index=False, floatfmt=".4g")
-        ),
-    )
+    cols = ["point", "x0", "x1", "energy", "morse_index", "kind", "label", "hyperbolicity",
+            "basin_fraction", "basin_ci_low", "basin_ci_high"]  # fmt: skip
+    ctx.folder.add_section("Critical points", (
+        f"{title}: {len(conv)} critical points (census of {cfg.n_starts} random starts refined "
+        f"by Newton); Euler characteristic Σ(−1)^index = {chi} (1 for a complete census on "
+        "ℝ²). Basin fractions here: share of the census' descent starts.\n\n"
+        + conv[cols].to_markdown(index=False, floatfmt=".4g")))  # fmt: skip
     ctx.folder.add_section(
         "Basins of attraction",
         (
@@ -282,30 +196,48 @@ def run(cfg: LandscapeConfig, ctx: Context) -> None:
             "95 % Wilson intervals.\n\n" + out["basins"].to_markdown(index=False, floatfmt=".4g")
         ),
     )
-    ctx.folder.add_section(
-        "Morse–Smale graph",
-        (
-            "Edges saddle → minimum traced by descending from ±ε along each saddle's unstable "
-            f"eigenvector; Morse–Smale (no saddle connection): {bool(pts['is_morse_smale'].iloc[0])}."
-            "\n\n" + out["edges"].to_markdown(index=False, floatfmt=".4g")
-        ),
-    )
+    ms = bool(pts["is_morse_smale"].iloc[0])
+    ctx.folder.add_section("Morse–Smale graph", (
+        "Edges saddle → minimum traced by descending from ±ε along each saddle's unstable "
+        f"eigenvector; Morse–Smale (no saddle connection): {ms}.\n\n"
+        + out["edges"].to_markdown(index=False, floatfmt=".4g")))  # fmt: skip
 
 
-def _figure(out: dict[str, pd.DataFrame], title: str) -> Any:
+def landscape_figure(
+    model: Any,
+    sigma: Any,
+    points: pd.DataFrame,
+    patterns: torch.Tensor | None,
+    box: pd.DataFrame | None,
+    resolution: int,
+    basin_resolution: int,
+    ax: Any = None,
+) -> Any:
+    """:func:`memscape.landscape.plot_landscape` of a census table (converged points only)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    draw_landscape(ax, out["fields"], out["critical_points"], out["data"].to_numpy(), title)
-    ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    return fig
+    from memscape.landscape import CriticalPoints, plot_landscape
+
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 5.5))
+    conv = points[points["converged"]]
+    xy = torch.tensor(conv[["x0", "x1"]].to_numpy(), dtype=torch.float64)
+    cps = CriticalPoints.from_points(model, xy, sigma, patterns=patterns)
+    lims = {} if box is None else {"xlim": tuple(box.loc["x0"]), "ylim": tuple(box.loc["x1"])}
+    plot_landscape(model, sigma, cps=cps, ax=ax, resolution=resolution,
+                   basin_resolution=basin_resolution, **lims)  # fmt: skip
+    if patterns is not None:
+        ax.plot(patterns[:, 0], patterns[:, 1], "k*", ms=5, zorder=6)
+    if fig is not None:
+        fig.tight_layout()
+    return ax.figure
 
 
-def graph_figure(points: pd.DataFrame, edges: pd.DataFrame, title: str, ax: Any = None) -> Any:
+def graph_figure(points: pd.DataFrame, edges: pd.DataFrame, title: str) -> Any:
     """Morse–Smale graph drawn with networkx at the critical points' positions."""
     import matplotlib
 
@@ -313,23 +245,17 @@ def graph_figure(points: pd.DataFrame, edges: pd.DataFrame, title: str, ax: Any 
     import matplotlib.pyplot as plt
     import networkx as nx
 
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = plt.subplots(figsize=(5, 4.5))
     g = nx.DiGraph()
     conv = points[points["converged"]]
     pos = {str(r.point): (r.x0, r.x1) for r in conv.itertuples()}
-    for r in conv.itertuples():
-        g.add_node(str(r.point))
-    for r in edges.itertuples():
-        if str(r.end) in pos:
-            g.add_edge(str(r.saddle), str(r.end))
-    colours = [INDEX_STYLE.get(int(i), ("", "0.5", ""))[1] for i in conv["morse_index"]]
-    nx.draw_networkx(
-        g, pos, ax=ax, node_color=colours, node_size=160, font_size=6, arrowsize=8, edge_color="0.3"
-    )
-    ax.set(title=f"Morse–Smale graph: {title}", aspect="equal")
+    g.add_nodes_from(pos)
+    g.add_edges_from((str(r.saddle), str(r.end)) for r in edges.itertuples() if str(r.end) in pos)
+    colours = [INDEX_COLOURS.get(int(i), "0.5") for i in conv["morse_index"]]
+    nx.draw_networkx(g, pos, ax=ax, node_color=colours, node_size=160, font_size=6,
+                     arrowsize=8, edge_color="0.3")  # fmt: skip
+    ax.set_title(f"Morse–Smale graph\n{title}", fontsize=9)
+    ax.set_aspect("equal")
     ax.tick_params(left=True, bottom=True, labelleft=True, labelbottom=True)
-    if fig is not None:
-        fig.tight_layout()
-    return fig if fig is not None else ax.figure
+    fig.tight_layout()
+    return fig

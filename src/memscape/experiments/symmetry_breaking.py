@@ -102,14 +102,14 @@ class ProcessLandscape(EnergyModel):
         return self._check_x(x) / self.s
 
     def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
-        """Density energy ``−log p_t(x)`` or drift potential ``U(x, t)``: ``(B, *event_shape) -> (B,)``."""
+        """Density energy ``−log p_t(x)`` or drift potential ``U(x, t)``: ``(B, *E) -> (B,)``."""
         e = self.model.energy(self._z(x), self.sigma) + self.dim * math.log(self.s)
         if self.kind == "density":
             return e
         return self.g2 * e + 0.5 * self.rate * x.reshape(x.shape[0], -1).pow(2).sum(1)
 
     def score(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
-        """``−∇E``: the density's score, or the generative drift ``−f + g²∇log p_t``; shape of ``x``."""
+        """``−∇E``: the density's score or the generative drift ``−f + g²∇log p_t``; shape of x."""
         sc = self.model.score(self._z(x), self.sigma) / self.s
         return sc if self.kind == "density" else self.g2 * sc - self.rate * x
 
@@ -180,13 +180,15 @@ def pair_job(a: float, process: str, kind: str, steps: int, n_starts: int, seed:
     model = EmpiricalDiffusion(torch.tensor([[a], [-a]], dtype=torch.float64))
     t0, t1 = float(proc.t_of_sigma(0.3 * a)), float(proc.t_of_sigma(3.0 * a))
     g = job_generator(seed, "symmetry-breaking", a, process, kind)
+    # log t keeps t > 0: the corrector may step past the ends of the range
     bd = continuation(
-        lambda t: ProcessLandscape(model, proc, t, kind), "t", start=t1, stop=t0, log=True, steps=steps,
-        census_kwargs={"n_starts": n_starts}, generator=g,
+        lambda t: ProcessLandscape(model, proc, t, kind), "t", start=t1, stop=t0, log=True,
+        steps=steps, census_kwargs={"n_starts": n_starts}, generator=g,
     )  # fmt: skip
     meta = {"a": a, "process": process, "object": kind}
     bif = bd.bifurcations.assign(**meta)
-    bif["central"] = bif["x_0"].abs() < 1e-3 * a
+    bif["branches"] = bif["branches"].map(str)
+    bif["central"] = bif["x0"].abs() < 1e-3 * a
     bif["sigma"] = [float(proc.sigma(t)) for t in bif["parameter"]]
     return {"bifurcations": bif, "branches": bd.branches.assign(**meta)}
 
@@ -213,7 +215,7 @@ def diagram_job(
     )
     return {
         "branches": bd.branches,
-        "bifurcations": bd.bifurcations,
+        "bifurcations": bd.bifurcations.assign(branches=bd.bifurcations["branches"].map(str)),
         "data": pd.DataFrame(model.data.numpy(), columns=["x0", "x1"]),
     }
 
@@ -311,10 +313,23 @@ def run(cfg: SymmetryBreakingConfig, ctx: Context) -> None:
         _TEXT + "\n\n" + crit.to_markdown(index=False, floatfmt=".5g"),
     )
     bif = diagram["bifurcations"]
+    data = torch.tensor(diagram["data"][["x0", "x1"]].to_numpy())
+    mean = data.mean(0)
+    note = ""
+    if float(mean.abs().max()) < 1e-8 * float(data.abs().max()):  # centred: the mean is critical
+        m0, m1 = float(mean[0]), float(mean[1])
+        at_mean = bif[(bif["x0"] - m0).abs().lt(1e-6) & (bif["x1"] - m1).abs().lt(1e-6)]
+        sigma_mean = float(at_mean["parameter"].max()) if len(at_mean) else math.nan
+        sigma_th = theory.critical_beta(data) ** -0.5
+        ctx.folder.add_check("σ at which the data mean changes index", sigma_mean, sigma_th, 0.01)
+        note = (
+            f" The mean of the (centred) data changes index at σ = {sigma_mean:.5g}; theory "
+            f"σ_c = √λ_max(Cov) = {sigma_th:.5g} (memscape.theory.critical_beta, β = 1/σ²)."
+        )
     ctx.folder.add_section(
         f"Bifurcation diagram of the exact energy of '{cfg.data}' over σ",
         "Pseudo-arclength continuation of every critical point of −log p_σ for σ in "
-        f"[{cfg.sigma_min:g}, {cfg.sigma_max:g}]. Detected bifurcations:\n\n"
+        f"[{cfg.sigma_min:g}, {cfg.sigma_max:g}].{note} Detected bifurcations:\n\n"
         + (
             bif.drop(columns=["branches"]).to_markdown(index=False, floatfmt=".5g")
             if len(bif)
@@ -339,52 +354,30 @@ def _pair_figure(crit: pd.DataFrame, out: dict[str, Any], jobs: list[Job], pairs
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from memscape.landscape import BifurcationDiagram, plot_bifurcation
+
     procs = list(dict.fromkeys(p for _, p, _ in pairs))
-    fig, axes = plt.subplots(2, len(procs), figsize=(4.2 * len(procs), 6.5), squeeze=False)
+    seps = list(dict.fromkeys(a for a, _, _ in pairs))
+    rows = len(OBJECTS) * len(seps)
+    fig, axes = plt.subplots(rows, len(procs), figsize=(4.2 * len(procs), 3.2 * rows),
+                             squeeze=False)  # fmt: skip
     for (a, p, o), job in zip(pairs, jobs, strict=True):
-        ax = axes[OBJECTS.index(o), procs.index(p)]
-        br = out[job.key]["branches"]
-        for _, b in br.groupby("branch"):
-            for stable, seg in b.groupby("stable"):
-                ax.plot(
-                    seg["parameter"],
-                    seg["x_0"] / a,
-                    ".",
-                    ms=2,
-                    c="C0" if stable else "C3",
-                    label=None,
-                )
+        ax = axes[seps.index(a) * len(OBJECTS) + OBJECTS.index(o), procs.index(p)]
+        res = out[job.key]
+        bd = BifurcationDiagram("t", True, res["branches"], res["bifurcations"])
+        plot_bifurcation(bd, ax=ax, y="x0", legend=(a, p, o) == pairs[0])
         r = crit[(crit.a == a) & (crit.process == p) & (crit.object == o)].iloc[0]
-        ax.axvline(r.t_c_theory, c="k", ls="--", lw=0.8)
-        ax.set(title=f"{p.upper()}, {o}", xlabel="forward time t", ylabel="x / a")
-    axes[0, 0].plot([], [], ".", c="C0", label="minimum")
-    axes[0, 0].plot([], [], ".", c="C3", label="saddle / maximum")
-    axes[0, 0].plot([], [], "k--", lw=0.8, label="theory t_c")
-    axes[0, 0].legend(fontsize=7)
+        ax.axvline(r.t_c_theory, c="k", ls=":", lw=0.8)
+        ax.set_title(f"{p.upper()}, {o}, a = {a:g} (dotted: theory t_c)", fontsize=9)
+        ax.set_xlabel("forward time t")
     fig.tight_layout()
     return fig
 
 
 def _diagram_figure(diagram: dict[str, pd.DataFrame], data: str) -> Any:
-    import matplotlib
+    from memscape.landscape import BifurcationDiagram, plot_bifurcation
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    br = diagram["branches"]
-    for idx, seg in br.groupby("morse_index"):
-        ax.plot(
-            seg["parameter"], seg["energy"], ".", ms=2, c=f"C{int(idx)}", label=f"index {int(idx)}"
-        )
-    for r in diagram["bifurcations"].itertuples():
-        ax.axvline(r.parameter, c="k", lw=0.6, ls=":")
-    ax.set(
-        xscale="log",
-        xlabel="σ",
-        ylabel="energy −log p_σ at the critical point",
-        title=f"{data}: critical points over σ (dotted: detected bifurcations)",
-    )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    bd = BifurcationDiagram("sigma", True, diagram["branches"], diagram["bifurcations"])
+    fig = plot_bifurcation(bd).figure
+    fig.axes[0].set_title(f"{data}: critical points of −log p_σ over σ", fontsize=9)
     return fig
