@@ -48,5 +48,5 @@ def descend_flat(
     spec = hessian_spectrum(model, sample.reshape(-1, *shape), sigma)
     lip = float(spec.eigenvalues.abs().amax(1).quantile(0.9))
     stepper = ClippedGradientStep(model, shape, 0.5 / max(lip, 1e-12), 0.1 * scale)
-    res = descend(stepper, x0, sigma, method="update", tol=1e-9 * scale, max_steps=max_steps)
+    res = descend(stepper, x0, sigma, method="update", tol=1e-7 * scale, max_steps=max_steps)
     return res.x, res.converged
