@@ -113,7 +113,9 @@ class _Recorder:
         self.states = [x.detach().clone()] if on else None
         self.callback = callback
 
-    def __call__(self, i: int, s: float, s_next: float, x: torch.Tensor, d: torch.Tensor) -> None:
+    def __call__(
+        self, i: int, s: float, s_next: float, x: torch.Tensor, d: torch.Tensor | None
+    ) -> None:
         if self.states is not None:
             self.states.append(x.detach().clone())
         if self.callback is not None:
@@ -256,7 +258,8 @@ def sample_ode(
     """Adaptive RK45 (scipy ``solve_ivp``) on the probability-flow ODE in ``t = ln σ``.
 
     ``dx/dt = x − D(x, eᵗ)`` from σ_0 to the last nonzero σ (states recorded at every
-    σ of the grid), then ``D(x, σ_{N−1})`` as the final step to σ = 0 (if ``σ_N = 0``).
+    σ of the grid; the callback's ``denoised`` is ``None`` there), then ``D(x, σ_{N−1})``
+    as the final step to σ = 0 (if ``σ_N = 0``).
     """
     from scipy.integrate import solve_ivp
 
@@ -286,7 +289,7 @@ def sample_ode(
             raise RuntimeError(f"probability-flow ODE integration failed: {sol.message}")
         for i in range(1, len(pos)):
             xi = torch.from_numpy(sol.y[:, i].copy()).reshape(shape).to(dev, dtype)
-            rec(i - 1, pos[i - 1], pos[i], xi, xi)
+            rec(i - 1, pos[i - 1], pos[i], xi, None)
         x = xi
     if s[-1] == 0:
         d = model.denoise(x, pos[-1])
