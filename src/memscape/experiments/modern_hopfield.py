@@ -307,8 +307,13 @@ def run(cfg: ModernHopfieldConfig, ctx: Context) -> None:
     )
     ctx.folder.add_section(
         "Bifurcation of the global fixed point",
-        "Pseudo-arclength continuation in β from ξ = 0 (memscape.continuation); detected "
-        "bifurcations:\n\n" + bif["bifurcations"].to_markdown(index=False),
+        "Pseudo-arclength continuation in β from ξ = 0 (memscape.continuation). ξ = 0 loses "
+        f"stability where an eigenvalue of I − β Cov crosses zero, β_c = {beta_c:.4f}. The "
+        "data have no symmetry, so the crossing is generically transcritical (reported as "
+        "'pitchfork': an eigenvalue through zero without a turn); a subcritical branch "
+        "leaving it turns back at a fold below β_c, where a second minimum appears before "
+        "the mean loses stability. Detected bifurcations:\n\n"
+        + bif["bifurcations"].to_markdown(index=False),
     )
 
 
