@@ -227,9 +227,10 @@ def landscape_figure(
     conv = points[points["converged"]]
     xy = torch.tensor(conv[["x0", "x1"]].to_numpy(), dtype=torch.float64)
     cps = CriticalPoints.from_points(model, xy, sigma, patterns=patterns)
-    lims = {} if box is None else {"xlim": tuple(box.loc["x0"]), "ylim": tuple(box.loc["x1"])}
-    plot_landscape(model, sigma, cps=cps, ax=ax, resolution=resolution,
-                   basin_resolution=basin_resolution, **lims)  # fmt: skip
+    xlim = None if box is None else (float(box.loc["x0", "low"]), float(box.loc["x0", "high"]))
+    ylim = None if box is None else (float(box.loc["x1", "low"]), float(box.loc["x1", "high"]))
+    plot_landscape(model, sigma, cps=cps, ax=ax, xlim=xlim, ylim=ylim, resolution=resolution,
+                   basin_resolution=basin_resolution)  # fmt: skip
     if patterns is not None:
         ax.plot(patterns[:, 0], patterns[:, 1], "k*", ms=5, zorder=6)
     if fig is not None:

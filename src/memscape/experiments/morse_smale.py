@@ -213,7 +213,7 @@ def trained_job(
         n_starts=n_starts, generator=g)  # fmt: skip
     out["losses"] = run.losses
     out.update({f"param.{k}": v for k, v in model.state_dict().items()})
-    out["sigma_data"] = torch.tensor([float(model.sigma_data)])
+    out["sigma_data"] = torch.tensor([float(model.sigma_data or 0.0)])  # set by train()
     return out
 
 

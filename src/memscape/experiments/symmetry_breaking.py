@@ -65,8 +65,8 @@ def process_coefficients(
         s, sig = proc.scale(tt), proc.sigma(tt)
         ds = torch.autograd.grad(s, tt)[0] if s.requires_grad else torch.zeros(())
         dsig = torch.autograd.grad(sig, tt)[0]
-    s, sig = float(s.detach()), float(sig.detach())
-    return s, sig, float(ds) / s, 2 * s * s * sig * float(dsig)
+    sv, sigv = float(s.detach()), float(sig.detach())
+    return sv, sigv, float(ds) / sv, 2 * sv * sv * sigv * float(dsig)
 
 
 class ProcessLandscape(EnergyModel):
@@ -269,12 +269,10 @@ def run(cfg: SymmetryBreakingConfig, ctx: Context) -> None:
         bif = out[job.key]["bifurcations"]
         central = bif[bif["central"]]
         t_meas = float(central["parameter"].iloc[0]) if len(central) else math.nan
-        theory_fn = (
-            theory.symmetry_breaking_time
-            if o == "density"
-            else (theory.drift_potential_breaking_time)
-        )
-        t_th = theory_fn(a, p)
+        if o == "density":
+            t_th = theory.symmetry_breaking_time(a, p)
+        else:
+            t_th = theory.drift_potential_breaking_time(a, p)
         proc = get_process(p)
         rows.append(
             {
