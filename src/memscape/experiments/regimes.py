@@ -461,7 +461,10 @@ def run(cfg: RegimesConfig, ctx: Context) -> None:
         _speciation_text(cfg, level) + "\n\n" + speciation.to_markdown(index=False, floatfmt=".4g"),
     )
     ctx.folder.add_section(
-        "Collapse", _collapse_text(cfg) + "\n\n" + collapse.to_markdown(index=False, floatfmt=".4g")
+        "Collapse",
+        _collapse_text(cfg)
+        + "\n\n"
+        + collapse.astype({"n": str}).to_markdown(index=False, floatfmt=".4g"),
     )
 
 
