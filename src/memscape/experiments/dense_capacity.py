@@ -189,7 +189,9 @@ def retrieval_job(
 
     g = job_generator(seed, "dense-retrieval", N, load)
     k = max(2, round(load * N))
-    patterns = (torch.randint(0, 2, (k, N), generator=g) * 2 - 1).double()
+    # float32 states: DenseAM.update writes into float64 inputs, which would stop
+    # descend after one sweep (it would see no change)
+    patterns = (torch.randint(0, 2, (k, N), generator=g) * 2 - 1).float()
     target = patterns[: min(probes, k)]
     cue = target.clone()
     flips = torch.rand(cue.shape, generator=g).argsort(1)[:, : round(flip * N)]
@@ -198,7 +200,7 @@ def retrieval_job(
     rows = []
     for interaction, n in (("exponential", 0), ("polynomial", 2), ("polynomial", 3)):
         net = DenseAM(patterns, interaction, n=max(n, 2))
-        result = net.retrieve(cue.clone(), max_steps=20, generator=g)
+        result = net.retrieve(cue, max_steps=20, generator=g)
         rows.append(
             {
                 "interaction": interaction,
@@ -209,6 +211,7 @@ def retrieval_job(
                 "flip": flip,
                 "retrieved": float((result.x == target).all(1).double().mean()),
                 "overlap": float(((result.x * target).sum(1) / N).mean()),
+                "sweeps": float(result.steps.double().mean()),
                 "exp_bound_alpha": bound.alpha,
                 "exp_bound_K": bound.K,
             }
