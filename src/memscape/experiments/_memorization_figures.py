@@ -122,14 +122,14 @@ def landscapes(cfg: Any, root: Path, outputs: dict[str, Any]):
         k_part = key.split("_")[1]
         train = o["train"].to(torch.float64)
         lim = float(train.abs().max()) * 1.4 + 0.2
-        bounds = ((-lim, lim), (-lim, lim))
-        model_dir = root / "models" / f"{k_part}_seed=0" / "a"
+                model_dir = root / "models" / f"{k_part}_seed=0" / "a"
         if model_dir.exists():
             model = ScoreModel.load(model_dir).double()
-            plot_landscape(model, sigma=cfg.census_sigma, ax=axes[0, j], bounds=bounds)
+            plot_landscape(model, sigma=cfg.census_sigma, ax=axes[0, j], xlim=(-lim, lim),
+                           ylim=(-lim, lim))
         axes[0, j].set_title(f"trained, {k_part}")
         plot_landscape(EmpiricalDiffusion(train), sigma=cfg.census_sigma, ax=axes[1, j],
-                       bounds=bounds)
+                       xlim=(-lim, lim), ylim=(-lim, lim))
         axes[1, j].set_title(f"exact empirical, {k_part}")
     fig.tight_layout()
     return fig

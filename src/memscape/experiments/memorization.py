@@ -23,6 +23,7 @@ the same pipeline as the theory baseline: it memorizes at every K.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ class MemorizationConfig:
         "help": "memorized within this distance of a training point (default: from data scale)"})
     delta_s: float | None = field(default=None, metadata={
         "help": "spurious within this distance of another sample (default: from data scale)"})
-    census_sigma: float = field(default=0.05, metadata={"help": "σ of the attractor census"})
+    census_sigma: float = field(default=0.02, metadata={"help": "σ of the attractor census"})
     census_starts: int = field(default=256, metadata={"help": "starts of the attractor census"})
     probe_points: int = field(default=4, metadata={"help": "samples per class in the basin probe"})
     probe_trials: int = field(default=16, metadata={"help": "noise draws per level in the probe"})
@@ -96,16 +97,15 @@ class MemorizationConfig:
                              f"({n} samples)")
 
 
+SYNTHETIC = ("circle", "gmm", "mixture", "manifold")
+
+
 def load_pool(cfg: MemorizationConfig, seed: int):
     """The dataset the training sets are drawn from (synthetic sets drawn with ``seed``)."""
     from memscape import datasets
 
-    name = cfg.data
-    if name.endswith((".npy", ".npz")) or Path(name).suffix in (".npy", ".npz"):
-        return datasets.load("file", path=name)
-    if name in ("circle", "mixture", "manifold"):
-        return datasets.load(name, n=cfg.pool, seed=seed)
-    return datasets.load(name)
+    opts = {"size": cfg.pool, "data_seed": seed} if cfg.data in SYNTHETIC else {}
+    return datasets.load(cfg.data, **opts)
 
 
 def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str, Any],
@@ -127,14 +127,19 @@ def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str,
 
     def draw(model) -> torch.Tensor:
         g = torch.Generator().manual_seed(noise_seed)
+        # The exact score is stiff (Lipschitz ~ 1/σ²): its baseline gets 4x the steps so
+        # that samples land on training points instead of between them.
+        # Its σ_min is also lower, to resolve training points closer than 0.002.
+        exact = kind == "exact"
         x = sample(model, n=c.samples, shape=tuple(train_a.shape[1:]), sampler=c.sampler,
-                   steps=c.sampler_steps, generator=g)
+                   steps=c.sampler_steps * (4 if exact else 1),
+                   sigma_min=1e-4 if exact else 0.002, generator=g)
         return x.detach().to(torch.float32)
 
     model = make(train_a, "a")
     gen = draw(model)
     cls = classify_samples(gen, train_a, delta_m=c.delta_m, delta_s=c.delta_s)
-    rows = cls.table.assign(K=k, seed=seed, model=kind, sample=np.arange(len(gen)))
+    rows = _class_table(cls).assign(K=k, seed=seed, model=kind, sample=np.arange(len(gen)))
     rows["ratio_memorized"] = rows["ratio"] < c.ratio_threshold
     summary: dict[str, Any] = {
         "K": k, "seed": seed, "model": kind,
@@ -152,7 +157,9 @@ def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str,
         summary[f"critical_sigma_{name}"] = float(sel.mean()) if len(sel) else float("nan")
     if train_b is not None:
         gen_b = draw(make(train_b, "b"))
-        sim = paired_similarity(gen, gen_b)
+        mean = pool.x.reshape(len(pool), -1).mean(0).to(gen)  # cosine about the data mean
+        flat_a, flat_b = gen.reshape(len(gen), -1) - mean, gen_b.reshape(len(gen_b), -1) - mean
+        sim = paired_similarity(flat_a, flat_b, center=False)
         summary["pair_cosine"] = float(sim.cosine.mean())
         summary["pair_l2"] = float(sim.l2.mean())
     out: dict[str, Any] = {
@@ -160,6 +167,15 @@ def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str,
         "probe": probe, "generated": gen, "train": train_a.to(torch.float32),
     }
     return out
+
+
+def _class_table(cls) -> pd.DataFrame:
+    """One row per sample: distances to the training set and the Pham et al. class."""
+    return pd.DataFrame({
+        "d1": cls.d1.numpy(), "d2": cls.d2.numpy(), "ratio": cls.ratio.numpy(),
+        "nearest_generated": cls.nearest_generated.numpy(),
+        "nearest_train": cls.train_index.numpy(), "class": cls.names,
+    })
 
 
 def _training_sets(pool, k: int, seed: int, pair: bool):
@@ -183,23 +199,44 @@ def _train_model(c: MemorizationConfig, train: torch.Tensor, seed: int, out: Pat
     return getattr(run, "model", model)
 
 
-def _census(model, c: MemorizationConfig, train: torch.Tensor, g: torch.Generator, cls) -> pd.DataFrame:
-    """Attractors (minima) of the model at σ = census_sigma, labelled by the sample classes' rule."""
+FLATNESS = 0.05  # λ_min/λ_max below this: the attractor lies on a (near-)flat manifold
+
+
+def _census(model, c: MemorizationConfig, train: torch.Tensor, g: torch.Generator,
+            cls) -> pd.DataFrame:
+    """Attractors (minima) of the model at σ = census_sigma, one row each.
+
+    An attractor is ``memorized`` within δ_m of a training point; otherwise
+    ``generalized`` when its Hessian is nearly flat along some direction
+    (λ_min/λ_max < FLATNESS: a point of an attracting manifold, Pham et al.'s
+    generalization), else ``spurious`` (an isolated attractor that is no training point).
+    """
     from memscape.landscape import critical_points
-    from memscape.memorization import classify_samples
+    from memscape.memorization import nearest_neighbors
 
     flat = train.reshape(len(train), -1).to(torch.float64)
+    if isinstance(model, torch.nn.Module):  # analysis runs in float64 (Newton tolerances)
+        model = copy.deepcopy(model).double()
+    # A trained network's score is smooth only to its training error: looser tolerance,
+    # and points of one flat attracting manifold closer than δ_m/2 count once.
+    loose = isinstance(model, torch.nn.Module)
     cps = critical_points(model, sigma=c.census_sigma, n_starts=c.census_starts, generator=g,
-                          patterns=flat, saddles=False)
-    minima = cps.table[cps.table["morse_index"] == 0]
+                          patterns=flat, n_newton_starts=0, max_seeds=64,
+                          tol=1e-5 if loose else None,
+                          dedupe_tol=cls.delta_m / 2 if loose else None)
+    is_min = ((cps.morse_index == 0) & cps.converged).numpy()
+    minima = cps.table[is_min]
+    pts = cps.points[torch.as_tensor(is_min)].reshape(int(is_min.sum()), -1)
     if len(minima) == 0:
         return pd.DataFrame({"class": pd.Series([], dtype=str)})
-    pts = torch.as_tensor(np.stack(minima["x"].to_numpy()), dtype=torch.float32)
-    lab = classify_samples(pts, flat.to(torch.float32), delta_m=cls.delta_m, delta_s=cls.delta_s)
+    d1 = nearest_neighbors(pts, flat, k=1)[0][:, 0].numpy()
+    eig = cps.eigenvalues[torch.as_tensor(is_min)]
+    flatness = (eig[:, 0] / eig[:, -1]).numpy()
+    label = np.where(d1 <= cls.delta_m, "memorized",
+                     np.where(flatness < FLATNESS, "generalized", "spurious"))
     return pd.DataFrame({"energy": minima["energy"].to_numpy(),
-                         "basin_fraction": minima.get("basin_fraction", np.nan),
-                         "hyperbolicity": minima["hyperbolicity"].to_numpy(),
-                         "d1": lab.table["d1"].to_numpy(), "class": lab.table["class"].to_numpy()})
+                         "basin_fraction": minima["basin_fraction"].to_numpy(),
+                         "flatness": flatness, "d1": d1, "class": label})
 
 
 def _probe(model, c: MemorizationConfig, gen, rows, g, delta) -> pd.DataFrame:
@@ -215,11 +252,24 @@ def _probe(model, c: MemorizationConfig, gen, rows, g, delta) -> pd.DataFrame:
     if not picks:
         return pd.DataFrame({"class": pd.Series([], dtype=str), "critical_sigma": []})
     idx = torch.as_tensor([i for i, _ in picks])
-    levels = np.geomspace(0.01, 1.0, 8).tolist()
-    res = basin_radius(model, gen[idx].to(torch.float64), levels=levels, n_trials=c.probe_trials,
-                       delta=delta, generator=g)
+    levels = np.geomspace(0.005, 2.0, 10)
+
+    def reverse(x: torch.Tensor, gen_: torch.Generator | None) -> torch.Tensor:
+        # Rows are ordered (point, level, trial): run the sampler from each level down to 0.
+        from memscape.diffusion.samplers import karras_sigmas, sample_heun
+
+        xs = x.reshape(len(idx), len(levels), c.probe_trials, -1)
+        out = torch.empty_like(xs)
+        for j, level in enumerate(levels):
+            sig = karras_sigmas(c.sampler_steps, min(0.002, level / 2), float(level))
+            xj = xs[:, j].reshape(-1, *gen.shape[1:]).to(torch.float32)
+            out[:, j] = sample_heun(model, xj, sig).reshape(xs[:, j].shape).to(x)
+        return out.reshape(x.shape)
+
+    res = basin_radius(model, gen[idx].to(torch.float64), c.census_sigma, levels.tolist(),
+                       c.probe_trials, delta, reverse=reverse, generator=g)
     return pd.DataFrame({"sample": idx.numpy(), "class": [n for _, n in picks],
-                         "critical_sigma": np.asarray(res.critical_level, dtype=float)})
+                         "critical_sigma": res.radius})
 
 
 QUICK = {"sizes": (2, 16, 256), "seeds": 1, "samples": 128, "steps": 1500,

@@ -377,15 +377,10 @@ def critical_points(
     seeds, seed_src = _seeds(mins, max_seeds)
     cand += [x0[:k_newton], seeds]
     cand_src += ["newton"] * k_newton + seed_src
-    allc = torch.cat(cand)
-    refined = torch.cat(
-        [
-            ref_min.x.reshape(-1, d),
-            newton_refine(
-                model, allc[reps.numel() :].reshape(-1, *shape), sigma, tol=tol
-            ).x.reshape(-1, d),
-        ]
-    )
+    rest = torch.cat(cand)[reps.numel() :]
+    if rest.shape[0]:
+        rest = newton_refine(model, rest.reshape(-1, *shape), sigma, tol=tol).x.reshape(-1, d)
+    refined = torch.cat([ref_min.x.reshape(-1, d), rest])
     gn = flat_score(model, refined, sigma, shape).norm(dim=1)
     conv = gn <= tol
     # 3. deduplicate: converged first (so they represent their groups), then the rest
