@@ -226,7 +226,8 @@ def landscape_figure(
         fig, ax = plt.subplots(figsize=(6, 5.5))
     conv = points[points["converged"]]
     xy = torch.tensor(conv[["x0", "x1"]].to_numpy(), dtype=torch.float64)
-    cps = CriticalPoints.from_points(model, xy, sigma, patterns=patterns)
+    ok = torch.ones(xy.shape[0], dtype=torch.bool)  # converged in the census that found them
+    cps = CriticalPoints.from_points(model, xy, sigma, converged=ok, patterns=patterns)
     xlim = None if box is None else (float(box.loc["x0", "low"]), float(box.loc["x0", "high"]))
     ylim = None if box is None else (float(box.loc["x1", "low"]), float(box.loc["x1", "high"]))
     plot_landscape(model, sigma, cps=cps, ax=ax, xlim=xlim, ylim=ylim, resolution=resolution,

@@ -213,7 +213,7 @@ def trained_job(
         n_starts=n_starts, generator=g)  # fmt: skip
     out["losses"] = run.losses
     out.update({f"param.{k}": v for k, v in model.state_dict().items()})
-    out["sigma_data"] = torch.tensor([float(model.sigma_data or 0.0)])  # set by train()
+    out["sigma_data"] = torch.tensor([model.sigma_data or 0.0], dtype=torch.float64)
     return out
 
 
@@ -281,7 +281,8 @@ def run(cfg: MorseSmaleConfig, ctx: Context) -> None:
         cols = ["parameter", "kind", "index_before", "index_after", "x0", "x1"]
         ctx.folder.add_section(f"{s}: events along the family", (
             f"{_WHAT[s]} Detected events (continuation): {found}; predicted from the "
-            f"censuses between events Σ|ΔN|/2 = {predicted}.\n\n"
+            f"censuses between events Σ|ΔN|/2 = {predicted}. Snapshots: landscape between "
+            "events with the Morse–Smale graph (black: saddle → minimum edges).\n\n"
             + (bif[cols].to_markdown(index=False, floatfmt=".4g") if len(bif) else "none")
             + "\n\nCensus between events (one row per snapshot):\n\n"
             + snaps.drop(columns=["system", "parameter_name"]).to_markdown(
@@ -359,9 +360,16 @@ def _snapshots(res: dict[str, Any], system: str, cfg: MorseSmaleConfig) -> Any:
             shown = hopfield_patterns(s.value)
         landscape_figure(model, sig, census, shown, box, cfg.resolution,
                          max(cfg.resolution // 2, 4), ax=ax)  # fmt: skip
-        ax.set_title(f"{name} = {s.value:.3g}: χ = {s.euler_characteristic}", fontsize=9)
-        if ax is not axes.flat[0]:
-            ax.get_legend() and ax.get_legend().remove()
+        pos = census.set_index("point")
+        edges = res["edges"][res["edges"]["snapshot"] == s.snapshot]
+        for e in edges[edges["end"].str.isdigit()].itertuples():  # the Morse–Smale graph
+            a, b = pos.loc[int(e.saddle)], pos.loc[int(e.end)]
+            ax.plot([a.x0, b.x0], [a.x1, b.x1], c="k", lw=1.0, alpha=0.7, zorder=4)
+        ax.set_title(f"{name} = {s.value:.3g}: χ = {s.euler_characteristic}, "
+                     f"{len(edges)} edges", fontsize=9)  # fmt: skip
+        legend = ax.get_legend()
+        if legend is not None and ax is not axes.flat[0]:
+            legend.remove()
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
