@@ -16,13 +16,13 @@ import torch  # noqa: E402
 COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:green"}
 
 
-def class_fractions(summary: pd.DataFrame):
+def class_fractions(summary: pd.DataFrame, primary: str = "trained"):
     """Class fractions against K (log axis) with seed spread; exact baseline; twin-model similarity."""
     has_pairs = "pair_cosine" in summary and summary["pair_cosine"].notna().any()
     fig, axes = plt.subplots(1, 2 if has_pairs else 1, figsize=(11 if has_pairs else 6, 4),
                              squeeze=False)
     ax = axes[0, 0]
-    trained = summary[summary["model"] == "trained"]
+    trained = summary[summary["model"] == primary]
     cols = [f"{c}_fraction" for c in COLORS] + ["ratio_memorized_fraction"]
     stats = trained.groupby("K")[cols].agg(["mean", "min", "max"])
     ks = stats.index.to_numpy()
@@ -33,7 +33,7 @@ def class_fractions(summary: pd.DataFrame):
     r = stats["ratio_memorized_fraction"]
     ax.plot(ks, r["mean"], "s--", color="k", ms=4, label="d₁/d₂ < 1/3")
     exact = summary[summary["model"] == "exact"]
-    if len(exact):
+    if len(exact) and primary != "exact":
         e = exact.groupby("K")["ratio_memorized_fraction"].mean()
         ax.plot(e.index, e.to_numpy(), ":", color="gray", lw=2, label="exact model (theory)")
     ax.set(xscale="log", xlabel="training-set size K", ylabel="fraction of samples",
@@ -51,8 +51,8 @@ def class_fractions(summary: pd.DataFrame):
     return fig
 
 
-def _trained_keys(outputs: dict[str, Any], seed: int = 0) -> list[str]:
-    keys = [k for k in outputs if k.startswith("trained_") and k.endswith(f"seed={seed}")]
+def _keys(outputs: dict[str, Any], primary: str, seed: int = 0) -> list[str]:
+    keys = [k for k in outputs if k.startswith(f"{primary}_") and k.endswith(f"seed={seed}")]
     return sorted(keys, key=lambda k: int(k.split("K=")[1].split("_")[0]))
 
 
@@ -68,9 +68,9 @@ def is_planar(outputs: dict[str, Any]) -> bool:
     return first["generated"].ndim == 2 and first["generated"].shape[1] == 2
 
 
-def sample_grid(cfg: Any, outputs: dict[str, Any]):
+def sample_grid(outputs: dict[str, Any], primary: str = "trained"):
     """Generated samples beside their nearest training samples, for a few K."""
-    keys = _pick(_trained_keys(outputs))
+    keys = _pick(_keys(outputs, primary))
     if is_planar(outputs):
         fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 4), squeeze=False)
         for ax, key in zip(axes[0], keys, strict=True):
@@ -110,19 +110,19 @@ def sample_grid(cfg: Any, outputs: dict[str, Any]):
     return fig
 
 
-def landscapes(cfg: Any, root: Path, outputs: dict[str, Any]):
+def landscapes(cfg: Any, root: Path, outputs: dict[str, Any], primary: str = "trained"):
     """Trained-model landscape at small, middle and large K beside the exact empirical energy."""
     from memscape import EmpiricalDiffusion, ScoreModel
     from memscape.landscape import plot_landscape
 
-    keys = _pick(_trained_keys(outputs))
+    keys = _pick(_keys(outputs, primary))
     fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys), 8.4), squeeze=False)
     for j, key in enumerate(keys):
         o = outputs[key]
         k_part = key.split("_")[1]
         train = o["train"].to(torch.float64)
         lim = float(train.abs().max()) * 1.4 + 0.2
-                model_dir = root / "models" / f"{k_part}_seed=0" / "a"
+        model_dir = root / "models" / f"{k_part}_seed=0" / "a"
         if model_dir.exists():
             model = ScoreModel.load(model_dir).double()
             plot_landscape(model, sigma=cfg.census_sigma, ax=axes[0, j], xlim=(-lim, lim),
