@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ import torch
 from memscape._validation import check_int, check_positive
 from memscape.experiments._seeds import job_generator
 from memscape.experiments.registry import Context, register
-from memscape.experiments.sweep import Job
+from memscape.experiments.sweep import Job, JobOutput
 from memscape.theory import critical_beta, hopfield_retrieval_bound
 
 
@@ -254,7 +255,11 @@ def run(cfg: ModernHopfieldConfig, ctx: Context) -> None:
     jobs.append(
         Job("bifurcation", {"K": cfg.data_points, "stop_factor": cfg.stop_factor, "seed": ctx.seed})
     )
-    fns = {"retrieval": retrieval_job, "metastable": metastable_job, "bifurcation": bifurcation_job}
+    fns: dict[str, Callable[..., JobOutput]] = {
+        "retrieval": retrieval_job,
+        "metastable": metastable_job,
+        "bifurcation": bifurcation_job,
+    }
     out: dict = {}
     for prefix, fn in fns.items():
         out.update(
