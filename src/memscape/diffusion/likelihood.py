@@ -50,7 +50,8 @@ def log_likelihood(
         method: ``"exact"`` (trace of the Jacobian, ``d`` backward passes per evaluation)
             or ``"hutchinson"`` (one Rademacher probe per point; unbiased, noisy).
         generator: source of the Hutchinson probes (default: a generator seeded with ``seed``).
-        rtol, atol: RK45 tolerances.
+        rtol: RK45 tolerances.
+        atol: RK45 tolerances.
     """
     from scipy.integrate import solve_ivp
 

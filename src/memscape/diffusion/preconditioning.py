@@ -75,7 +75,8 @@ class EDMPrecond(Preconditioning):
     """EDM preconditioning (Karras et al. 2022, Table 1 "Ours", §5).
 
     Args:
-        p_mean, p_std: ``ln σ ~ N(P_mean, P_std²)`` during training.
+        p_mean: ``ln σ ~ N(P_mean, P_std²)`` during training.
+        p_std: ``ln σ ~ N(P_mean, P_std²)`` during training.
     """
 
     name: str = "edm"

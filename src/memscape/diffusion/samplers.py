@@ -349,11 +349,16 @@ def sample(
         shape: event shape; defaults to ``model.event_shape``.
         sampler: ``"heun"``, ``"euler"``, ``"euler_maruyama"``, ``"ddim"`` or ``"ode"``.
         steps: number of nonzero σ's (network evaluations: ``2·steps − 1`` for Heun).
-        sigma_min, sigma_max, rho, schedule: the σ grid (:func:`get_sigmas`).
+        sigma_min: the σ grid (:func:`get_sigmas`).
+        sigma_max: the σ grid (:func:`get_sigmas`).
+        rho: the σ grid (:func:`get_sigmas`).
+        schedule: the σ grid (:func:`get_sigmas`).
         generator: source of the start noise and any sampler noise; if ``None`` a
             generator seeded with ``seed`` is used.
-        device, dtype: where and in what precision to sample (default: the model's).
-        callback, return_trajectory: see the module docstring.
+        device: where to sample (default: the model's).
+        dtype: in what precision to sample (default: the model's).
+        callback: see the module docstring.
+        return_trajectory: see the module docstring.
         **options: sampler keywords (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``,
             ``rtol``, ``atol``).
 

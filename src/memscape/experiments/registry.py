@@ -168,7 +168,9 @@ def run_experiment(name: str, out: str | Path | None = None, *, seed: int = 0,
         seed: base seed of every random draw.
         quick: apply the experiment's quick overrides (a fast, small run).
         config: a YAML/JSON file or a dict of options (overridden by ``overrides``).
-        workers, executor, address: sweep execution (local pool or Ray cluster).
+        workers: sweep execution (local pool or Ray cluster).
+        executor: sweep execution (local pool or Ray cluster).
+        address: sweep execution (local pool or Ray cluster).
     """
     check_choice(name, EXPERIMENTS, "experiment")
     check_int(seed, "seed", minimum=0)

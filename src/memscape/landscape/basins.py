@@ -206,8 +206,12 @@ def basin_map(
     """Basin labels on a ``resolution × resolution`` grid, all nodes descended in one batch.
 
     Args:
-        model, cps, sigma: as in :func:`basin_fractions`.
-        xlim, ylim: plane-coordinate ranges; default the census points' range
+        model: as in :func:`basin_fractions`.
+        cps: as in :func:`basin_fractions`.
+        sigma: as in :func:`basin_fractions`.
+        xlim: plane-coordinate ranges; default the census points' range
+            widened by half.
+        ylim: plane-coordinate ranges; default the census points' range
             widened by half.
         resolution: nodes per axis (≥ 2).
         origin: ``(d,)`` plane origin (default 0 for d = 2, else the first minimum).
@@ -273,7 +277,8 @@ class BasinRadius:
     Attributes:
         noise_levels: ``(L,)`` probed noise levels, ascending.
         recovery: ``(P, L)`` fraction of trials recovered per point and level.
-        ci_low, ci_high: ``(P, L)`` 95 % Wilson bounds.
+        ci_low: ``(P, L)`` 95 % Wilson bounds.
+        ci_high: ``(P, L)`` 95 % Wilson bounds.
         radius: ``(P,)`` largest level such that it and every smaller level are
             recovered with probability ≥ ``p`` (NaN if even the smallest is not).
         table: tidy DataFrame (``point``, ``noise_level``, ``recovery``, ``ci_low``,

@@ -74,7 +74,8 @@ def line_integral(
 
     Args:
         model: any object following the protocol (``score`` or ``denoise``).
-        a, b: end points ``(B, *event_shape)`` (or one point ``event_shape``).
+        a: end points ``(B, *event_shape)`` (or one point ``event_shape``).
+        b: end points ``(B, *event_shape)`` (or one point ``event_shape``).
         sigma: noise level for noise-conditioned models.
         path: optional intermediate waypoints ``(M, *event_shape)`` shared by the
             batch, or ``(B, M, *event_shape)``; ``None`` is the straight segment.

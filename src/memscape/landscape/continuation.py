@@ -693,7 +693,9 @@ def continuation(
             for any scalar parameter (called as ``f(**{parameter: value})`` when it has
             an argument of that name, else positionally when it takes exactly one).
         parameter: name of the continued parameter.
-        start, stop: the parameter range; continuation runs from ``start`` toward
+        start: the parameter range; continuation runs from ``start`` toward
+            ``stop`` and stops at either end.
+        stop: the parameter range; continuation runs from ``start`` toward
             ``stop`` and stops at either end.
         starts: critical points at ``start`` as ``(N, *event_shape)`` (refined here by
             Newton), or a mapping ``{value: points}`` of seeds at several parameter
@@ -719,7 +721,8 @@ def continuation(
         n_graph: parameter values (evenly spaced in ``q``) where the graph is built.
         census_kwargs: extra keyword arguments of the census (``n_starts``, ...).
         generator: randomness of the census.
-        dtype, device: of the computation (float64 by default).
+        dtype: of the computation (float64 by default).
+        device: of the computation.
 
     Returns:
         :class:`BifurcationDiagram` with ``branches`` and ``bifurcations`` tables.

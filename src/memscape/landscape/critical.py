@@ -305,7 +305,8 @@ def critical_points(
         max_steps: descent step cap.
         n_eigs: lowest Hessian eigenvalues when ``d > 256`` (Lanczos; default 6).
         discrete: override ``model.discrete``.
-        dtype, device: of the analysis (default float64, the patterns' device or CPU).
+        dtype: of the analysis (default float64).
+        device: of the analysis (default the patterns' device or CPU).
         generator: ``torch.Generator`` for the random starts.
 
     Returns:

@@ -102,7 +102,8 @@ def plot_landscape(
         cps: a :class:`CriticalPoints` census of the same landscape: its converged
             points are marked and its minima colour the basins.
         ax: Axes to draw on (default a new Agg figure).
-        xlim, ylim: plot ranges (default: the patterns and critical points, padded).
+        xlim: plot ranges (default: the patterns and critical points, padded).
+        ylim: plot ranges (default: the patterns and critical points, padded).
         resolution: grid nodes per axis for contours and stream lines (≥ 4).
         levels: number of contour levels (≥ 2).
         streamlines: draw the score field ``s = −∇E`` as stream lines.

@@ -119,7 +119,10 @@ def classify_samples(
             memorized when ``d₁ ≤ δ_m``.
         delta_s: spurious radius ``δ_s ≥ 0`` (default above). A non-memorized
             sample is spurious when its nearest other generated sample is within ``δ_s``.
-        embed, chunk_size, backend, device: as in :func:`nearest_neighbors`.
+        embed: as in :func:`nearest_neighbors`.
+        chunk_size: as in :func:`nearest_neighbors`.
+        backend: as in :func:`nearest_neighbors`.
+        device: as in :func:`nearest_neighbors`.
 
     Returns:
         :class:`SampleClasses` (``.fractions()``, ``.table``).

@@ -62,7 +62,9 @@ def nn_ratio(
         generated: ``(M, ...)`` samples.
         train: ``(K, ...)`` training points, ``K ≥ 2``.
         embed: optional feature map applied first (see :mod:`memscape.memorization.neighbors`).
-        chunk_size, backend, device: passed to :func:`nearest_neighbors`.
+        chunk_size: passed to :func:`nearest_neighbors`.
+        backend: passed to :func:`nearest_neighbors`.
+        device: passed to :func:`nearest_neighbors`.
 
     Returns:
         ``(M,)`` ratios in ``[0, 1]``. An exact copy (``d₁ = 0``) has ratio 0 even
@@ -250,7 +252,8 @@ def paired_similarity(
     means each reproduces its own training set (memorization).
 
     Args:
-        samples_a, samples_b: ``(M, ...)`` paired samples of the same shape.
+        samples_a: ``(M, ...)`` paired samples of the same shape.
+        samples_b: ``(M, ...)`` paired samples of the same shape.
         center: remove each sample's own mean over its coordinates before the
             cosine (the cosine is then the Pearson correlation of the two samples'
             pixels, insensitive to a brightness offset). A sample with zero norm
