@@ -10,8 +10,14 @@ import pytest
 
 from memscape.experiments import run_experiment
 
-EXACT_ONLY = {"trained": False, "samples": 48, "census_starts": 32, "probe_points": 1,
-              "probe_trials": 4, "pool": 512}
+EXACT_ONLY = {
+    "trained": False,
+    "samples": 48,
+    "census_starts": 32,
+    "probe_points": 1,
+    "probe_trials": 4,
+    "pool": 512,
+}
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ from tests._sweep_jobs import square_job
 
 
 def _jobs(log, fail_on=-1):
-    return [Job(f"k={k}", {"k": k, "seed": 7, "log": str(log), "fail_on": fail_on})
-            for k in range(5)]
+    return [
+        Job(f"k={k}", {"k": k, "seed": 7, "log": str(log), "fail_on": fail_on}) for k in range(5)
+    ]
 
 
 def _table(outputs):
@@ -39,8 +40,9 @@ def test_resume_after_crash_skips_finished_jobs_and_matches_uninterrupted(tmp_pa
 
 def test_process_pool_equals_in_process(tmp_path):
     serial = run_sweep(square_job, _jobs(tmp_path / "s.txt"), tmp_path / "s", progress=False)
-    pool = run_sweep(square_job, _jobs(tmp_path / "p.txt"), tmp_path / "p", workers=2,
-                     progress=False)
+    pool = run_sweep(
+        square_job, _jobs(tmp_path / "p.txt"), tmp_path / "p", workers=2, progress=False
+    )
     pd.testing.assert_frame_equal(_table(serial), _table(pool))
     assert set(_table(serial)["square"]) == {0, 1, 4, 9, 16}
 
@@ -48,8 +50,14 @@ def test_process_pool_equals_in_process(tmp_path):
 def test_ray_executor_equals_local(tmp_path):
     pytest.importorskip("ray")
     local = run_sweep(square_job, _jobs(tmp_path / "l.txt"), tmp_path / "l", progress=False)
-    ray_out = run_sweep(square_job, _jobs(tmp_path / "r.txt"), tmp_path / "r", workers=2,
-                        executor="ray", progress=False)
+    ray_out = run_sweep(
+        square_job,
+        _jobs(tmp_path / "r.txt"),
+        tmp_path / "r",
+        workers=2,
+        executor="ray",
+        progress=False,
+    )
     pd.testing.assert_frame_equal(_table(local), _table(ray_out))
 
 

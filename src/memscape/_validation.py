@@ -106,5 +106,7 @@ def as_sigma(sigma: Any, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
     if s.ndim == 0:
         return s.expand(x.shape[0])
     if s.shape != (x.shape[0],):
-        raise ValueError(f"{name} must be a float or a ({x.shape[0]},) tensor, got {tuple(s.shape)}")
+        raise ValueError(
+            f"{name} must be a float or a ({x.shape[0]},) tensor, got {tuple(s.shape)}"
+        )
     return s

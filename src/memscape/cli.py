@@ -11,8 +11,9 @@ app = typer.Typer(
 )
 
 # ---------------------------------------------------------------- experiments
-run_app = typer.Typer(help="Run an experiment into a results folder (see `memscape list`).",
-                      no_args_is_help=True)
+run_app = typer.Typer(
+    help="Run an experiment into a results folder (see `memscape list`).", no_args_is_help=True
+)
 app.add_typer(run_app, name="run")
 
 
@@ -35,7 +36,7 @@ def _experiment_command(name: str):
     import dataclasses
     import inspect
     from pathlib import Path
-    from typing import Optional
+    from typing import Any
 
     from memscape.experiments import EXPERIMENTS, run_experiment
     from memscape.experiments.registry import field_types
@@ -45,8 +46,10 @@ def _experiment_command(name: str):
     fields = {f.name: f for f in dataclasses.fields(exp.config)}
 
     def command(**kwargs):
-        common = {k: kwargs.pop(k) for k in
-                  ("out", "seed", "quick", "config", "workers", "executor", "address")}
+        common = {
+            k: kwargs.pop(k)
+            for k in ("out", "seed", "quick", "config", "workers", "executor", "address")
+        }
         overrides = {k: v for k, v in kwargs.items() if v is not None}
         try:
             folder = run_experiment(name, **common, **overrides)
@@ -56,35 +59,68 @@ def _experiment_command(name: str):
         typer.echo(f"results written to {folder.path}")
 
     params = [
-        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-                          default=typer.Option(None, help="results folder [default: results/<name>]")),
-        inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, annotation=int,
-                          default=typer.Option(0, help="base seed of every random draw")),
-        inspect.Parameter("quick", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
-                          default=typer.Option(False, help="small, fast configuration")),
-        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-                          default=typer.Option(None, help="YAML/JSON file with the same options")),
-        inspect.Parameter("workers", inspect.Parameter.KEYWORD_ONLY, annotation=int,
-                          default=typer.Option(1, help="jobs run in parallel")),
-        inspect.Parameter("executor", inspect.Parameter.KEYWORD_ONLY, annotation=str,
-                          default=typer.Option("local", help="local or ray")),
-        inspect.Parameter("address", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                          default=typer.Option(None, help="Ray cluster address")),
+        inspect.Parameter(
+            "out",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Path | None,
+            default=typer.Option(None, help="results folder [default: results/<name>]"),
+        ),
+        inspect.Parameter(
+            "seed",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=int,
+            default=typer.Option(0, help="base seed of every random draw"),
+        ),
+        inspect.Parameter(
+            "quick",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(False, help="small, fast configuration"),
+        ),
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Path | None,
+            default=typer.Option(None, help="YAML/JSON file with the same options"),
+        ),
+        inspect.Parameter(
+            "workers",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=int,
+            default=typer.Option(1, help="jobs run in parallel"),
+        ),
+        inspect.Parameter(
+            "executor",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=str,
+            default=typer.Option("local", help="local or ray"),
+        ),
+        inspect.Parameter(
+            "address",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=str | None,
+            default=typer.Option(None, help="Ray cluster address"),
+        ),
     ]
+    annotation: Any
     for fname, tp in types_.items():
         default = fields[fname].default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         helptext = f"{fields[fname].metadata.get('help', '')} (default: {shown})"
         opt = "--" + fname.replace("_", "-")
         if tp is bool:
-            param_default = typer.Option(None, f"{opt}/--no-{opt[2:]}", help=helptext,
-                                         show_default=False)
-            annotation = Optional[bool]
+            param_default = typer.Option(
+                None, f"{opt}/--no-{opt[2:]}", help=helptext, show_default=False
+            )
+            annotation = bool | None
         else:
             param_default = typer.Option(None, opt, help=helptext, show_default=False)
-            annotation = Optional[str]
-        params.append(inspect.Parameter(fname, inspect.Parameter.KEYWORD_ONLY,
-                                        annotation=annotation, default=param_default))
+            annotation = str | None
+        params.append(
+            inspect.Parameter(
+                fname, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=param_default
+            )
+        )
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = f"{exp.summary} Reproduces: {exp.paper}."
     command.__name__ = name.replace("-", "_")

@@ -1,5 +1,17 @@
 """``memscape run`` experiments: registry, results folders, the sweep engine, and the recipes."""
 
+# Importing a recipe registers it.
+from memscape.experiments import (  # noqa: F401
+    circle,
+    dense_capacity,
+    hopfield_capacity,
+    landscape,
+    memorization,
+    modern_hopfield,
+    morse_smale,
+    regimes,
+    symmetry_breaking,
+)
 from memscape.experiments.registry import (
     EXPERIMENTS,
     Context,
@@ -10,9 +22,6 @@ from memscape.experiments.registry import (
 )
 from memscape.experiments.results import Check, ResultsFolder, atomic_write
 from memscape.experiments.sweep import Job, load_job, run_sweep
-
-# Importing a recipe registers it.
-from memscape.experiments import circle, dense_capacity, hopfield_capacity, landscape, memorization, modern_hopfield, morse_smale, regimes, symmetry_breaking  # noqa: E402, F401, I001
 
 __all__ = [
     "EXPERIMENTS",

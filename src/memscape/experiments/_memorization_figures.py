@@ -8,10 +8,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
 
 COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:green"}
 
@@ -19,8 +19,9 @@ COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:
 def class_fractions(summary: pd.DataFrame, primary: str = "trained"):
     """Class fractions against K (log axis) with seed spread; exact baseline; twin-model similarity."""
     has_pairs = "pair_cosine" in summary and summary["pair_cosine"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_pairs else 1, figsize=(11 if has_pairs else 6, 4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if has_pairs else 1, figsize=(11 if has_pairs else 6, 4), squeeze=False
+    )
     ax = axes[0, 0]
     trained = summary[summary["model"] == primary]
     cols = [f"{c}_fraction" for c in COLORS] + ["ratio_memorized_fraction"]
@@ -36,17 +37,26 @@ def class_fractions(summary: pd.DataFrame, primary: str = "trained"):
     if len(exact) and primary != "exact":
         e = exact.groupby("K")["ratio_memorized_fraction"].mean()
         ax.plot(e.index, e.to_numpy(), ":", color="gray", lw=2, label="exact model (theory)")
-    ax.set(xscale="log", xlabel="training-set size K", ylabel="fraction of samples",
-           ylim=(-0.03, 1.03), title="memorization → generalization")
+    ax.set(
+        xscale="log",
+        xlabel="training-set size K",
+        ylabel="fraction of samples",
+        ylim=(-0.03, 1.03),
+        title="memorization → generalization",
+    )
     ax.legend(fontsize=8)
     if has_pairs:
         ax2 = axes[0, 1]
         p = trained.groupby("K")["pair_cosine"].agg(["mean", "min", "max"]).dropna()
         ax2.plot(p.index, p["mean"], "o-", color="tab:blue")
         ax2.fill_between(p.index, p["min"], p["max"], color="tab:blue", alpha=0.2)
-        ax2.set(xscale="log", xlabel="training-set size K", ylim=(-0.1, 1.05),
-                ylabel="cosine similarity of paired samples",
-                title="two models on disjoint sets (Kadkhodaie et al.)")
+        ax2.set(
+            xscale="log",
+            xlabel="training-set size K",
+            ylim=(-0.1, 1.05),
+            ylabel="cosine similarity of paired samples",
+            title="two models on disjoint sets (Kadkhodaie et al.)",
+        )
     fig.tight_layout()
     return fig
 
@@ -80,20 +90,22 @@ def sample_grid(outputs: dict[str, Any], primary: str = "trained"):
                 pts = o["generated"][cls == name].numpy()
                 ax.scatter(pts[:, 0], pts[:, 1], s=6, color=color, label=name)
             t = o["train"].numpy()
-            ax.scatter(t[:, 0], t[:, 1], s=30, facecolors="none", edgecolors="k", lw=0.8,
-                       label="training")
+            ax.scatter(
+                t[:, 0], t[:, 1], s=30, facecolors="none", edgecolors="k", lw=0.8, label="training"
+            )
             ax.set(title=key.split("_")[1], aspect="equal")
         axes[0, 0].legend(fontsize=7)
         fig.tight_layout()
         return fig
     rows = 6
-    fig, axes = plt.subplots(rows, 2 * len(keys), figsize=(2.2 * len(keys), 1.1 * rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, 2 * len(keys), figsize=(2.2 * len(keys), 1.1 * rows), squeeze=False
+    )
     for j, key in enumerate(keys):
         o = outputs[key]
         gen, train = o["generated"], o["train"]
         nearest = torch.cdist(gen.reshape(len(gen), -1), train.reshape(len(train), -1)).argmin(1)
-        side = int(round(np.sqrt(gen[0].numel())))
+        side = round(np.sqrt(gen[0].numel()))
         for i in range(rows):
             for col, img in ((2 * j, gen[i]), (2 * j + 1, train[nearest[i]])):
                 ax = axes[i, col]
@@ -125,11 +137,17 @@ def landscapes(cfg: Any, root: Path, outputs: dict[str, Any], primary: str = "tr
         model_dir = root / "models" / f"{k_part}_seed=0" / "a"
         if model_dir.exists():
             model = ScoreModel.load(model_dir).double()
-            plot_landscape(model, sigma=cfg.census_sigma, ax=axes[0, j], xlim=(-lim, lim),
-                           ylim=(-lim, lim))
+            plot_landscape(
+                model, sigma=cfg.census_sigma, ax=axes[0, j], xlim=(-lim, lim), ylim=(-lim, lim)
+            )
         axes[0, j].set_title(f"trained, {k_part}")
-        plot_landscape(EmpiricalDiffusion(train), sigma=cfg.census_sigma, ax=axes[1, j],
-                       xlim=(-lim, lim), ylim=(-lim, lim))
+        plot_landscape(
+            EmpiricalDiffusion(train),
+            sigma=cfg.census_sigma,
+            ax=axes[1, j],
+            xlim=(-lim, lim),
+            ylim=(-lim, lim),
+        )
         axes[1, j].set_title(f"exact empirical, {k_part}")
     fig.tight_layout()
     return fig

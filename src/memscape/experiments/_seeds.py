@@ -15,7 +15,7 @@ def job_seed(seed: int, *coords: float | int | str) -> int:
         if isinstance(c, str):
             entropy.extend(c.encode())
         elif isinstance(c, float):
-            entropy.append(int(round(c * 1e9)) & 0xFFFFFFFF)
+            entropy.append(round(c * 1e9) & 0xFFFFFFFF)
         else:
             entropy.append(int(c))
     return int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> np.uint64(1))

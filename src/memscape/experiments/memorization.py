@@ -44,11 +44,16 @@ CLASSES = ("memorized", "spurious", "generalized")
 class MemorizationConfig:
     """Options of ``memorization`` (defaults: the circle toy, < 10 min on 2 CPU cores)."""
 
-    data: str = field(default="circle", metadata={
-        "help": "dataset name (circle, mixture, manifold, digits, mnist1d) or a .npy/.npz path"})
+    data: str = field(
+        default="circle",
+        metadata={
+            "help": "dataset name (circle, mixture, manifold, digits, mnist1d) or a .npy/.npz path"
+        },
+    )
     pool: int = field(default=4096, metadata={"help": "points drawn for synthetic datasets"})
-    sizes: tuple[int, ...] = field(default=(2, 8, 32, 128, 1024),
-                                   metadata={"help": "training-set sizes K"})
+    sizes: tuple[int, ...] = field(
+        default=(2, 8, 32, 128, 1024), metadata={"help": "training-set sizes K"}
+    )
     seeds: int = field(default=2, metadata={"help": "seeds (training subsets) per K"})
     samples: int = field(default=256, metadata={"help": "generated samples per model"})
     width: int = field(default=256, metadata={"help": "MLP width"})
@@ -57,23 +62,37 @@ class MemorizationConfig:
     steps: int = field(default=3000, metadata={"help": "training steps per model"})
     batch: int = field(default=256, metadata={"help": "training batch size"})
     lr: float = field(default=2e-3, metadata={"help": "Adam learning rate"})
-    sampler: str = field(default="heun", metadata={"help": "deterministic sampler: heun, euler, ddim"})
+    sampler: str = field(
+        default="heun", metadata={"help": "deterministic sampler: heun, euler, ddim"}
+    )
     sampler_steps: int = field(default=18, metadata={"help": "sampler steps"})
     ratio_threshold: float = field(default=1 / 3, metadata={"help": "memorized when d1/d2 < this"})
-    delta_m: float | None = field(default=None, metadata={
-        "help": "memorized within this distance of a training point (default: from data scale)"})
-    delta_s: float | None = field(default=None, metadata={
-        "help": "spurious within this distance of another sample (default: from data scale)"})
+    delta_m: float | None = field(
+        default=None,
+        metadata={
+            "help": "memorized within this distance of a training point (default: from data scale)"
+        },
+    )
+    delta_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "spurious within this distance of another sample (default: from data scale)"
+        },
+    )
     census_sigma: float = field(default=0.02, metadata={"help": "σ of the attractor census"})
     census_starts: int = field(default=256, metadata={"help": "starts of the attractor census"})
     probe_points: int = field(default=4, metadata={"help": "samples per class in the basin probe"})
     probe_trials: int = field(default=16, metadata={"help": "noise draws per level in the probe"})
-    pairs: bool = field(default=True, metadata={
-        "help": "Kadkhodaie test: also train on a disjoint set of the same size"})
-    exact_baseline: bool = field(default=True, metadata={
-        "help": "run the exact empirical model as the theory baseline"})
-    trained: bool = field(default=True, metadata={
-        "help": "train diffusion models (off: only the exact baseline)"})
+    pairs: bool = field(
+        default=True,
+        metadata={"help": "Kadkhodaie test: also train on a disjoint set of the same size"},
+    )
+    exact_baseline: bool = field(
+        default=True, metadata={"help": "run the exact empirical model as the theory baseline"}
+    )
+    trained: bool = field(
+        default=True, metadata={"help": "train diffusion models (off: only the exact baseline)"}
+    )
 
     def validate(self) -> None:
         """Raise ``ValueError`` on an invalid option (before any job starts)."""
@@ -81,8 +100,18 @@ class MemorizationConfig:
             raise ValueError("sizes must name at least one training-set size K")
         for k in self.sizes:
             check_int(k, "sizes", minimum=2)
-        for name in ("seeds", "samples", "width", "layers", "steps", "batch", "sampler_steps",
-                     "census_starts", "probe_trials", "pool"):
+        for name in (
+            "seeds",
+            "samples",
+            "width",
+            "layers",
+            "steps",
+            "batch",
+            "sampler_steps",
+            "census_starts",
+            "probe_trials",
+            "pool",
+        ):
             check_int(getattr(self, name), name)
         check_int(self.probe_points, "probe_points", minimum=0)
         check_positive(self.lr, "lr")
@@ -97,8 +126,9 @@ class MemorizationConfig:
             raise ValueError("trained and exact_baseline are both off: nothing to run")
         n = len(load_pool(self, seed=0))
         if max(self.sizes) > n:
-            raise ValueError(f"sizes: K = {max(self.sizes)} is larger than the dataset "
-                             f"({n} samples)")
+            raise ValueError(
+                f"sizes: K = {max(self.sizes)} is larger than the dataset ({n} samples)"
+            )
 
 
 SYNTHETIC = ("circle", "gmm", "mixture", "manifold")
@@ -112,8 +142,9 @@ def load_pool(cfg: MemorizationConfig, seed: int):
     return datasets.load(cfg.data, **opts)
 
 
-def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str, Any],
-                     model_dir: str | None) -> dict[str, Any]:
+def memorization_job(
+    kind: str, k: int, seed: int, run_seed: int, cfg: dict[str, Any], model_dir: str | None
+) -> dict[str, Any]:
     """Train (or build the exact model) on K points, sample, classify, census, probe."""
     from memscape import EmpiricalDiffusion, sample
     from memscape.memorization import classify_samples, paired_similarity
@@ -126,8 +157,12 @@ def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str,
     def make(train: torch.Tensor, tag: str):
         if kind == "exact":
             return EmpiricalDiffusion(train.to(torch.float64))
-        return _train_model(c, train, job_seed(run_seed, "model", k, seed, tag),
-                            None if model_dir is None else Path(model_dir) / tag)
+        return _train_model(
+            c,
+            train,
+            job_seed(run_seed, "model", k, seed, tag),
+            None if model_dir is None else Path(model_dir) / tag,
+        )
 
     def draw(model) -> torch.Tensor:
         g = torch.Generator().manual_seed(noise_seed)
@@ -135,9 +170,15 @@ def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str,
         # that samples land on training points instead of between them.
         # Its σ_min is also lower, to resolve training points closer than 0.002.
         exact = kind == "exact"
-        x = sample(model, n=c.samples, shape=tuple(train_a.shape[1:]), sampler=c.sampler,
-                   steps=c.sampler_steps * (4 if exact else 1),
-                   sigma_min=1e-4 if exact else 0.002, generator=g)
+        x = sample(
+            model,
+            n=c.samples,
+            shape=tuple(train_a.shape[1:]),
+            sampler=c.sampler,
+            steps=c.sampler_steps * (4 if exact else 1),
+            sigma_min=1e-4 if exact else 0.002,
+            generator=g,
+        )
         return x.detach().to(torch.float32)
 
     model = make(train_a, "a")
@@ -146,10 +187,13 @@ def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str,
     rows = _class_table(cls).assign(K=k, seed=seed, model=kind, sample=np.arange(len(gen)))
     rows["ratio_memorized"] = rows["ratio"] < c.ratio_threshold
     summary: dict[str, Any] = {
-        "K": k, "seed": seed, "model": kind,
+        "K": k,
+        "seed": seed,
+        "model": kind,
         "ratio_memorized_fraction": float(rows["ratio_memorized"].mean()),
         **{f"{name}_fraction": float((rows["class"] == name).mean()) for name in CLASSES},
-        "delta_m": cls.delta_m, "delta_s": cls.delta_s,
+        "delta_m": cls.delta_m,
+        "delta_s": cls.delta_s,
     }
     attractors = _census(model, c, train_a, job_generator(run_seed, "census", k, seed), cls)
     attractors = attractors.assign(K=k, seed=seed, model=kind)
@@ -167,19 +211,28 @@ def memorization_job(kind: str, k: int, seed: int, run_seed: int, cfg: dict[str,
         summary["pair_cosine"] = float(sim.cosine.mean())
         summary["pair_l2"] = float(sim.l2.mean())
     out: dict[str, Any] = {
-        "samples": rows, "summary": pd.DataFrame([summary]), "attractors": attractors,
-        "probe": probe, "generated": gen, "train": train_a.to(torch.float32),
+        "samples": rows,
+        "summary": pd.DataFrame([summary]),
+        "attractors": attractors,
+        "probe": probe,
+        "generated": gen,
+        "train": train_a.to(torch.float32),
     }
     return out
 
 
 def _class_table(cls) -> pd.DataFrame:
     """One row per sample: distances to the training set and the Pham et al. class."""
-    return pd.DataFrame({
-        "d1": cls.d1.numpy(), "d2": cls.d2.numpy(), "ratio": cls.ratio.numpy(),
-        "nearest_generated": cls.nearest_generated.numpy(),
-        "nearest_train": cls.train_index.numpy(), "class": cls.names,
-    })
+    return pd.DataFrame(
+        {
+            "d1": cls.d1.numpy(),
+            "d2": cls.d2.numpy(),
+            "ratio": cls.ratio.numpy(),
+            "nearest_generated": cls.nearest_generated.numpy(),
+            "nearest_train": cls.train_index.numpy(),
+            "class": cls.names,
+        }
+    )
 
 
 def _training_sets(pool, k: int, seed: int, pair: bool):
@@ -191,23 +244,35 @@ def _training_sets(pool, k: int, seed: int, pair: bool):
 
 
 def _train_model(c: MemorizationConfig, train: torch.Tensor, seed: int, out: Path | None):
-    from memscape import ScoreModel, train as fit
+    from memscape import ScoreModel
+    from memscape import train as fit
 
     if out is not None and (out / "config.json").exists():
         return ScoreModel.load(out)
     dim = int(np.prod(train.shape[1:]))
-    model = ScoreModel.mlp(dim=dim, width=c.width, layers=c.layers, energy=c.energy, seed=seed % 2**31)
+    model = ScoreModel.mlp(
+        dim=dim, width=c.width, layers=c.layers, energy=c.energy, seed=seed % 2**31
+    )
     flat = train.reshape(len(train), -1).to(torch.float32)
-    run = fit(model, flat, steps=c.steps, batch=c.batch, lr=c.lr, seed=seed % 2**31, out=out,
-              progress=False)
+    run = fit(
+        model,
+        flat,
+        steps=c.steps,
+        batch=c.batch,
+        lr=c.lr,
+        seed=seed % 2**31,
+        out=out,
+        progress=False,
+    )
     return getattr(run, "model", model)
 
 
 FLATNESS = 0.05  # λ_min/λ_max below this: the attractor lies on a (near-)flat manifold
 
 
-def _census(model, c: MemorizationConfig, train: torch.Tensor, g: torch.Generator,
-            cls) -> pd.DataFrame:
+def _census(
+    model, c: MemorizationConfig, train: torch.Tensor, g: torch.Generator, cls
+) -> pd.DataFrame:
     """Attractors (minima) of the model at σ = census_sigma, one row each.
 
     An attractor is ``memorized`` within δ_m of a training point; otherwise
@@ -224,10 +289,17 @@ def _census(model, c: MemorizationConfig, train: torch.Tensor, g: torch.Generato
     # A trained network's score is smooth only to its training error: looser tolerance,
     # and points of one flat attracting manifold closer than δ_m/2 count once.
     loose = isinstance(model, torch.nn.Module)
-    cps = critical_points(model, sigma=c.census_sigma, n_starts=c.census_starts, generator=g,
-                          patterns=flat, n_newton_starts=0, max_seeds=64,
-                          tol=1e-5 if loose else None,
-                          dedupe_tol=cls.delta_m / 2 if loose else None)
+    cps = critical_points(
+        model,
+        sigma=c.census_sigma,
+        n_starts=c.census_starts,
+        generator=g,
+        patterns=flat,
+        n_newton_starts=0,
+        max_seeds=64,
+        tol=1e-5 if loose else None,
+        dedupe_tol=cls.delta_m / 2 if loose else None,
+    )
     is_min = ((cps.morse_index == 0) & cps.converged).numpy()
     minima = cps.table[is_min]
     pts = cps.points[torch.as_tensor(is_min)].reshape(int(is_min.sum()), -1)
@@ -236,11 +308,18 @@ def _census(model, c: MemorizationConfig, train: torch.Tensor, g: torch.Generato
     d1 = nearest_neighbors(pts, flat, k=1)[0][:, 0].numpy()
     eig = cps.eigenvalues[torch.as_tensor(is_min)]
     flatness = (eig[:, 0] / eig[:, -1]).numpy()
-    label = np.where(d1 <= cls.delta_m, "memorized",
-                     np.where(flatness < FLATNESS, "generalized", "spurious"))
-    return pd.DataFrame({"energy": minima["energy"].to_numpy(),
-                         "basin_fraction": minima["basin_fraction"].to_numpy(),
-                         "flatness": flatness, "d1": d1, "class": label})
+    label = np.where(
+        d1 <= cls.delta_m, "memorized", np.where(flatness < FLATNESS, "generalized", "spurious")
+    )
+    return pd.DataFrame(
+        {
+            "energy": minima["energy"].to_numpy(),
+            "basin_fraction": minima["basin_fraction"].to_numpy(),
+            "flatness": flatness,
+            "d1": d1,
+            "class": label,
+        }
+    )
 
 
 def _probe(model, c: MemorizationConfig, gen, rows, g, delta) -> pd.DataFrame:
@@ -255,14 +334,14 @@ def _probe(model, c: MemorizationConfig, gen, rows, g, delta) -> pd.DataFrame:
         picks += [(i, name) for i in idx]
     if not picks:
         return pd.DataFrame({"class": pd.Series([], dtype=str), "critical_sigma": []})
-    idx = torch.as_tensor([i for i, _ in picks])
+    rows_idx = torch.as_tensor([i for i, _ in picks])
     levels = np.geomspace(0.005, 2.0, 10)
 
     def reverse(x: torch.Tensor, gen_: torch.Generator | None) -> torch.Tensor:
         # Rows are ordered (point, level, trial): run the sampler from each level down to 0.
         from memscape.diffusion.samplers import karras_sigmas, sample_heun
 
-        xs = x.reshape(len(idx), len(levels), c.probe_trials, -1)
+        xs = x.reshape(len(rows_idx), len(levels), c.probe_trials, -1)
         out = torch.empty_like(xs)
         for j, level in enumerate(levels):
             sig = karras_sigmas(c.sampler_steps, min(0.002, level / 2), float(level))
@@ -270,20 +349,40 @@ def _probe(model, c: MemorizationConfig, gen, rows, g, delta) -> pd.DataFrame:
             out[:, j] = sample_heun(model, xj, sig).reshape(xs[:, j].shape).to(x)
         return out.reshape(x.shape)
 
-    res = basin_radius(model, gen[idx].to(torch.float64), c.census_sigma, levels.tolist(),
-                       c.probe_trials, delta, reverse=reverse, generator=g)
-    return pd.DataFrame({"sample": idx.numpy(), "class": [n for _, n in picks],
-                         "critical_sigma": res.radius})
+    res = basin_radius(
+        model,
+        gen[rows_idx].to(torch.float64),
+        c.census_sigma,
+        levels.tolist(),
+        c.probe_trials,
+        delta,
+        reverse=reverse,
+        generator=g,
+    )
+    return pd.DataFrame(
+        {"sample": rows_idx.numpy(), "class": [n for _, n in picks], "critical_sigma": res.radius}
+    )
 
 
-QUICK = {"sizes": (2, 16, 256), "seeds": 1, "samples": 128, "steps": 1500,
-         "census_starts": 96, "probe_points": 2, "probe_trials": 8}
+QUICK = {
+    "sizes": (2, 16, 256),
+    "seeds": 1,
+    "samples": 128,
+    "steps": 1500,
+    "census_starts": 96,
+    "probe_points": 2,
+    "probe_trials": 8,
+}
 
 
-@register("memorization", config=MemorizationConfig, quick=QUICK,
-          summary="Memorized / spurious / generalized samples and attractors against training-set "
-                  "size K, with the exact-model baseline and a threshold-free twin-model test.",
-          paper="Pham et al. 2025; Yoon et al. 2023; Kadkhodaie et al. 2024")
+@register(
+    "memorization",
+    config=MemorizationConfig,
+    quick=QUICK,
+    summary="Memorized / spurious / generalized samples and attractors against training-set "
+    "size K, with the exact-model baseline and a threshold-free twin-model test.",
+    paper="Pham et al. 2025; Yoon et al. 2023; Kadkhodaie et al. 2024",
+)
 def run(cfg: MemorizationConfig, ctx: Context) -> None:
     """Sweep (model, K, seed); tables, figures and the report."""
     from dataclasses import asdict
@@ -291,14 +390,26 @@ def run(cfg: MemorizationConfig, ctx: Context) -> None:
     models_root = ctx.folder.path / "models"
     kinds = [kind for kind, on in (("trained", cfg.trained), ("exact", cfg.exact_baseline)) if on]
     jobs = [
-        Job(f"{kind}_K={k}_seed={s}", {
-            "kind": kind, "k": k, "seed": s, "run_seed": ctx.seed, "cfg": asdict(cfg),
-            "model_dir": str(models_root / f"K={k}_seed={s}") if kind == "trained" else None})
-        for kind in kinds for k in cfg.sizes for s in range(cfg.seeds)
+        Job(
+            f"{kind}_K={k}_seed={s}",
+            {
+                "kind": kind,
+                "k": k,
+                "seed": s,
+                "run_seed": ctx.seed,
+                "cfg": asdict(cfg),
+                "model_dir": str(models_root / f"K={k}_seed={s}") if kind == "trained" else None,
+            },
+        )
+        for kind in kinds
+        for k in cfg.sizes
+        for s in range(cfg.seeds)
     ]
     outputs = ctx.sweep(memorization_job, jobs, "memorization")
-    tables = {name: pd.concat([o[name] for o in outputs.values() if name in o], ignore_index=True)
-              for name in ("samples", "summary", "attractors", "probe")}
+    tables = {
+        name: pd.concat([o[name] for o in outputs.values() if name in o], ignore_index=True)
+        for name in ("samples", "summary", "attractors", "probe")
+    }
     for name, table in tables.items():
         ctx.folder.write_table(name, table)
     _report(cfg, ctx, tables, outputs)
@@ -316,19 +427,41 @@ def _report(cfg: MemorizationConfig, ctx: Context, tables, outputs) -> None:
     ctx.folder.save_figure("class_fractions", figs.class_fractions(summary, primary))
     ctx.folder.save_figure("samples_vs_nearest", figs.sample_grid(outputs, primary))
     if figs.is_planar(outputs):
-        ctx.folder.save_figure("landscapes", figs.landscapes(cfg, ctx.folder.path, outputs, primary))
+        ctx.folder.save_figure(
+            "landscapes", figs.landscapes(cfg, ctx.folder.path, outputs, primary)
+        )
     if cfg.trained:
         small, large = min(cfg.sizes), max(cfg.sizes)
-        ctx.folder.add_check(f"trained: memorized fraction at K = {small} (d1/d2 < 1/3)",
-                             by_k.loc[small], 1.0, 0.15, relative=False)
-        ctx.folder.add_check(f"trained: memorized fraction at K = {large} (d1/d2 < 1/3)",
-                             by_k.loc[large], 0.0, 0.2, relative=False)
+        ctx.folder.add_check(
+            f"trained: memorized fraction at K = {small} (d1/d2 < 1/3)",
+            by_k.loc[small],
+            1.0,
+            0.15,
+            relative=False,
+        )
+        ctx.folder.add_check(
+            f"trained: memorized fraction at K = {large} (d1/d2 < 1/3)",
+            by_k.loc[large],
+            0.0,
+            0.2,
+            relative=False,
+        )
     exact = summary[summary["model"] == "exact"]
     if len(exact):
-        ctx.folder.add_check("exact model memorizes at every K (smallest fraction over K)",
-                             exact["ratio_memorized_fraction"].min(), 1.0, 0.05, relative=False)
-    cols = ["K", "ratio_memorized_fraction", *[f"{c}_fraction" for c in CLASSES],
-            *[f"attractors_{c}" for c in CLASSES], *[f"critical_sigma_{c}" for c in CLASSES]]
+        ctx.folder.add_check(
+            "exact model memorizes at every K (smallest fraction over K)",
+            exact["ratio_memorized_fraction"].min(),
+            1.0,
+            0.05,
+            relative=False,
+        )
+    cols = [
+        "K",
+        "ratio_memorized_fraction",
+        *[f"{c}_fraction" for c in CLASSES],
+        *[f"attractors_{c}" for c in CLASSES],
+        *[f"critical_sigma_{c}" for c in CLASSES],
+    ]
     cols += [c for c in ("pair_cosine", "pair_l2") if c in main]
     agg = main[cols].groupby("K").mean().reset_index()
     ctx.folder.add_section(

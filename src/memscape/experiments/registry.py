@@ -47,19 +47,28 @@ class Context:
     address: str | None = None
     progress: bool = True
 
-    def sweep(self, fn: Callable[..., JobOutput], jobs: Sequence[Job],
-              description: str = "jobs") -> dict[str, JobOutput]:
+    def sweep(
+        self, fn: Callable[..., JobOutput], jobs: Sequence[Job], description: str = "jobs"
+    ) -> dict[str, JobOutput]:
         """Run ``jobs`` through the sweep engine into ``folder/jobs`` (resumable)."""
-        return run_sweep(fn, jobs, self.folder.jobs_dir, workers=self.workers,
-                         executor=self.executor, address=self.address,
-                         progress=self.progress, description=description)
+        return run_sweep(
+            fn,
+            jobs,
+            self.folder.jobs_dir,
+            workers=self.workers,
+            executor=self.executor,
+            address=self.address,
+            progress=self.progress,
+            description=description,
+        )
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register(name: str, *, summary: str, paper: str, config: type,
-             quick: dict[str, Any] | None = None):
+def register(
+    name: str, *, summary: str, paper: str, config: type, quick: dict[str, Any] | None = None
+):
     """Decorator registering ``run(config, ctx)`` as experiment ``name``."""
     if not dataclasses.is_dataclass(config):
         raise TypeError("config must be a dataclass")
@@ -113,7 +122,9 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         if tp is str:
             return str(value)
     except (TypeError, ValueError):
-        raise ValueError(f"option {name} expects {getattr(tp, '__name__', tp)}, got {value!r}") from None
+        raise ValueError(
+            f"option {name} expects {getattr(tp, '__name__', tp)}, got {value!r}"
+        ) from None
     return value
 
 
@@ -134,8 +145,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(exp: Experiment, *, quick: bool = False, file: dict[str, Any] | None = None,
-                 overrides: dict[str, Any] | None = None) -> Any:
+def build_config(
+    exp: Experiment,
+    *,
+    quick: bool = False,
+    file: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
     """Defaults ← quick ← config file ← explicit overrides; unknown keys raise ``ValueError``."""
     types_ = field_types(exp.config)
     values: dict[str, Any] = {}
@@ -143,8 +159,10 @@ def build_config(exp: Experiment, *, quick: bool = False, file: dict[str, Any] |
         for key, value in source.items():
             k = key.replace("-", "_")
             if k not in types_:
-                raise ValueError(f"unknown option {key!r} for experiment {exp.name!r}; "
-                                 f"expected one of {', '.join(sorted(types_))}")
+                raise ValueError(
+                    f"unknown option {key!r} for experiment {exp.name!r}; "
+                    f"expected one of {', '.join(sorted(types_))}"
+                )
             values[k] = _coerce(value, types_[k], k)
     cfg = exp.config(**values)
     validate = getattr(cfg, "validate", None)
@@ -153,10 +171,19 @@ def build_config(exp: Experiment, *, quick: bool = False, file: dict[str, Any] |
     return cfg
 
 
-def run_experiment(name: str, out: str | Path | None = None, *, seed: int = 0,
-                   quick: bool = False, config: str | Path | dict[str, Any] | None = None,
-                   workers: int = 1, executor: str = "local", address: str | None = None,
-                   progress: bool = True, **overrides: Any) -> ResultsFolder:
+def run_experiment(
+    name: str,
+    out: str | Path | None = None,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    config: str | Path | dict[str, Any] | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> ResultsFolder:
     """Run experiment ``name`` into the results folder ``out`` and return it.
 
     Everything is validated before any work or file write. Re-running with the

@@ -23,7 +23,7 @@ import pandas as pd
 __all__ = ["Check", "ResultsFolder", "atomic_write", "environment"]
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,9 @@ class ResultsFolder:
     def write_table(self, name: str, table: pd.DataFrame) -> Path:
         """Write a tidy table as ``<name>.parquet`` and ``<name>.csv``."""
         atomic_write(self.path / f"{name}.csv", lambda p: table.to_csv(p, index=False))
-        return atomic_write(self.path / f"{name}.parquet", lambda p: table.to_parquet(p, index=False))
+        return atomic_write(
+            self.path / f"{name}.parquet", lambda p: table.to_parquet(p, index=False)
+        )
 
     def read_table(self, name: str) -> pd.DataFrame:
         """Read ``<name>.parquet``."""
@@ -144,7 +146,9 @@ class ResultsFolder:
         """Save a matplotlib figure as ``<name>.png`` (and ``.svg``), then close it."""
         import matplotlib.pyplot as plt
 
-        png = atomic_write(self.path / f"{name}.png", lambda p: fig.savefig(p, format="png", dpi=120))
+        png = atomic_write(
+            self.path / f"{name}.png", lambda p: fig.savefig(p, format="png", dpi=120)
+        )
         if svg:
             atomic_write(self.path / f"{name}.svg", lambda p: fig.savefig(p, format="svg"))
         plt.close(fig)
@@ -155,8 +159,9 @@ class ResultsFolder:
         """Add a Markdown section to the report."""
         self.sections.append((title, markdown))
 
-    def add_check(self, name: str, measured: float, theory: float, tolerance: float, *,
-                  relative: bool = True) -> Check:
+    def add_check(
+        self, name: str, measured: float, theory: float, tolerance: float, *, relative: bool = True
+    ) -> Check:
         """Record a measured-vs-theory comparison for the report; returns it."""
         check = Check(name, float(measured), float(theory), float(tolerance), relative)
         self.checks.append(check)
@@ -167,9 +172,12 @@ class ResultsFolder:
         cfg = self.read_config() or {}
         lines = [f"# {title}", ""]
         if self.checks:
-            lines += ["## Measured against theory", "",
-                      "| check | measured | theory | gap | tolerance | result |",
-                      "|---|---|---|---|---|---|"]
+            lines += [
+                "## Measured against theory",
+                "",
+                "| check | measured | theory | gap | tolerance | result |",
+                "|---|---|---|---|---|---|",
+            ]
             for c in self.checks:
                 kind = "rel." if c.relative else "abs."
                 lines.append(
@@ -187,8 +195,9 @@ class ResultsFolder:
         md = "\n".join(lines)
         atomic_write(self.path / "report.md", lambda p: p.write_text(md))
         if self.checks:
-            checks = pd.DataFrame([{**c.__dict__, "gap": c.gap, "passed": c.passed}
-                                   for c in self.checks])
+            checks = pd.DataFrame(
+                [{**c.__dict__, "gap": c.gap, "passed": c.passed} for c in self.checks]
+            )
             self.write_table("checks", checks)
         body = _markdown_to_html(md)
         page = f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>{body}"
@@ -224,8 +233,10 @@ def _markdown_to_html(md: str) -> str:
             out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
         elif line.startswith("![") and "](" in line:
             alt, src = line[2:].split("](", 1)
-            out.append(f"<p><img src='{html.escape(src.rstrip(')'))}' alt='{html.escape(alt)}'"
-                       " style='max-width:100%'></p>")
+            out.append(
+                f"<p><img src='{html.escape(src.rstrip(')'))}' alt='{html.escape(alt)}'"
+                " style='max-width:100%'></p>"
+            )
         elif line.strip():
             out.append(f"<p>{html.escape(line)}</p>")
     if in_table:

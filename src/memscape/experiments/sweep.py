@@ -63,8 +63,10 @@ def _save_job(jobs_dir: Path, job: Job, output: JobOutput) -> None:
             elif isinstance(value, torch.Tensor):
                 tensors[name] = value.detach().cpu().contiguous()
             else:
-                raise TypeError(f"job {job.key!r} returned {name!r} of type "
-                                f"{type(value).__name__}; expected DataFrame or Tensor")
+                raise TypeError(
+                    f"job {job.key!r} returned {name!r} of type "
+                    f"{type(value).__name__}; expected DataFrame or Tensor"
+                )
         if tensors:
             save_file(tensors, str(tmp / "tensors.safetensors"))
         (tmp / "params.json").write_text(json.dumps(job.params, indent=2, default=str))
@@ -124,8 +126,13 @@ def run_sweep(
         raise ValueError(f"job keys must be non-empty file names, got {bad[:3]}")
     jobs_dir = Path(jobs_dir)
     pending = [j for j in jobs if not (jobs_dir / j.key).is_dir()]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=description,
-               disable=not progress, unit="job")
+    bar = tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(pending),
+        desc=description,
+        disable=not progress,
+        unit="job",
+    )
     threads = max(1, (os.cpu_count() or 1) // workers)
     try:
         if executor == "ray":
