@@ -548,7 +548,7 @@ def _census(
     kw = {"dtype": fam.dtype, "device": fam.device, **census_kwargs}
     cps = critical_points(model, sigma=sig, generator=generator, **kw)
     pts = cps.points[cps.converged.to(cps.points.device)]
-    return pts.reshape(pts.shape[0], -1).to(fam.dtype)
+    return pts.flatten(1).to(fam.dtype)  # (0, d) when nothing converged
 
 
 # ---------------------------------------------------------------------------- result
