@@ -93,11 +93,6 @@ def test_base_class_autograd_score():
         q.denoise(x, 1.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EnergyModel.score detaches its input, so the base hessian() has no graph "
-    "(protocol.py; landscape/_fields.py works around it)",
-)
 def test_base_class_autograd_hessian():
     q = Quad()
     torch.testing.assert_close(q.hessian(randn(3, 4, seed=7)), q.a.expand(3, 4, 4))
