@@ -262,7 +262,7 @@ def run(cfg: HopfieldCapacityConfig, ctx: Context) -> None:
     )
 
     _checks(cfg, ctx, summary, fsum)
-    ctx.folder.save_figure("overlap_vs_alpha", _figure(summary, fsum, cfg.rule_size))
+    ctx.folder.save_figure("overlap_vs_alpha", _figure(summary, fsum, cfg))
     alpha_c, m_c = ags_critical_load()
     ctx.folder.add_section(
         "Retrieval overlap against load",
@@ -310,7 +310,7 @@ def _checks(
             )
 
 
-def _figure(summary: pd.DataFrame, fsum: pd.DataFrame, rule_size: int):
+def _figure(summary: pd.DataFrame, fsum: pd.DataFrame, cfg: HopfieldCapacityConfig):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -319,7 +319,11 @@ def _figure(summary: pd.DataFrame, fsum: pd.DataFrame, rule_size: int):
     alpha_c, m_c = ags_critical_load()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
     ax = axes[0]
-    heb = summary[(summary["rule"] == "hebbian") & summary["N"].isin(fsum["N"].unique())]
+    heb = summary[
+        (summary["rule"] == "hebbian")
+        & summary["N"].isin(cfg.sizes)
+        & summary["alpha"].isin(cfg.alphas)
+    ]
     for n, grp in heb.groupby("N"):
         ax.errorbar(
             grp["alpha"],
@@ -340,8 +344,8 @@ def _figure(summary: pd.DataFrame, fsum: pd.DataFrame, rule_size: int):
         title="Hebbian retrieval",
         ylim=(min(0.0, float(heb["overlap"].min())), 1.02),
     )
-    ax.legend(fontsize=8, loc="lower left")
-    zoom = ax.inset_axes((0.5, 0.55, 0.45, 0.35))
+    ax.legend(fontsize=7, loc="lower right")
+    zoom = ax.inset_axes((0.1, 0.1, 0.45, 0.4))
     for _, grp in heb[heb["alpha"] <= alpha_c].groupby("N"):
         zoom.plot(grp["alpha"], grp["overlap"], "o", ms=3)
     zoom.plot(a, ags_overlap(a), "k-", lw=1)
@@ -363,7 +367,7 @@ def _figure(summary: pd.DataFrame, fsum: pd.DataFrame, rule_size: int):
     ax.legend(fontsize=8)
 
     ax = axes[2]
-    rules = summary[summary["N"] == rule_size]
+    rules = summary[summary["N"] == cfg.rule_size]
     for i, (rule, grp) in enumerate(rules.groupby("rule")):
         ax.plot(grp["alpha"], grp["overlap"], "o-", c=f"C{i}", ms=3, label=f"{rule}: overlap")
         ax.plot(
@@ -380,7 +384,7 @@ def _figure(summary: pd.DataFrame, fsum: pd.DataFrame, rule_size: int):
         xlabel="load α = K/N",
         ylabel="overlap / fraction",
         ylim=(-0.02, 1.02),
-        title=f"Learning rules, N = {rule_size}",
+        title=f"Learning rules, N = {cfg.rule_size}",
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
