@@ -45,8 +45,8 @@ class DenseCapacityConfig:
     sizes: tuple[int, ...] = field(
         default=(16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512),
         metadata={
-            "help": "candidate N; each n uses those whose predicted K is within "
-            "[min_patterns, max_patterns]"
+            "help": "candidate N; each n uses those whose predicted K lies between "
+            "min_patterns and max_patterns"
         },
     )
     min_patterns: int = field(default=10, metadata={"help": "smallest predicted K measured"})
