@@ -183,6 +183,8 @@ def memorization_job(
 
     model = make(train_a, "a")
     gen = draw(model)
+    if isinstance(model, torch.nn.Module):
+        model = model.cpu()  # the census and the probe run on the CPU, in float64
     cls = classify_samples(gen, train_a, delta_m=c.delta_m, delta_s=c.delta_s)
     rows = _class_table(cls).assign(K=k, seed=seed, model=kind, sample=np.arange(len(gen)))
     rows["ratio_memorized"] = rows["ratio"] < c.ratio_threshold
@@ -262,6 +264,7 @@ def _train_model(c: MemorizationConfig, train: torch.Tensor, seed: int, out: Pat
         lr=c.lr,
         seed=seed % 2**31,
         out=out,
+        device=c.device,
         progress=False,
     )
     return getattr(run, "model", model)
