@@ -47,15 +47,19 @@ def class_fractions(summary: pd.DataFrame, primary: str = "trained"):
     ax.legend(fontsize=8)
     if has_pairs:
         ax2 = axes[0, 1]
-        p = trained.groupby("K")["pair_cosine"].agg(["mean", "min", "max"]).dropna()
-        ax2.plot(p.index, p["mean"], "o-", color="tab:blue")
-        ax2.fill_between(p.index, p["min"], p["max"], color="tab:blue", alpha=0.2)
+        for col, color, label in (
+            ("pair_cosine", "tab:blue", "cosine (about the data mean)"),
+            ("pair_l2", "tab:purple", "L2 distance"),
+        ):
+            p = trained.groupby("K")[col].agg(["mean", "min", "max"]).dropna()
+            axis = ax2 if col == "pair_cosine" else ax2.twinx()
+            axis.plot(p.index, p["mean"], "o-", color=color, label=label)
+            axis.fill_between(p.index, p["min"], p["max"], color=color, alpha=0.2)
+            axis.set_ylabel(label, color=color)
         ax2.set(
             xscale="log",
             xlabel="training-set size K",
-            ylim=(-0.1, 1.05),
-            ylabel="cosine similarity of paired samples",
-            title="two models on disjoint sets (Kadkhodaie et al.)",
+            title="paired samples of two models on disjoint sets\n(Kadkhodaie et al. 2024)",
         )
     fig.tight_layout()
     return fig
