@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from memscape._validation import as_sigma, check_int, check_positive
+from memscape._validation import as_sigma, check_choice, check_int, check_positive
 from memscape.diffusion._io import load_tensors, read_json, save_tensors, write_json
 from memscape.diffusion.networks import MLP, UNet
 from memscape.diffusion.preconditioning import Preconditioning, get_preconditioning
@@ -90,15 +90,20 @@ class ScoreModel(nn.Module, EnergyModel):
         width: int = 256,
         layers: int = 4,
         emb_dim: int = 64,
+        film: str = "first",
         energy: bool = False,
         precond: str | Preconditioning = "edm",
         sigma_data: float | None = None,
         seed: int = 0,
     ) -> ScoreModel:
-        """MLP score (or energy) model for vector data ``(B, dim)``; weights drawn from ``seed``."""
+        """MLP score (or energy) model for vector data ``(B, dim)``; weights drawn from ``seed``.
+
+        ``film`` picks the σ-conditioning (:class:`memscape.diffusion.networks.MLP`).
+        """
         for v, n in ((dim, "dim"), (width, "width"), (layers, "layers"), (emb_dim, "emb_dim")):
             check_int(v, n)
-        kwargs = {"dim": dim, "width": width, "layers": layers, "emb_dim": emb_dim}
+        check_choice(film, ("first", "all"), "film")
+        kwargs = {"dim": dim, "width": width, "layers": layers, "emb_dim": emb_dim, "film": film}
         return cls._build("mlp", kwargs, (dim,), energy, precond, sigma_data, seed)
 
     @classmethod
