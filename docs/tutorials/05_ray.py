@@ -16,6 +16,8 @@ import torch
 
 from memscape.experiments import run_experiment
 
+FIGURES = Path(__file__).resolve().parent / "figures"
+FIGURES.mkdir(exist_ok=True)
 torch.set_num_threads(1)
 work = Path(tempfile.mkdtemp(prefix="memscape-ray-"))
 # --8<-- [end:setup]
@@ -49,5 +51,9 @@ for table in ("summary", "samples", "attractors"):
     pd.testing.assert_frame_equal(local.read_table(table), distributed.read_table(table))
 print("the local and the Ray run wrote the same tables")
 print(distributed.read_table("summary")[["K", "model", "memorized_fraction"]].to_string())
-shutil.rmtree(work)
 # --8<-- [end:compare]
+
+# --8<-- [start:figures]
+shutil.copy(distributed.path / "class_fractions.png", FIGURES / "ray_class_fractions.png")
+shutil.rmtree(work)
+# --8<-- [end:figures]
