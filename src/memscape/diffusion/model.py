@@ -295,6 +295,7 @@ class ScoreModel(nn.Module, EnergyModel):
         return model
 
     def extra_repr(self) -> str:
+        """Event shape, preconditioning and σ_data, shown in ``repr(model)``."""
         return (
             f"event_shape={self.event_shape}, precond={self.precond.name}, "
             f"sigma_data={self.sigma_data}, "

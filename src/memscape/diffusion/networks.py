@@ -40,6 +40,7 @@ class FourierEmbedding(nn.Module):
     freqs: torch.Tensor
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
+        """``(B,) -> (B, num_channels)``: ``[cos(2πf c), sin(2πf c)]`` over the frequencies f."""
         arg = c[:, None].to(self.freqs.dtype) * self.freqs[None, :]
         return torch.cat([arg.cos(), arg.sin()], dim=1)
 
@@ -81,6 +82,7 @@ class MLP(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        """``F(x, c_noise)``: ``(B, dim)`` and ``(B,)`` -> ``(B, dim)``."""
         mod = self.film(self.emb(c_noise)).chunk(2 * self.n_film, dim=1)
         h = x
         for i, layer in enumerate([self.inp, *self.hidden]):
@@ -192,6 +194,7 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        """``F(x, c_noise)``: ``(B, C, H, W)`` and ``(B,)`` -> ``(B, C, H, W)``."""
         emb = self.emb(c_noise)
         h = self.inp(x)
         hs = [h]

@@ -84,6 +84,11 @@ class EDMPrecond(Preconditioning):
     p_std: float = 1.2
 
     def coefficients(self, sigma, sigma_data):
+        """EDM Table 1 coefficients.
+
+        ``c_skip = σ_d²/(σ²+σ_d²)``, ``c_out = σσ_d/√(σ²+σ_d²)``, ``c_in = 1/√(σ²+σ_d²)``,
+        ``c_noise = ¼ ln σ``.
+        """
         s2, d2 = sigma**2, sigma_data**2
         c_skip = d2 / (s2 + d2)
         c_out = sigma * sigma_data / torch.sqrt(s2 + d2)
@@ -92,10 +97,12 @@ class EDMPrecond(Preconditioning):
         return c_skip, c_out, c_in, c_noise
 
     def sample_sigma(self, n, *, generator, device, dtype):
+        """``ln σ ~ N(P_mean, P_std²)``."""
         z = torch.randn(n, generator=generator, device=device, dtype=dtype)
         return torch.exp(self.p_mean + self.p_std * z)
 
     def loss_weight(self, sigma, sigma_data):
+        """``λ(σ) = (σ² + σ_d²)/(σσ_d)²``."""
         return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
@@ -116,6 +123,10 @@ class VPPrecond(Preconditioning):
         return VPProcess(beta_min=self.beta_min, beta_d=self.beta_d)
 
     def coefficients(self, sigma, sigma_data):
+        """EDM Table 1 (VP) coefficients.
+
+        ``c_skip = 1``, ``c_out = −σ``, ``c_in = 1/√(σ²+1)``, ``c_noise = (M − 1) t(σ)``.
+        """
         c_skip = torch.ones_like(sigma)
         c_out = -sigma
         c_in = 1.0 / torch.sqrt(sigma**2 + 1)
@@ -123,6 +134,7 @@ class VPPrecond(Preconditioning):
         return c_skip, c_out, c_in, c_noise
 
     def sample_sigma(self, n, *, generator, device, dtype):
+        """``σ(t)`` with ``t ~ U(ε_t, 1)``."""
         u = torch.rand(n, generator=generator, device=device, dtype=dtype)
         return self._process().sigma(1 + u * (self.epsilon_t - 1)).to(dtype)
 
@@ -136,10 +148,12 @@ class VEPrecond(Preconditioning):
     sigma_max: float = 100.0
 
     def coefficients(self, sigma, sigma_data):
+        """EDM Table 1 (VE): ``c_skip = 1``, ``c_out = σ``, ``c_in = 1``, ``c_noise = ln(σ/2)``."""
         one = torch.ones_like(sigma)
         return one, sigma, one, torch.log(0.5 * sigma)
 
     def sample_sigma(self, n, *, generator, device, dtype):
+        """``ln σ ~ U(ln σ_min, ln σ_max)``."""
         u = torch.rand(n, generator=generator, device=device, dtype=dtype)
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** u
 

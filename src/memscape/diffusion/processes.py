@@ -51,12 +51,15 @@ class VE(NoiseProcess):
     name: str = "ve"
 
     def sigma(self, t):
+        """σ(t) = t."""
         return _t(t)
 
     def scale(self, t):
+        """s(t) = 1."""
         return torch.ones_like(_t(t))
 
     def t_of_sigma(self, sigma):
+        """t(σ) = σ."""
         return _t(sigma)
 
 
@@ -79,13 +82,16 @@ class VP(NoiseProcess):
     beta_d: float = 19.9
 
     def sigma(self, t):
+        """σ(t) = √(exp(½β_d t² + β_min t) − 1)."""
         t = _t(t)
         return torch.sqrt(torch.expm1(0.5 * self.beta_d * t**2 + self.beta_min * t))
 
     def scale(self, t):
+        """s(t) = 1/√(1 + σ(t)²)."""
         return 1.0 / torch.sqrt(1.0 + self.sigma(t) ** 2)
 
     def t_of_sigma(self, sigma):
+        """t(σ) = (√(β_min² + 2β_d ln(1 + σ²)) − β_min)/β_d."""
         s = _t(sigma)
         c = torch.log1p(s**2)
         return (torch.sqrt(self.beta_min**2 + 2 * self.beta_d * c) - self.beta_min) / self.beta_d
@@ -101,12 +107,15 @@ class OU(NoiseProcess):
     name: str = "ou"
 
     def sigma(self, t):
+        """σ(t) = √(e^{2t} − 1)."""
         return torch.sqrt(torch.expm1(2 * _t(t)))
 
     def scale(self, t):
+        """s(t) = e^{−t}."""
         return torch.exp(-_t(t))
 
     def t_of_sigma(self, sigma):
+        """t(σ) = ½ ln(1 + σ²)."""
         return 0.5 * torch.log1p(_t(sigma) ** 2)
 
 
