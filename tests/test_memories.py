@@ -326,3 +326,12 @@ def test_memories_reject_bad_input():
         ClassicalHopfield(p).retrieve(p, mask=torch.ones(3, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask"):
         DenseAM(p).retrieve(p, mask=torch.ones(10))
+
+
+def test_sweeps_restore_thread_count_and_follow_dtype():
+    p = spins(5, 30, 21).to(torch.int64)
+    n_threads = torch.get_num_threads()
+    for model in (ClassicalHopfield(p), DenseAM(p)):
+        out = model.update(spins(2, 30, 22, torch.float32))
+        assert out.dtype == torch.float32
+        assert torch.get_num_threads() == n_threads
