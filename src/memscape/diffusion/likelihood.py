@@ -50,6 +50,7 @@ def log_likelihood(
         method: ``"exact"`` (trace of the Jacobian, ``d`` backward passes per evaluation)
             or ``"hutchinson"`` (one Rademacher probe per point; unbiased, noisy).
         generator: source of the Hutchinson probes (default: a generator seeded with ``seed``).
+        seed: seed of the default generator.
         rtol: RK45 tolerances.
         atol: RK45 tolerances.
     """

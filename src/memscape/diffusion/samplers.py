@@ -355,6 +355,7 @@ def sample(
         schedule: the σ grid (:func:`get_sigmas`).
         generator: source of the start noise and any sampler noise; if ``None`` a
             generator seeded with ``seed`` is used.
+        seed: seed of the default generator.
         device: where to sample (default: the model's).
         dtype: in what precision to sample (default: the model's).
         callback: see the module docstring.

@@ -115,8 +115,10 @@ def train(
         batch: samples per step (drawn with replacement).
         seed: seeds the one generator behind batches, σ and noise.
         out: run folder; ``None`` keeps everything in memory.
-        lr: Adam learning rate after warm-up; ``warmup``: steps of linear warm-up.
-        ema: EMA decay β in [0, 1); ``grad_clip``: max gradient L2 norm (``None``: off).
+        lr: Adam learning rate after warm-up.
+        warmup: steps of linear warm-up.
+        ema: EMA decay β in [0, 1).
+        grad_clip: max gradient L2 norm (``None``: off).
         checkpoint_every: steps between checkpoints in ``out`` (``None``: only at the end).
         log_every: steps per loss-table row and progress-bar update.
         device: where to train (``"cpu"``, ``"cuda"``, …).

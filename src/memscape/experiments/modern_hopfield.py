@@ -108,6 +108,7 @@ def equiseparated_memories(
         K: number of memories ≥ 2.
         d: dimension > K.
         delta: separation in (0, 1].
+        dtype: of the returned memories.
     """
     check_int(K, "K", minimum=2)
     check_int(d, "d", minimum=K + 1)

@@ -49,7 +49,9 @@ def snapshot_values(start: float, stop: float, events: Any, log: bool) -> list[f
     """Parameter values between consecutive events: the two ends and the midpoints.
 
     Args:
-        start, stop: the continued range; events: parameter values of the events;
+        start: one end of the continued range.
+        stop: the other end (the values are ordered from ``start`` to ``stop``).
+        events: parameter values of the events.
         log: take geometric midpoints (for σ).
     """
     ev = sorted(float(e) for e in events)

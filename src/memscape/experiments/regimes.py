@@ -282,6 +282,8 @@ def collapse_crossing(
         threshold: weight level defining t_C.
         generator: randomness of the draws.
         times: OU times ``(T,)`` where the curve is also reported.
+        t_max: upper end of the bisection interval ``(0, t_max]``.
+        iters: bisection steps.
 
     Returns:
         ``(t_C, curve)`` with ``curve`` the ``(T,)`` mean weights (t_C is NaN when the

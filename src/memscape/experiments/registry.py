@@ -198,6 +198,8 @@ def run_experiment(
         workers: sweep execution (local pool or Ray cluster).
         executor: sweep execution (local pool or Ray cluster).
         address: sweep execution (local pool or Ray cluster).
+        progress: show progress bars.
+        **overrides: options of the experiment's config (override ``config`` and ``quick``).
     """
     check_choice(name, EXPERIMENTS, "experiment")
     check_int(seed, "seed", minimum=0)

@@ -111,7 +111,9 @@ def run_sweep(
         workers: parallel jobs (local process pool when > 1; Ray tasks in flight).
         executor: ``"local"`` or ``"ray"`` (an existing cluster at ``address``, or a
             local Ray instance when ``address`` is None).
+        address: Ray cluster address (``ray://host:10001``), for ``executor="ray"``.
         progress: show a progress bar.
+        description: label of the progress bar.
 
     Returns:
         ``{job.key: {table_or_tensor_name: value}}`` in the order of ``jobs``.

@@ -218,6 +218,7 @@ def basin_map(
         directions: ``(2, d)`` plane axes, orthonormalized (default the coordinate
             axes for d = 2; for d > 2 the plane through the first three minima).
         tol: assignment distance (default the census' label tolerance).
+        max_steps: descent step cap.
     """
     check_model(model)
     sigma = cps.sigma if sigma is None else sigma

@@ -139,9 +139,14 @@ def path_dependence(
     """Straight-path minus detour line integral from ``a`` to ``b``: ``(B,)`` (0 for gradients).
 
     Args:
+        model: any object following the protocol (``score`` or ``denoise``).
+        a: start points ``(B, *event_shape)`` (or one point ``event_shape``).
+        b: end points, same shape as ``a``.
+        sigma: noise level for noise-conditioned models.
         via: detour waypoint(s) as in :func:`line_integral`'s ``path``; default one
             waypoint at the midpoint shifted by ``‖b − a‖/2`` along the coordinate
             axis least aligned with ``b − a`` (made orthogonal to it). Needs d ≥ 2.
+        n_nodes: Gauss–Legendre nodes per segment (as in :func:`line_integral`).
     """
     check_model(model)
     shape0 = tuple(getattr(model, "event_shape", ()) or ()) or None

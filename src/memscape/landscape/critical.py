@@ -187,6 +187,7 @@ class CriticalPoints:
             source: how each point was found (a string per point).
             n_eigs: lowest eigenvalues computed when ``d > 256`` (Lanczos).
             tol: gradient tolerance (default 1e-8 in float64).
+            info: search statistics to keep in :attr:`info`.
         """
         check_model(model)
         points = check_tensor(points, "points", min_ndim=1)

@@ -204,6 +204,7 @@ class ClassicalHopfield(EnergyModel):
 
         Args:
             x: ±1 states ``(B, N)``.
+            sigma: ignored (protocol signature; the network has no noise level).
             generator: draws the visiting order of an asynchronous sweep (one random
                 permutation shared by the batch).
             mode: ``"async"`` or ``"sync"``; defaults to ``self.mode``.

@@ -99,6 +99,7 @@ class DenseAM(EnergyModel):
 
         Args:
             x: ±1 states ``(B, N)``.
+            sigma: ignored (protocol signature; the network has no noise level).
             generator: draws the visiting order (one permutation shared by the batch).
             order: explicit visiting order (distinct unit indices, possibly a subset).
             clamp: bool ``(N,)`` or ``(B, N)``; ``True`` units never change.

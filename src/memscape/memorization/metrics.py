@@ -151,6 +151,8 @@ def effective_capacity(
             several seeds) are averaged.
         fractions: memorized fractions matching ``table`` when it is a sequence of K.
         level: fraction defining "memorizes", in ``(0, 1]``.
+        k_column: column of K when ``table`` is a DataFrame.
+        fraction_column: column of the memorized fraction when ``table`` is a DataFrame.
 
     Returns:
         :class:`EffectiveCapacity` ``(interpolated, grid)``.
