@@ -98,6 +98,7 @@ def as_sigma(sigma: Any, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
     Args:
         sigma: a positive float or a ``(B,)`` / ``()`` tensor.
         x: the batch ``(B, ...)`` σ applies to.
+        name: argument name used in error messages.
     """
     if sigma is None:
         raise ValueError(f"{name} is required for a noise-conditioned model, got None")
