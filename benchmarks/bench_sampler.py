@@ -3,8 +3,10 @@
 For an MLP ScoreModel (width 256, 4 layers; untrained weights suffice for timing) it
 times, in the same run,
 
-* raw network calls ``F(c_in x, c_noise)`` — the floor any sampler pays (2N − 1 for
-  Heun, N for Euler);
+* raw network calls ``F(c_in x, c_noise)`` on exactly the inputs the sampler gave the
+  network (recorded with a forward hook; the network's cost depends on its inputs,
+  e.g. float32 denormals for unscaled inputs) — the floor any sampler pays (2N − 1
+  calls for Heun, N for Euler);
 * ``sample_heun`` / ``sample_euler`` over the same Karras σ schedule (N = 18): the
   overhead is ``t_sampler / t_raw − 1`` (target < 10 %);
 * the same Euler sampling with diffusers' ``EDMEulerScheduler`` loop (peer), whose
@@ -30,22 +32,66 @@ from memscape.diffusion.samplers import karras_sigmas, sample_euler, sample_heun
 STEPS = 18
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def paired_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Best time of each function, run interleaved so load changes hit all of them alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best
 
 
-def raw_calls(model: ms.ScoreModel, x: torch.Tensor, sigmas: list[float]) -> None:
-    """Network calls only, with the inputs a sampler would give it (no preconditioning)."""
+def recorded_inputs(model: ms.ScoreModel, run: Callable[[], object]) -> list[tuple]:
+    """The exact (x_in, c_noise) pairs the network receives during ``run()``."""
+    seen: list[tuple] = []
+    hook = model.network.register_forward_hook(
+        lambda mod, args, out: seen.append(tuple(a.clone() for a in args))
+    )
+    try:
+        run()
+    finally:
+        hook.remove()
+    return seen
+
+
+def inside_share(model: ms.ScoreModel, run: Callable[[], object], repeats: int) -> float:
+    """Overhead measured within one run: wall time outside the network over time inside it.
+
+    Robust to machine load that changes between runs (both parts see the same load).
+    """
+    inside = [0.0]
+    start = [0.0]
+
+    def pre(mod, args):
+        start[0] = time.perf_counter()
+
+    def post(mod, args, out):
+        inside[0] += time.perf_counter() - start[0]
+
+    h1 = model.network.register_forward_pre_hook(pre)
+    h2 = model.network.register_forward_hook(post)
+    try:
+        ratios = []
+        for _ in range(repeats):
+            inside[0] = 0.0
+            t = time.perf_counter()
+            run()
+            ratios.append((time.perf_counter() - t) / inside[0] - 1)
+    finally:
+        h1.remove()
+        h2.remove()
+    return sorted(ratios)[len(ratios) // 2]
+
+
+def raw_calls(model: ms.ScoreModel, inputs: list[tuple]) -> None:
+    """Network calls only, on the inputs a sampler gave it (no preconditioning, no loop)."""
     with torch.no_grad():
-        for s in sigmas:
-            c = torch.full((x.shape[0],), 0.25 * torch.log(torch.tensor(s)).item())
-            model.network(x, c)
+        for args in inputs:
+            model.network(*args)
 
 
 def diffusers_euler(model: ms.ScoreModel, x: torch.Tensor) -> torch.Tensor:
@@ -67,12 +113,22 @@ def case(dim: int, n: int, repeats: int) -> None:
         torch.nn.init.normal_(model.network.out.weight, std=0.05)
     x = 80.0 * torch.randn(n, dim, generator=torch.Generator().manual_seed(0))
     sig = karras_sigmas(STEPS)
-    nz = sig[:-1].tolist()
-    heun_sigmas = nz + nz[1:]  # 2N − 1 evaluations
-    t_raw_h = best_time(lambda: raw_calls(model, x, heun_sigmas), repeats)
-    t_heun = best_time(lambda: sample_heun(model, x, sig), repeats)
-    t_raw_e = best_time(lambda: raw_calls(model, x, nz), repeats)
-    t_euler = best_time(lambda: sample_euler(model, x, sig), repeats)
+    heun_in = recorded_inputs(model, lambda: sample_heun(model, x, sig))  # 2N − 1 calls
+    euler_in = recorded_inputs(model, lambda: sample_euler(model, x, sig))  # N calls
+    fns = [
+        lambda: raw_calls(model, heun_in),
+        lambda: sample_heun(model, x, sig),
+        lambda: raw_calls(model, euler_in),
+        lambda: sample_euler(model, x, sig),
+    ]
+    have_peer = True
+    try:
+        import diffusers  # noqa: F401  (only checks the peer is installed)
+
+        fns.append(lambda: diffusers_euler(model, x))
+    except ImportError:
+        have_peer = False
+    t_raw_h, t_heun, t_raw_e, t_euler, *t_peer = paired_times(fns, repeats)
     print(f"\nMLP 256x4, d = {dim}, n = {n}, N = {STEPS} steps")
     print(
         f"  heun : {t_heun * 1e3:8.2f} ms vs raw {t_raw_h * 1e3:8.2f} ms "
@@ -82,17 +138,19 @@ def case(dim: int, n: int, repeats: int) -> None:
         f"  euler: {t_euler * 1e3:8.2f} ms vs raw {t_raw_e * 1e3:8.2f} ms "
         f"({STEPS} calls): overhead {100 * (t_euler / t_raw_e - 1):+.1f} %"
     )
-    try:
-        import diffusers  # noqa: F401
-    except ImportError:
+    for name, fn in (("heun", sample_heun), ("euler", sample_euler)):
+        share = inside_share(model, lambda fn=fn: fn(model, x, sig), repeats)
+        print(
+            f"  {name:<5}: time outside network calls / inside (same run, median) {100 * share:+.1f} %"
+        )
+    if not have_peer:
         print("  diffusers not installed: peer comparison skipped (pip install diffusers)")
         return
-    t_peer = best_time(lambda: diffusers_euler(model, x), repeats)
     ours, peer = sample_euler(model, x, sig), diffusers_euler(model, x)
     diff = (ours - peer).abs().max().item()
     print(
-        f"  diffusers EDMEulerScheduler loop: {t_peer * 1e3:8.2f} ms; memscape/diffusers time "
-        f"ratio {t_euler / t_peer:.2f}; max |Δx| between the two = {diff:.2e}"
+        f"  diffusers EDMEulerScheduler loop: {t_peer[0] * 1e3:8.2f} ms; memscape/diffusers "
+        f"time ratio {t_euler / t_peer[0]:.2f}; max |Δx| between the two = {diff:.2e}"
     )
 
 
