@@ -34,7 +34,7 @@ from memscape.experiments.registry import Context, register
 from memscape.experiments.sweep import Job
 from memscape.theory import dense_bit_error, dense_capacity, exponential_capacity
 
-_CHUNK = 512  # patterns per batch of the fixed-point check
+_CHUNK = 64  # patterns per batch of the fixed-point check (large batches thrash the allocator)
 
 
 @dataclass
