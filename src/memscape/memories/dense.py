@@ -112,7 +112,7 @@ class DenseAM(EnergyModel):
             if order is None
             else check_order(order, n_units, x.device)
         )
-        s = x.to(torch.float64)
+        s = x.to(torch.float64, copy=True)  # never write into the caller's tensor
         pt = self.patterns.to(s).T.contiguous()  # (N, K)
         m = s @ pt
         with serial(s.device):
