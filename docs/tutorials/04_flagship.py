@@ -37,6 +37,7 @@ options = {
     "seeds": 1,
     "steps": 800,  # training steps per model (quick mode: 1500)
     "width": 128,
+    "samples": 64,  # generated samples per model (quick mode: 128)
     "pairs": False,  # skip the twin-model (Kadkhodaie et al.) test to save time
 }
 results = run_experiment("memorization", work / "run", quick=True, progress=False, **options)
@@ -66,26 +67,9 @@ print((results.path / "report.md").read_text().splitlines()[0])
 
 # --8<-- [start:cli]
 memscape = Path(sys.executable).with_name("memscape")  # the console script of this environment
-command = [
-    str(memscape),
-    "run",
-    "memorization",
-    "--out",
-    str(work / "cli"),
-    "--quick",
-    "--data",
-    str(work / "spiral.npz"),
-    "--sizes",
-    "4,64",
-    "--seeds",
-    "1",
-    "--steps",
-    "800",
-    "--width",
-    "128",
-    "--no-pairs",
-    "--no-trained",
-]
+flags = "--quick --sizes 4,64 --seeds 1 --no-trained".split()  # only the exact baseline
+data = str(work / "spiral.npz")
+command = [str(memscape), "run", "memorization", "--out", str(work / "cli"), "--data", data, *flags]
 subprocess.run(command, check=True, capture_output=True, text=True)
 exact_only = ResultsFolder(work / "cli").read_table("summary")
 print(exact_only[["K", "model", "memorized_fraction"]].to_string())
