@@ -23,8 +23,14 @@ from memscape.experiments import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$', re.M)
+# pymdownx.snippets includes: one line (--8<-- "file") or a block (--8<--, file, --8<--);
+# the tutorial pages use blocks inside code fences (a one-liner is valid Python to ruff format)
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$|^--8<--\n([^\n"]+)\n--8<--$', re.M)
 MARKER = re.compile(r"^# --8<-- \[(start|end):(\w+)\]\s*$")
+
+
+def _snippets(text: str) -> list[str]:
+    return [a or b for a, b in SNIPPET.findall(text)]
 
 
 def _load_build():
@@ -92,7 +98,7 @@ def test_every_tutorial_script_is_shown_whole_by_its_page():
     pages = [DOCS / p for p in _nav_pages() if p.startswith("tutorials/")]
     included: dict[str, list[str]] = {}
     for page in pages:
-        for ref in SNIPPET.findall(page.read_text()):
+        for ref in _snippets(page.read_text()):
             path, _, section = ref.partition(":")
             if path.endswith(".py"):
                 included.setdefault(path, []).append(section)
@@ -111,7 +117,7 @@ def test_every_tutorial_script_is_shown_whole_by_its_page():
 def test_tutorial_pages_embed_the_figures_their_scripts_write():
     for page in (DOCS / p for p in _nav_pages() if p.startswith("tutorials/")):
         text = page.read_text()
-        scripts = {r.partition(":")[0] for r in SNIPPET.findall(text) if ".py" in r}
+        scripts = {r.partition(":")[0] for r in _snippets(text) if ".py" in r}
         assert len(scripts) == 1, f"{page.name} should show exactly one script"
         code = (DOCS / scripts.pop()).read_text()
         shown = re.findall(r"\(figures/(\w+)\.png\)", text)
