@@ -28,6 +28,7 @@ EXACT_ONLY = {
         ({"delta_m": -0.1}, "delta_m must be > 0"),
         ({"data": "no-such-set"}, "unknown data set"),
         ({"sampler": "rk45"}, "sampler"),
+        ({"device": "warp-drive"}, "device"),
         ({"trained": False, "exact_baseline": False}, "nothing to run"),
     ],
 )

@@ -90,6 +90,7 @@ class MemorizationConfig:
     exact_baseline: bool = field(
         default=True, metadata={"help": "run the exact empirical model as the theory baseline"}
     )
+    device: str = field(default="cpu", metadata={"help": "torch device of training and sampling"})
     trained: bool = field(
         default=True, metadata={"help": "train diffusion models (off: only the exact baseline)"}
     )
@@ -122,6 +123,10 @@ class MemorizationConfig:
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 (or omitted for the default), got {value}")
         check_choice(self.sampler, ("heun", "euler", "ddim"), "sampler")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must name a torch device, got {self.device!r}") from None
         if not (self.trained or self.exact_baseline):
             raise ValueError("trained and exact_baseline are both off: nothing to run")
         n = len(load_pool(self, seed=0))
