@@ -54,6 +54,8 @@ def test_exact_model_memorizes_at_every_k_and_resumes(tmp_path):
     assert samples.loc[samples["class"] == "memorized", "d1"].max() < 1e-2
     for name in ("report.md", "report.html", "class_fractions.png", "config.json"):
         assert (out / name).exists(), name
+    timing = pd.read_parquet(out / "timing_memorization.parquet")
+    assert len(timing) == 3 and (timing["seconds"] > 0).all()
     checks = pd.read_parquet(out / "checks.parquet")
     assert checks["passed"].all()
     # resume: drop one finished job, re-run; the others are not recomputed

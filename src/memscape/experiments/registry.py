@@ -19,7 +19,7 @@ from typing import Any
 
 from memscape._validation import check_choice, check_int
 from memscape.experiments.results import ResultsFolder
-from memscape.experiments.sweep import Job, JobOutput, run_sweep
+from memscape.experiments.sweep import Job, JobOutput, job_timings, run_sweep
 
 __all__ = ["EXPERIMENTS", "Context", "Experiment", "build_config", "register", "run_experiment"]
 
@@ -50,8 +50,11 @@ class Context:
     def sweep(
         self, fn: Callable[..., JobOutput], jobs: Sequence[Job], description: str = "jobs"
     ) -> dict[str, JobOutput]:
-        """Run ``jobs`` through the sweep engine into ``folder/jobs`` (resumable)."""
-        return run_sweep(
+        """Run ``jobs`` through the sweep engine into ``folder/jobs`` (resumable).
+
+        Also writes the table ``timing_<description>`` (key, seconds, host, threads per job).
+        """
+        outputs = run_sweep(
             fn,
             jobs,
             self.folder.jobs_dir,
@@ -61,6 +64,9 @@ class Context:
             progress=self.progress,
             description=description,
         )
+        timings = job_timings(self.folder.jobs_dir, [j.key for j in jobs])
+        self.folder.write_table(f"timing_{description}", timings)
+        return outputs
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

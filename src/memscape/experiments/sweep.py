@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from tqdm.auto import tqdm
 
 from memscape._validation import check_choice, check_int
 
-__all__ = ["Job", "JobOutput", "load_job", "run_sweep"]
+__all__ = ["Job", "JobOutput", "job_timings", "load_job", "run_sweep"]
 
 JobOutput = dict[str, Any]
 """What a job returns: ``{name: pandas.DataFrame | torch.Tensor}``."""
@@ -45,15 +47,27 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _run_job(fn: Callable[..., JobOutput], params: dict[str, Any], threads: int) -> JobOutput:
-    torch.set_num_threads(threads)
-    return fn(**params)
+def _run_job(
+    fn: Callable[..., JobOutput], params: dict[str, Any], threads: int | None
+) -> tuple[JobOutput, dict[str, Any]]:
+    """Run one job; return its output and where/how long it ran."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    output = fn(**params)
+    info = {
+        "seconds": time.perf_counter() - start,
+        "host": platform.node(),
+        "threads": torch.get_num_threads(),
+    }
+    return output, info
 
 
-def _save_job(jobs_dir: Path, job: Job, output: JobOutput) -> None:
+def _save_job(jobs_dir: Path, job: Job, result: tuple[JobOutput, dict[str, Any]]) -> None:
     from safetensors.torch import save_file
 
     jobs_dir.mkdir(parents=True, exist_ok=True)
+    output, info = result
     tmp = Path(tempfile.mkdtemp(prefix=f".{job.key}.", dir=jobs_dir))
     try:
         tensors = {}
@@ -70,6 +84,7 @@ def _save_job(jobs_dir: Path, job: Job, output: JobOutput) -> None:
         if tensors:
             save_file(tensors, str(tmp / "tensors.safetensors"))
         (tmp / "params.json").write_text(json.dumps(job.params, indent=2, default=str))
+        (tmp / "run.json").write_text(json.dumps(info, indent=2))
         target = jobs_dir / job.key
         if target.exists():
             shutil.rmtree(target)
@@ -77,6 +92,15 @@ def _save_job(jobs_dir: Path, job: Job, output: JobOutput) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def job_timings(jobs_dir: Path, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per finished job: ``key``, ``seconds`` it ran, ``host``, ``threads``."""
+    rows = []
+    for key in keys:
+        p = Path(jobs_dir) / key / "run.json"
+        rows.append({"key": key, **(json.loads(p.read_text()) if p.exists() else {})})
+    return pd.DataFrame(rows)
 
 
 def load_job(jobs_dir: Path, key: str) -> JobOutput:
@@ -141,7 +165,7 @@ def run_sweep(
             _run_ray(fn, pending, jobs_dir, workers, address, bar)
         elif workers == 1:
             for job in pending:
-                _save_job(jobs_dir, job, fn(**job.params))
+                _save_job(jobs_dir, job, _run_job(fn, job.params, None))
                 bar.update()
         else:
             import multiprocessing as mp
