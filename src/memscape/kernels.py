@@ -37,6 +37,22 @@ class SoftmaxStats(NamedTuple):
     cov: torch.Tensor | None  #: (B, d, d) softmax-weighted covariance, if asked for
 
 
+_OUTER_BYTES = 1 << 26  # chunk outer products y yᵀ up to 64 MiB go through one matmul
+
+
+def _second_moment(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``Σ_k p_bk y_k y_kᵀ``: ``(B, d, d)``.
+
+    One ``(B, K) @ (K, d²)`` matmul over the chunk's outer products when they are
+    small (several times faster than the batched contraction), else ``einsum``.
+    """
+    k, d = y.shape
+    if k * d * d * y.element_size() <= _OUTER_BYTES:
+        outer = (y[:, :, None] * y[:, None, :]).reshape(k, d * d)
+        return (p @ outer).reshape(p.shape[0], d, d)
+    return torch.einsum("bk,ki,kj->bij", p, y, y)
+
+
 def streamed_softmax(
     x: torch.Tensor,
     memories: torch.Tensor,
@@ -95,7 +111,7 @@ def streamed_softmax(
         z = z * rescale + p.sum(dim=1, keepdim=True)
         acc = torch.addmm(acc * rescale, p, y)
         if acc2 is not None:
-            acc2 = acc2 * rescale[:, :, None] + torch.einsum("bk,ki,kj->bij", p, y, y)
+            acc2 = acc2 * rescale[:, :, None] + _second_moment(p, y)
         m = m_new
     mean = acc / z
     cov = None
