@@ -240,7 +240,7 @@ def check_links(site: Path) -> list[str]:
     ``#fragment`` an ``id`` of its target page. External
     links (``http(s):``, ``mailto:``, ``data:``, ...) are not fetched.
     """
-    site = Path(site)
+    site = Path(site).resolve()
     if not (site / "index.html").is_file():
         raise ValueError(f"site must be a built mkdocs site (no {site / 'index.html'})")
     parsed: dict[Path, _Links] = {}

@@ -192,7 +192,7 @@ def _site(tmp_path: Path, pages: dict[str, str]) -> Path:
     return tmp_path
 
 
-def test_link_check_finds_broken_links_and_anchors(tmp_path):
+def test_link_check_finds_broken_links_and_anchors(tmp_path, monkeypatch):
     site = _site(
         tmp_path,
         {
@@ -212,6 +212,9 @@ def test_link_check_finds_broken_links_and_anchors(tmp_path):
             "404.html: /gone.js",
         ]
     )
+    # the same site named by a relative path (as CI does: `--check-links site`)
+    monkeypatch.chdir(tmp_path)
+    assert sorted(build.check_links(site.relative_to(tmp_path))) == sorted(broken)
     with pytest.raises(ValueError, match="site"):
         build.check_links(tmp_path / "nowhere")
 
