@@ -441,10 +441,11 @@ def _report(cfg: MemorizationConfig, ctx: Context, tables, outputs) -> None:
     if cfg.trained:
         small, large = min(cfg.sizes), max(cfg.sizes)
         ctx.folder.add_check(
-            f"trained: memorized fraction at K = {small} (d1/d2 < 1/3)",
-            by_k.loc[small],
+            f"trained: drop of the memorized fraction from K = {small} to K = {large} "
+            "(d1/d2 < 1/3; a full transition is 1)",
+            by_k.loc[small] - by_k.loc[large],
             1.0,
-            0.15,
+            0.5,
             relative=False,
         )
         ctx.folder.add_check(
@@ -456,11 +457,14 @@ def _report(cfg: MemorizationConfig, ctx: Context, tables, outputs) -> None:
         )
     exact = summary[summary["model"] == "exact"]
     if len(exact):
+        # Pham et al.'s δ_m rather than d1/d2: two training points closer than the
+        # sampler resolves send the exact model to their (memorized) average, which the
+        # ratio criterion counts as not memorized.
         ctx.folder.add_check(
-            "exact model memorizes at every K (smallest fraction over K)",
-            exact["ratio_memorized_fraction"].min(),
+            "exact model memorizes at every K (smallest fraction within δ_m over K and seeds)",
+            exact["memorized_fraction"].min(),
             1.0,
-            0.05,
+            0.02,
             relative=False,
         )
     cols = [
@@ -480,6 +484,26 @@ def _report(cfg: MemorizationConfig, ctx: Context, tables, outputs) -> None:
         f"{primary} models; attractors counted at σ = {cfg.census_sigma}; critical σ is the "
         "largest noise level from which a sample is recovered with probability ≥ ½.\n\n"
         f"Effective memorization capacity (largest K with ≥ 90 % memorized by d₁/d₂ < "
-        f"{cfg.ratio_threshold:.3g}): K ≈ {cap.interpolated:.3g} (grid: {cap.grid}).\n\n"
-        + agg.to_markdown(index=False, floatfmt=".3g"),
+        f"{cfg.ratio_threshold:.3g}, mean over seeds): "
+        + (
+            f"K ≈ {cap.interpolated:.3g} (grid: {cap.grid:g}).\n\n"
+            if cap.grid == cap.grid
+            else "no K of the grid reached 90 %.\n\n"
+        )
+        + _markdown(agg)
+        + "\n\nPer seed (δ_m scales with the training set's own spacing: a small δ_m at "
+        "small K means two training points lie close together, where a model may form one "
+        "spurious attractor between them):\n\n"
+        + _markdown(
+            main[
+                ["K", "seed", "ratio_memorized_fraction", "delta_m"]
+                + [f"{c}_fraction" for c in CLASSES]
+            ]
+        ),
     )
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    """A Markdown table with integer columns kept as integers."""
+    ints = [c for c in ("K", "seed") if c in table]
+    return table.astype({c: str for c in ints}).to_markdown(index=False, floatfmt=".3g")
