@@ -111,3 +111,38 @@ def test_build_config_layers_and_errors():
         build_config(exp, overrides={"trials": "two"})
     with pytest.raises(ValueError, match="rules"):
         build_config(exp, overrides={"rules": "hebian"})
+
+
+def test_cli_lists_every_experiment_and_rejects_bad_options_before_writing(tmp_path):
+    from typer.testing import CliRunner
+
+    from memscape.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0
+    for name in EXPERIMENTS:
+        assert name in listed.output
+    out = tmp_path / "never"
+    bad = runner.invoke(app, ["run", "hopfield-capacity", "--trials", "nope", "--out", str(out)])
+    assert bad.exit_code == 2 and "trials expects int" in bad.output
+    assert not out.exists()
+    ok = runner.invoke(
+        app,
+        [
+            "run",
+            "hopfield-capacity",
+            "--sizes",
+            "64",
+            "--alphas",
+            "0.05",
+            "--trials",
+            "1",
+            "--out",
+            str(tmp_path / "ok"),
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    table = pd.read_parquet(tmp_path / "ok" / "patterns.parquet")
+    mine = table[table["N"] == 64]
+    assert len(mine) > 0 and (mine["overlap"] > 0.9).all()  # α = 0.05 ≪ α_c

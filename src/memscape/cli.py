@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
 app = typer.Typer(
@@ -31,12 +34,22 @@ def list_experiments() -> None:
     Console().print(table)
 
 
+# name, annotation, default, help of the options every experiment takes
+_COMMON_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
+    ("out", Path | None, None, "results folder (default: results/<name>)"),
+    ("seed", int, 0, "base seed of every random draw"),
+    ("quick", bool, False, "small, fast configuration"),
+    ("config", Path | None, None, "YAML/JSON file with the same options"),
+    ("workers", int, 1, "jobs run in parallel"),
+    ("executor", str, "local", "local or ray"),
+    ("address", str | None, None, "Ray cluster address"),
+)
+
+
 def _experiment_command(name: str):
     """A typer command for experiment ``name`` with one option per config field."""
     import dataclasses
     import inspect
-    from pathlib import Path
-    from typing import Any
 
     from memscape.experiments import EXPERIMENTS, run_experiment
     from memscape.experiments.registry import field_types
@@ -46,10 +59,7 @@ def _experiment_command(name: str):
     fields = {f.name: f for f in dataclasses.fields(exp.config)}
 
     def command(**kwargs):
-        common = {
-            k: kwargs.pop(k)
-            for k in ("out", "seed", "quick", "config", "workers", "executor", "address")
-        }
+        common = {opt[0]: kwargs.pop(opt[0]) for opt in _COMMON_OPTIONS}
         overrides = {k: v for k, v in kwargs.items() if v is not None}
         try:
             folder = run_experiment(name, **common, **overrides)
@@ -60,47 +70,9 @@ def _experiment_command(name: str):
 
     params = [
         inspect.Parameter(
-            "out",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=Path | None,
-            default=typer.Option(None, help="results folder [default: results/<name>]"),
-        ),
-        inspect.Parameter(
-            "seed",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=int,
-            default=typer.Option(0, help="base seed of every random draw"),
-        ),
-        inspect.Parameter(
-            "quick",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=bool,
-            default=typer.Option(False, help="small, fast configuration"),
-        ),
-        inspect.Parameter(
-            "config",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=Path | None,
-            default=typer.Option(None, help="YAML/JSON file with the same options"),
-        ),
-        inspect.Parameter(
-            "workers",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=int,
-            default=typer.Option(1, help="jobs run in parallel"),
-        ),
-        inspect.Parameter(
-            "executor",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=str,
-            default=typer.Option("local", help="local or ray"),
-        ),
-        inspect.Parameter(
-            "address",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=str | None,
-            default=typer.Option(None, help="Ray cluster address"),
-        ),
+            pname, inspect.Parameter.KEYWORD_ONLY, annotation=tp, default=typer.Option(dflt, help=h)
+        )
+        for pname, tp, dflt, h in _COMMON_OPTIONS
     ]
     annotation: Any
     for fname, tp in types_.items():
