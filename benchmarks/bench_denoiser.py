@@ -37,21 +37,11 @@ from collections.abc import Callable
 import torch
 
 from memscape import EmpiricalDiffusion
+from memscape.experiments.results import cpu_name
 from memscape.kernels import DEFAULT_CHUNK
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 METHODS = ("streamed", "naive", "mm")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _maxrss_mb() -> float:
@@ -160,7 +150,7 @@ def main() -> None:
 
     ks = [1_000, 10_000, 200_000] if args.quick else [1_000, 10_000, 100_000, 200_000, 1_000_000]
     dims = [64] if args.quick else [64, 784]
-    print(f"machine: {platform.platform()} | CPU: {_cpu_name()} | cores: {os.cpu_count()}")
+    print(f"machine: {platform.platform()} | CPU: {cpu_name()} | cores: {os.cpu_count()}")
     print(
         f"torch {torch.__version__}, {args.threads} threads, load average "
         f"{os.getloadavg()[0]:.1f} | B = {args.batch}, chunk = {DEFAULT_CHUNK}, "

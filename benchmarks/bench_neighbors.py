@@ -20,18 +20,8 @@ from collections.abc import Callable
 
 import torch
 
+from memscape.experiments.results import cpu_name
 from memscape.memorization import faiss_available, nearest_neighbors
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _best_time(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
@@ -76,7 +66,7 @@ def main() -> None:
     m = args.queries or (2_000 if args.quick else 10_000)
     n = args.reference or (10_000 if args.quick else 50_000)
 
-    print(f"machine: {platform.platform()} | CPU: {_cpu_name()} | cores: {os.cpu_count()}")
+    print(f"machine: {platform.platform()} | CPU: {cpu_name()} | cores: {os.cpu_count()}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", end="")
     if faiss_available():
         import faiss

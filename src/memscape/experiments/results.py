@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Check", "ResultsFolder", "atomic_write", "environment"]
+__all__ = ["Check", "ResultsFolder", "atomic_write", "cpu_name", "environment"]
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
@@ -38,6 +38,18 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` on Linux), for benchmark and run records."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment() -> dict[str, Any]:
     """Versions of Python, memscape and the main libraries, and the machine."""
     import numpy
@@ -53,6 +65,7 @@ def environment() -> dict[str, Any]:
         "pandas": pd.__version__,
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
