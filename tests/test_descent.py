@@ -131,3 +131,12 @@ def test_descend_rejects_bad_input():
         descend(model, x, mask=torch.ones(2, dtype=torch.bool))
     with pytest.raises(ValueError, match="update"):
         descend(model, x, method="update")
+
+
+def test_descent_result_repr_summarizes():
+    model = quad()
+    x = torch.cat([model.c[None], model.c[None] + 5])
+    res = descend(model, x, step_size=0.1, max_steps=3, tol=1e-6)
+    assert repr(res) == "DescentResult(x=(2, 3) float64, converged=1/2, steps=1..3)"
+    res = descend(model, x, step_size=0.1, max_steps=3, tol=1e-6, record=True)
+    assert repr(res).endswith("steps=1..3, trajectory=4 states)")

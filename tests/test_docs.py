@@ -136,13 +136,10 @@ def test_concept_figures_are_made_by_build():
     assert all("](figures/" in s for s in sections), "every concepts section has a figure"
 
 
-def _figure_names(module_name: str) -> list[str]:
-    source = Path(sys.modules[module_name].__file__).read_text()  # type: ignore[arg-type]
-    return [n.split("}")[-1] for n in re.findall(r'save_figure\(\s*f?"([^"]+)"', source)]
-
-
-def test_gallery_has_every_experiment_and_its_figures():
-    text = (DOCS / "gallery.md").read_text()
+def test_gallery_has_every_experiment_and_its_figures(tmp_path):
+    assert '--8<-- "_generated/gallery.md"' in (DOCS / "gallery.md").read_text()
+    build.gallery_tables(tmp_path)
+    text = (tmp_path / "gallery.md").read_text()
     sections = {
         m.group(1): m.group(2)
         for m in re.finditer(r"^## `([\w-]+)`\n(.*?)(?=^## |\Z)", text, re.M | re.S)
@@ -151,11 +148,17 @@ def test_gallery_has_every_experiment_and_its_figures():
     for name, exp in EXPERIMENTS.items():
         body = sections[name]
         assert f"memscape run {name}" in body
-        assert f'--8<-- "_generated/options/{name}.md"' in body
-        figures = _figure_names(exp.run.__module__)
-        assert figures, f"{name}: no save_figure call found"
-        for fig in figures:
-            assert fig in body, f"gallery entry {name} does not name its figure {fig}"
+        assert exp.figures, f"{name}: register(figures=...) declares no figure"
+        for fig in exp.figures:
+            assert f"`{fig}`" in body, f"gallery entry {name} does not name its figure {fig}"
+        assert len(body.split("```")[0].split()) > 40, f"{name}: its recipe docstring is too short"
+
+
+def test_readme_experiment_table_is_the_generated_one():
+    text = (ROOT / "README.md").read_text()
+    assert build.readme(write=False) == text, "run python docs/build.py to regenerate README"
+    for name, exp in EXPERIMENTS.items():
+        assert f"| `{name}` |" in text and all(f"`{f}.png`" in text for f in exp.figures)
 
 
 def test_gallery_tables_cover_every_option(tmp_path):

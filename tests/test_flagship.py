@@ -23,7 +23,7 @@ EXACT_ONLY = {
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"sizes": ""}, "sizes must name at least one"),
+        ({"sizes": ""}, "sizes must not be empty"),
         ({"sizes": "2,100000"}, "larger than the dataset"),
         ({"delta_m": -0.1}, "delta_m must be > 0"),
         ({"data": "no-such-set"}, "unknown data set"),

@@ -17,7 +17,7 @@ from scipy import optimize, special
 from memscape.diffusion.empirical import EmpiricalDiffusion
 from memscape.experiments import run_experiment
 from memscape.experiments.circle import CircleConfig, radial_profile
-from memscape.experiments.regimes import (
+from memscape.experiments.recipes.regimes import (
     RegimesConfig,
     TwoGaussians,
     clone_pairs,
@@ -104,16 +104,16 @@ def test_collapse_crossing_two_points_closed_form():
 
 
 def test_radial_profile_of_exact_model_is_the_bessel_energy():
-    """β = 1/(2σ²): 2σ²(−log p_σ) of equispaced circle points is R² + 1 − β⁻¹ log I₀(2βR) + c."""
+    """2σ²(−log p_σ) of equispaced circle points is R² + 1 − 2σ² log I₀(R/σ²) + c."""
     sigma, k = 0.35, 2000
     theta = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
     model = EmpiricalDiffusion(torch.stack([theta.cos(), theta.sin()], 1))
     radii = torch.linspace(0, 1.6, 321, dtype=torch.float64)
     profile, ring = radial_profile(model, sigma, 8, radii)
-    theory = circle_energy(radii.numpy(), 1 / (2 * sigma**2))
+    theory = circle_energy(radii.numpy(), sigma=sigma)
     gap = profile - profile.mean() - (theory - theory.mean())
     assert np.abs(gap).max() < 1e-8
-    assert abs(ring - circle_radius(1 / (2 * sigma**2)).exact) < 1e-4
+    assert abs(ring - circle_radius(sigma=sigma).exact) < 1e-4
 
 
 def test_configs_validate_and_name_the_option():
@@ -153,7 +153,7 @@ def test_circle_quick_ring_radius_and_energy_profile(tmp_path):
     folder = run_experiment("circle", tmp_path / "circle", quick=True, progress=False)
     rings = folder.read_table("rings")
     top = rings[rings["K"] == rings["K"].max()].set_index("model")
-    theory = circle_radius(1 / (2 * 0.3**2)).exact
+    theory = circle_radius(sigma=0.3).exact
     assert abs(top.loc["exact", "ring_radius"] - theory) < 0.01
     assert abs(top.loc["trained", "ring_radius"] - theory) < 0.08
     assert top.loc["exact", "profile_rms_gap"] < 1e-3

@@ -17,9 +17,9 @@ import torch
 from memscape import EmpiricalDiffusion, ModernHopfield, theory
 from memscape.diffusion.processes import VP, get_process
 from memscape.experiments import run_experiment
-from memscape.experiments.landscape import LandscapeConfig, synthetic_points
-from memscape.experiments.morse_smale import MorseSmaleConfig, snapshot_values
-from memscape.experiments.symmetry_breaking import (
+from memscape.experiments.recipes.landscape import LandscapeConfig, synthetic_points
+from memscape.experiments.recipes.morse_smale import MorseSmaleConfig, snapshot_values
+from memscape.experiments.recipes.symmetry_breaking import (
     ProcessLandscape,
     SymmetryBreakingConfig,
     process_coefficients,

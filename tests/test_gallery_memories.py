@@ -15,12 +15,12 @@ from scipy import special
 
 from memscape import ModernHopfield
 from memscape.experiments import run_experiment
-from memscape.experiments.dense_capacity import (
+from memscape.experiments.recipes.dense_capacity import (
     fixed_fraction,
     predicted_capacity,
 )
-from memscape.experiments.hopfield_capacity import crossing, half_fixed_load
-from memscape.experiments.modern_hopfield import equiseparated_memories, gaussian_data
+from memscape.experiments.recipes.hopfield_capacity import crossing, half_fixed_load
+from memscape.experiments.recipes.modern_hopfield import equiseparated_memories, gaussian_data
 from memscape.experiments.registry import EXPERIMENTS, build_config
 from memscape.theory import (
     ags_overlap,

@@ -100,6 +100,11 @@ def test_basin_radius_two_points(d):
                           generator=torch.Generator().manual_seed(2))  # fmt: skip
     assert r09.radius[0] == 0.5
     assert len(res.table) == len(levels)
+    # the model's noise level is ``sigma``; the levels added to the points are ``probe_sigmas``
+    kw = ms.basin_radius(model, y[:1], sigma=0.1, probe_sigmas=levels, n_trials=n, delta=0.25,
+                         generator=torch.Generator().manual_seed(2))  # fmt: skip
+    assert np.array_equal(kw.recovery, res.recovery) and list(kw.probe_sigmas) == levels
+    assert list(kw.table["probe_sigma"]) == levels
 
 
 def test_basin_radius_custom_reverse_and_errors():
@@ -109,7 +114,7 @@ def test_basin_radius_custom_reverse_and_errors():
     assert np.isnan(never.radius).all() and (never.recovery == 0).all()
     with pytest.raises(ValueError, match="delta"):
         ms.basin_radius(model, y, 0.1, [0.1], 10, 0.0)
-    with pytest.raises(ValueError, match="noise_levels"):
+    with pytest.raises(ValueError, match="probe_sigmas"):
         ms.basin_radius(model, y, 0.1, [-1.0], 10, 0.1)
     with pytest.raises(ValueError, match="sigma"):
         ms.basin_radius(model, y, 0.0, [0.1], 10, 0.1)

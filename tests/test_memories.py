@@ -4,6 +4,7 @@ learning-rule formulas from the papers, Lyapunov property, capacity numbers
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -106,7 +107,7 @@ def test_async_sweep_equals_naive_sequential(k, clamped):
     clamp = torch.rand(x.shape, generator=torch.Generator().manual_seed(8)) < 0.3
     j = p.T @ p  # sign-equivalent to W, exact integer ties
     j.fill_diagonal_(0)
-    got = model.update(x, order=order, clamp=clamp if clamped else None)
+    got = model.update(x, order=order, mask=clamp if clamped else None)
     want = naive_sweep(j, x, order.tolist(), clamp if clamped else None)
     assert torch.equal(got, want)
 
@@ -335,3 +336,92 @@ def test_sweeps_restore_thread_count_and_follow_dtype():
         out = model.update(spins(2, 30, 22, torch.float32))
         assert out.dtype == torch.float32
         assert torch.get_num_threads() == n_threads
+
+
+# ---------------------------------------------------------------- one calling convention
+MEMORIES = (ClassicalHopfield, DenseAM, ModernHopfield)
+SHARED_RETRIEVE = ("mask", "max_steps", "generator", "record")
+SHARED_UPDATE = ("mask", "generator", "sigma")
+
+
+def _split(fn):
+    """(positional parameter names after self, keyword-only parameters in order)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    keyword = [p for p in params if p.kind is p.KEYWORD_ONLY]
+    assert len(positional) + len(keyword) == len(params), fn  # no *args / **kwargs
+    return positional, keyword
+
+
+@pytest.mark.parametrize("cls", MEMORIES, ids=lambda c: c.__name__)
+def test_retrieve_and_update_share_one_signature(cls):
+    """retrieve(cue, *, mask, max_steps, generator, record, <model options>) and
+    update(x, *, mask, generator, sigma, <model options>) on every memory."""
+    positional, keyword = _split(cls.retrieve)
+    assert positional == ["cue"]
+    assert tuple(p.name for p in keyword[: len(SHARED_RETRIEVE)]) == SHARED_RETRIEVE
+    defaults = {p.name: p.default for p in keyword}
+    ref = {p.name: p.default for p in _split(ClassicalHopfield.retrieve)[1]}
+    for name in SHARED_RETRIEVE:
+        assert defaults[name] == ref[name], (cls.__name__, name)
+    assert defaults["mask"] is None and defaults["generator"] is None
+    assert defaults["record"] is False
+
+    positional, keyword = _split(cls.update)
+    assert positional == ["x"]
+    assert tuple(p.name for p in keyword[: len(SHARED_UPDATE)]) == SHARED_UPDATE
+    assert all(p.default is None for p in keyword)
+
+
+def _mask_cases():
+    p = spins(6, 40, 30)
+    return [
+        ("classical-async", ClassicalHopfield(p), p, {}),
+        ("classical-sync", ClassicalHopfield(p), p, {"mode": "sync"}),
+        ("dense-poly", DenseAM(p, "polynomial", n=3), p, {}),
+        ("dense-exp", DenseAM(p, "exponential"), p, {}),
+        ("modern", ModernHopfield(p, beta=0.5), p, {}),
+    ]
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("case", range(5), ids=[c[0] for c in _mask_cases()])
+def test_mask_holds_units_fixed_in_update_and_retrieve(case, per_sample):
+    """Invariant: a masked (True) unit never changes, in one update and along every
+    state of a retrieval; one retrieval step is exactly one masked update."""
+    _, model, p, opts = _mask_cases()[case]
+    cue = corrupt(p, 0.3, 31)
+    g = torch.Generator().manual_seed(32)
+    mask = torch.rand(cue.shape if per_sample else cue.shape[1:], generator=g) < 0.4
+    held = mask.expand_as(cue)
+
+    one = model.update(cue, mask=mask, generator=torch.Generator().manual_seed(5), **opts)
+    assert torch.equal(one[held], cue[held])
+    assert not torch.equal(one, cue)  # the free units did move: the check is not vacuous
+    step = model.retrieve(
+        cue, mask=mask, max_steps=1, generator=torch.Generator().manual_seed(5), **opts
+    )
+    assert torch.equal(step.x, one)
+
+    res = model.retrieve(cue, mask=mask, max_steps=20, record=True, generator=g, **opts)
+    states = res.trajectory["x"]
+    assert torch.equal(states[:, held], cue[held].expand(states.shape[0], -1))
+
+
+def test_memory_reprs_are_readable():
+    p = spins(10, 100, 33)
+    cases = {
+        ClassicalHopfield(p): ("ClassicalHopfield(", "K=10", "N=100", "rule='hebbian'"),
+        DenseAM(p, n=4): ("DenseAM(", "K=10", "N=100", "n=4"),
+        ModernHopfield(p[:, :16], beta=8.0): ("ModernHopfield(", "K=10", "d=16", "beta=8.0"),
+    }
+    for model, parts in cases.items():
+        text = repr(model)
+        assert text.startswith(parts[0]) and text.endswith(")"), text
+        assert all(part in text for part in parts), text
+        assert "dtype=float64" in text
+        assert "object at 0x" not in text and "\n" not in text and len(text) < 120, text
+    res = ClassicalHopfield(p).retrieve(p, record=True)
+    text = repr(res)
+    assert text.startswith("DescentResult(x=(10, 100) float64, converged=10/10"), text
+    assert "trajectory=" in text and "tensor(" not in text and len(text) < 120, text

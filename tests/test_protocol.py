@@ -132,7 +132,7 @@ def test_bad_inputs_name_the_argument():
         ModernHopfield(mem, bias=torch.zeros(4))
     with pytest.raises(ValueError, match="x"):
         ModernHopfield(mem).energy(randn(2, 4))
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match="cue"):
         ModernHopfield(mem).retrieve(torch.full((2, 3), float("inf")))
     with pytest.raises(ValueError, match="data"):
         EmpiricalDiffusion(torch.empty(0, 3))
@@ -152,3 +152,30 @@ def test_bad_inputs_name_the_argument():
         ClassicalHopfield(spins(2, 3, 0)).energy(randn(2, 4))
     with pytest.raises(ValueError, match="x"):
         DenseAM(spins(2, 3, 0)).score(randn(2, 4))
+
+
+def test_diffusion_model_reprs_are_one_readable_line():
+    """repr names the class and its sizes, never a tensor or an address; ScoreModel stays
+    an nn.Module (children, parameters, state_dict) with a one-line repr."""
+    from memscape import ScoreModel
+
+    ed = EmpiricalDiffusion(randn(50, 2))
+    assert repr(ed) == "EmpiricalDiffusion(K=50, d=2, dtype=float64)"
+    img = EmpiricalDiffusion(randn(5, 1, 4, 4))
+    assert repr(img) == "EmpiricalDiffusion(K=5, d=16, event_shape=(1, 4, 4), dtype=float64)"
+
+    sm = ScoreModel.mlp(2, width=32, layers=2, sigma_data=0.5)
+    text = repr(sm)
+    assert text.startswith("ScoreModel(net=MLP(dim=2, width=32, layers=2"), text
+    assert "precond='edm'" in text and "sigma_data=0.5" in text and "energy=False" in text
+    n_params = sum(p.numel() for p in sm.parameters())
+    assert f"params={n_params}" in text and "dtype=float32" in text
+    assert str(sm) == text and "\n" not in text and "object at 0x" not in text
+    assert isinstance(sm, torch.nn.Module) and "network" in dict(sm.named_children())
+    assert set(sm.state_dict()) == {f"network.{k}" for k in sm.network.state_dict()}
+    assert "Linear(" in repr(sm.network)  # the layer tree is one attribute away
+
+    custom = ScoreModel(torch.nn.Linear(2, 2), (2,), precond="vp")
+    assert repr(custom).startswith("ScoreModel(net=Linear, event_shape=(2,), precond='vp'")
+    for model in (ClassicalHopfield(spins(3, 8, 0)), ModernHopfield(randn(4, 3))):
+        assert "object at 0x" not in repr(model) and "K=" in repr(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 
 import memscape as ms
 from memscape.diffusion.samplers import (
+    SAMPLERS,
+    TrajectoryRecorder,
     karras_sigmas,
     linear_sigmas,
     log_sigmas,
@@ -114,6 +117,16 @@ def test_ddim_equals_euler_in_sigma_space():
     s = karras_sigmas(10, sigma_max=10.0)
     m = GaussianDenoiser(MU, S)
     assert torch.allclose(sample_ddim(m, x_t, s), sample_euler(m, x_t, s), atol=1e-10)
+    # DDIM (η = 0) in σ-space is the Euler update rearranged: one function, one name each
+    assert sample_ddim is sample_euler and SAMPLERS["ddim"] is sample_euler
+    direct = x_t.clone()
+    for i in range(len(s) - 1):  # x ← D + (σ_{i+1}/σ_i)(x − D), Song et al. 2021 eq. 12
+        d = m.denoise(direct, float(s[i]))
+        direct = d + float(s[i + 1] / s[i]) * (direct - d)
+    assert torch.allclose(sample_ddim(m, x_t, s), direct, atol=1e-10)
+    y = ms.sample(m, 16, (2,), sampler="ddim", steps=10, sigma_max=10.0, seed=3, dtype=F64)
+    z = ms.sample(m, 16, (2,), sampler="euler", steps=10, sigma_max=10.0, seed=3, dtype=F64)
+    assert torch.equal(y, z)
 
 
 def test_heun_on_empirical_model_ends_on_training_points():
@@ -128,21 +141,61 @@ def test_heun_on_empirical_model_ends_on_training_points():
 def test_trajectory_callback_and_churn_reproducibility():
     model = GaussianDenoiser(MU, S)
     seen = []
-    x, traj = ms.sample(
-        model,
-        7,
-        (2,),
-        steps=5,
-        dtype=F64,
-        return_trajectory=True,
-        callback=lambda info: seen.append(info["sigma"]),
-    )
+    rec = TrajectoryRecorder(callback=lambda info: seen.append(info["sigma"]))
+    x = ms.sample(model, 7, (2,), steps=5, dtype=F64, callback=rec)
+    traj = rec.trajectory
     assert traj.shape == (6, 7, 2) and torch.equal(traj[-1], x)
     assert seen == karras_sigmas(5)[:-1].tolist()
+    assert rec.sigmas == karras_sigmas(5).tolist()
     a = ms.sample(model, 7, (2,), s_churn=10.0, seed=1, dtype=F64)
     b = ms.sample(model, 7, (2,), s_churn=10.0, seed=1, dtype=F64)
     c = ms.sample(model, 7, (2,), s_churn=10.0, seed=2, dtype=F64)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_returns_a_tensor_and_records_n_plus_one_states(name):
+    """One calling convention: the final tensor, the trajectory through the callback."""
+    model = ms.EmpiricalDiffusion(
+        torch.randn(6, 1, 2, 3, generator=torch.Generator().manual_seed(9))
+    )
+    sigmas = karras_sigmas(4, 0.01, 5.0)
+    x = 5.0 * torch.randn(3, 1, 2, 3, generator=torch.Generator().manual_seed(10))
+    fn = SAMPLERS[name]
+    stochastic = "generator" in inspect.signature(fn).parameters
+
+    def options() -> dict:
+        return {"generator": torch.Generator().manual_seed(11)} if stochastic else {}
+
+    plain = fn(model, x, sigmas, **options())
+    assert isinstance(plain, torch.Tensor) and plain.shape == x.shape and plain.dtype == x.dtype
+    rec = TrajectoryRecorder()
+    out = fn(model, x, sigmas, callback=rec, **options())
+    assert isinstance(out, torch.Tensor) and torch.equal(out, plain)  # recording changes nothing
+    traj = rec.trajectory
+    assert traj.shape == (len(sigmas), *x.shape)  # N + 1 states
+    assert torch.equal(traj[0], x) and torch.equal(traj[-1], out)
+    assert rec.sigmas == sigmas.tolist()
+    # a reused recorder starts over with the next run
+    fn(model, x, sigmas, callback=rec, **options())
+    assert rec.trajectory.shape == (len(sigmas), *x.shape)
+    with pytest.raises(TypeError, match="return_trajectory"):
+        fn(model, x, sigmas, return_trajectory=True)
+
+
+def test_recorder_device_and_errors():
+    model = GaussianDenoiser(MU, S)
+    rec = TrajectoryRecorder(device="cpu")
+    with pytest.raises(RuntimeError, match="nothing recorded"):
+        _ = rec.trajectory
+    x = ms.sample(model, 3, (2,), steps=4, dtype=F64, callback=rec)
+    assert rec.trajectory.device.type == "cpu" and torch.equal(rec.trajectory[-1], x)
+    with pytest.raises(TypeError, match="callback"):
+        TrajectoryRecorder(callback=3)
+    with pytest.raises(TypeError, match="callback"):
+        sample_euler(model, x, karras_sigmas(3), callback=3)
+    with pytest.raises(ValueError, match="return_trajectory"):
+        ms.sample(model, 3, (2,), return_trajectory=True)
 
 
 def test_sample_bad_input():

@@ -220,41 +220,85 @@ def test_speciation_and_collapse():
 
 
 # --------------------------------------------------------------------- circle toy
-@pytest.mark.parametrize("beta", [0.5, 5.0, 50.0])
-def test_circle_energy_matches_quadrature_of_the_mixture(beta):
-    # −β⁻¹ log ⟨exp(−β‖x − y‖²)⟩ over K equally spaced y on the circle (spectrally exact
-    # trapezoid rule) through the exact diffusion energy at σ² = 1/(2β).
+@pytest.mark.parametrize("beta_pham", [0.5, 5.0, 50.0])
+def test_circle_energy_matches_quadrature_of_the_mixture(beta_pham):
+    # −β_P⁻¹ log ⟨exp(−β_P‖x − y‖²)⟩ over K equally spaced y on the circle (spectrally exact
+    # trapezoid rule) through the exact diffusion energy at σ² = 1/(2β_P) (Pham et al.'s β_P).
     k = 4096
     theta = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
     model = EmpiricalDiffusion(torch.stack([theta.cos(), theta.sin()], 1))
     radii = torch.tensor([0.0, 0.3, 0.9, 1.0, 1.4], dtype=torch.float64)
     x = torch.stack([radii * math.cos(0.7), radii * math.sin(0.7)], 1)
-    sigma = math.sqrt(1 / (2 * beta))
-    quad = (model.energy(x, sigma) - math.log(2 * math.pi * sigma**2)) / beta
-    np.testing.assert_allclose(T.circle_energy(radii.numpy(), beta), quad.numpy(), rtol=1e-10)
+    sigma = math.sqrt(1 / (2 * beta_pham))
+    quad = (model.energy(x, sigma) - math.log(2 * math.pi * sigma**2)) / beta_pham
+    np.testing.assert_allclose(
+        T.circle_energy(radii.numpy(), sigma=sigma), quad.numpy(), rtol=1e-10
+    )
+
+
+def _ring_energy_by_quad(r: float, sigma: float) -> float:
+    """2σ²(−log p_σ) + const at radius r: adaptive quadrature of the ring density over θ."""
+    from scipy import integrate
+
+    s2 = sigma**2
+    # ‖x − y(θ)‖² = r² + 1 − 2r cos θ; the factor exp(r(cos θ − 1)/σ²) ≤ 1 is integrated
+    val, _ = integrate.quad(
+        lambda t: math.exp(r * (math.cos(t) - 1) / s2), -math.pi, math.pi,
+        points=[0.0], epsabs=0.0, epsrel=1e-13, limit=200,
+    )  # fmt: skip
+    return r**2 + 1 - 2 * s2 * (r / s2 + math.log(val / (2 * math.pi)))
+
+
+@pytest.mark.parametrize("sigma", [0.08, 0.3, 0.6, 1.5])
+def test_circle_energy_is_the_ring_integral_and_the_pham_formula(sigma):
+    radii = np.array([0.0, 0.2, 0.7, 0.95, 1.0, 1.3])
+    energy = T.circle_energy(radii, sigma=sigma)
+    by_quad = [_ring_energy_by_quad(float(r), sigma) for r in radii]
+    np.testing.assert_allclose(energy, by_quad, rtol=1e-11, atol=1e-12)
+    # Pham et al.'s form in their β_P = 1/(2σ²), written out with scipy's I₀
+    beta_pham = 1 / (2 * sigma**2)
+    z = 2 * beta_pham * radii
+    if z.max() < 500:  # i0 overflows beyond ~700
+        pham = radii**2 + 1 - np.log(special.i0(z)) / beta_pham
+        np.testing.assert_allclose(energy, pham, rtol=1e-12, atol=1e-13)
+    assert T.circle_energy(0.7, sigma=sigma) == pytest.approx(float(energy[2]), rel=1e-15)
 
 
 def test_circle_energy_large_beta_does_not_overflow():
-    e = T.circle_energy(1.0, 1e4)
+    e = T.circle_energy(1.0, sigma=math.sqrt(1 / (2 * 1e4)))  # β_P = 10⁴
     assert math.isfinite(e) and e == pytest.approx(0.0, abs=1e-3)
 
 
 def test_circle_radius_exact_and_asymptotic():
-    for beta in (2.0, 10.0):
-        r = T.circle_radius(beta).exact
+    for beta_pham in (2.0, 10.0):
+        sigma = math.sqrt(1 / (2 * beta_pham))
+        r = T.circle_radius(sigma=sigma).exact
         grid = np.linspace(0, 1.2, 240001)
-        assert r == pytest.approx(grid[np.argmin(T.circle_energy(grid, beta))], abs=1e-5)
-    # R = 1 − 1/(4β) − 3/(32β²) + O(β⁻³): the gap to the asymptote shrinks like β⁻².
-    for beta in (100.0, 1000.0):
-        exact, asym = T.circle_radius(beta)
-        assert asym == 1 - 1 / (4 * beta)
-        assert beta**2 * (asym - exact) == pytest.approx(3 / 32, rel=0.05)
-    assert T.circle_radius(0.9).exact == 0.0  # one attractor at the centre for β ≤ 1
-    assert T.circle_radius(1.05).exact > 0.0
-    with pytest.raises(ValueError, match="beta"):
-        T.circle_radius(0.0)
+        assert r == pytest.approx(grid[np.argmin(T.circle_energy(grid, sigma=sigma))], abs=1e-5)
+    # R = 1 − σ²/2 − 3σ⁴/8 + O(σ⁶) (= 1 − 1/(4β_P) − 3/(32β_P²)): the gap shrinks like σ⁴.
+    for sigma in (math.sqrt(1 / 200), math.sqrt(1 / 2000)):
+        exact, asym = T.circle_radius(sigma=sigma)
+        assert asym == 1 - sigma**2 / 2
+        assert (asym - exact) / sigma**4 == pytest.approx(3 / 8, rel=0.05)
+    assert T.circle_radius(sigma=0.75).exact == 0.0  # one attractor at the centre for σ² ≥ ½
+    assert T.circle_radius(sigma=0.69).exact > 0.0
+    with pytest.raises(ValueError, match="sigma"):
+        T.circle_radius(sigma=0.0)
     with pytest.raises(ValueError, match="R must be"):
-        T.circle_energy(-0.5, 2.0)
+        T.circle_energy(-0.5, sigma=0.5)
+    with pytest.raises(TypeError):  # σ by name only: a positional β cannot slip in
+        T.circle_radius(2.0)  # type: ignore[misc]
+
+
+def test_circle_radius_minimizes_the_ring_integral():
+    from scipy import optimize
+
+    sigma = 0.4
+    res = optimize.minimize_scalar(
+        lambda r: _ring_energy_by_quad(r, sigma), bounds=(0.5, 1.0), method="bounded",
+        options={"xatol": 1e-10},
+    )  # fmt: skip
+    assert T.circle_radius(sigma=sigma).exact == pytest.approx(res.x, abs=1e-6)
 
 
 # --------------------------------------------------------------------- Gaussian data

@@ -129,6 +129,27 @@ def test_bad_input_raises_before_writing(tmp_path):
     assert not out.exists()
 
 
+def test_train_takes_everything_after_data_by_keyword(tmp_path):
+    """``train(model, data, *, steps, ...)``: the old positional form fails before any work."""
+    import inspect
+
+    params = list(inspect.signature(ms.train).parameters.values())
+    assert [p.name for p in params[:2]] == ["model", "data"]
+    assert all(p.kind is p.KEYWORD_ONLY for p in params[2:])
+    assert params[2].name == "steps" and params[2].default is inspect.Parameter.empty
+    out = tmp_path / "never"
+    model = _tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match="positional"):
+        ms.train(model, _circle(), 5, out=out, progress=False)
+    with pytest.raises(TypeError, match="positional"):
+        ms.train(model, _circle(), 5, 8, 0, out)
+    with pytest.raises(TypeError, match="steps"):
+        ms.train(model, _circle(), out=out, progress=False)
+    assert not out.exists()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_cli_train_and_sample(tmp_path):
     runner = CliRunner()
     run_dir = tmp_path / "run"

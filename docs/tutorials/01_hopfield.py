@@ -46,7 +46,7 @@ models = {
 results = {}
 for name, model in models.items():
     start = cue.double() if isinstance(model, ms.ModernHopfield) else cue
-    res = model.retrieve(start, mask=known, record=True)  # the top half stays clamped
+    res = model.retrieve(start, mask=known, record=True)  # True = held fixed: the top half
     results[name] = res
     exact = (res.x.sign() == X).all(dim=1).float().mean().item()
     print(

@@ -3,74 +3,14 @@
 One protocol (:class:`EnergyModel`: energy, score = −∇E, denoiser
 D = x + σ²·score), associative memories, the exact diffusion energy, and tools to
 study their landscapes.
+
+Public names load on first use (scientific-python SPEC 1, :mod:`lazy_loader`):
+``import memscape`` imports no torch, so the command line answers at once. The
+names and where they live are listed once, in ``__init__.pyi``.
 """
 
-from memscape import datasets, theory
-from memscape.diffusion import (
-    EmpiricalDiffusion,
-    ScoreModel,
-    TrainRun,
-    get_process,
-    log_likelihood,
-    sample,
-    train,
-)
-from memscape.dynamics import DescentResult, descend
-from memscape.landscape import (
-    CriticalPoints,
-    basin_fractions,
-    basin_map,
-    basin_radius,
-    critical_points,
-    hessian_spectrum,
-    morse_smale_graph,
-    newton_refine,
-    relative_energy,
-    score_asymmetry,
-)
-from memscape.landscape.continuation import BifurcationDiagram, continuation
-from memscape.landscape.plot import plot_bifurcation, plot_landscape
-from memscape.memories import ClassicalHopfield, DenseAM, ModernHopfield
-from memscape.memorization import classify_samples, memorized_fraction, nearest_neighbors, nn_ratio
-from memscape.protocol import EnergyModel, jacobian_of, score_of
+import lazy_loader as _lazy
 
-__version__ = "0.1.0"
+from memscape._version import __version__ as __version__
 
-__all__ = [
-    "BifurcationDiagram",
-    "ClassicalHopfield",
-    "CriticalPoints",
-    "DenseAM",
-    "DescentResult",
-    "EmpiricalDiffusion",
-    "EnergyModel",
-    "ModernHopfield",
-    "ScoreModel",
-    "TrainRun",
-    "__version__",
-    "basin_fractions",
-    "basin_map",
-    "basin_radius",
-    "classify_samples",
-    "continuation",
-    "critical_points",
-    "datasets",
-    "descend",
-    "get_process",
-    "hessian_spectrum",
-    "jacobian_of",
-    "log_likelihood",
-    "memorized_fraction",
-    "morse_smale_graph",
-    "nearest_neighbors",
-    "newton_refine",
-    "nn_ratio",
-    "plot_bifurcation",
-    "plot_landscape",
-    "relative_energy",
-    "sample",
-    "score_asymmetry",
-    "score_of",
-    "theory",
-    "train",
-]
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

@@ -1,15 +1,17 @@
 """Input checks shared by every public entry point.
 
 Each check raises a ``ValueError`` or ``TypeError`` that names the argument and
-what was expected, before any work is done (DESIGN.md, "Conventions").
+what was expected, before any work is done (the conventions of the package, ``DEVELOPING.md``).
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch loads on first use, so option checks run without it
+    import torch
 
 __all__ = [
     "as_sigma",
@@ -36,6 +38,8 @@ def check_tensor(
         TypeError: ``x`` is not a tensor.
         ValueError: wrong rank, empty, or containing NaN/inf.
     """
+    import torch
+
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if ndim is not None and x.ndim != ndim:
@@ -53,13 +57,19 @@ def check_tensor(
 
 def check_finite(x: torch.Tensor, name: str) -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or inf."""
+    import torch
+
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, but it contains NaN or inf")
 
 
 def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> None:
-    """Raise unless ``value`` (a number or tensor) is finite and > 0 (or ≥ 0)."""
-    if isinstance(value, torch.Tensor):
+    """Raise unless ``value`` (a number, numpy scalar or tensor) is finite and > 0 (or ≥ 0)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        import torch
+
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
         if value.numel() == 0:
             raise ValueError(f"{name} must not be empty")
         bad = ~torch.isfinite(value) | ((value < 0) if allow_zero else (value <= 0))
@@ -67,18 +77,18 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> None:
             bound = ">= 0" if allow_zero else "> 0"
             raise ValueError(f"{name} must be finite and {bound}, got {value.min().item():g}")
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok or value != value or value in (float("inf"), float("-inf")):
+    v = float(value)
+    ok = v >= 0 if allow_zero else v > 0
+    if not ok or v != v or v in (float("inf"), float("-inf")):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
 
 
 def check_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` if it is an integer ≥ ``minimum``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
@@ -100,6 +110,8 @@ def as_sigma(sigma: Any, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
         x: the batch ``(B, ...)`` σ applies to.
         name: argument name used in error messages.
     """
+    import torch
+
     if sigma is None:
         raise ValueError(f"{name} is required for a noise-conditioned model, got None")
     check_positive(sigma, name)

@@ -46,17 +46,31 @@ _COMMON_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
 )
 
 
+def _option_help(spec: dict[str, Any]) -> str:
+    """One option's help: its text, range or choices, and its default (once)."""
+    bounds = [
+        f"{word} {spec[key]:g}"
+        for key, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        if spec.get(key) is not None
+    ]
+    if spec.get("choices"):
+        bounds.append("one of " + ", ".join(spec["choices"]))
+    default = spec["default"]
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    text = spec.get("help") or ""
+    if bounds:
+        text += f" ({'; '.join(bounds)})"
+    return f"{text} [default: {'none' if shown is None else shown}]"
+
+
 def _experiment_command(name: str):
     """A typer command for experiment ``name`` with one option per config field."""
-    import dataclasses
     import inspect
 
     from memscape.experiments import EXPERIMENTS, run_experiment
-    from memscape.experiments.registry import field_types
+    from memscape.experiments.registry import option_spec
 
     exp = EXPERIMENTS[name]
-    types_ = field_types(exp.config)
-    fields = {f.name: f for f in dataclasses.fields(exp.config)}
 
     def command(**kwargs):
         common = {opt[0]: kwargs.pop(opt[0]) for opt in _COMMON_OPTIONS}
@@ -75,19 +89,19 @@ def _experiment_command(name: str):
         for pname, tp, dflt, h in _COMMON_OPTIONS
     ]
     annotation: Any
-    for fname, tp in types_.items():
-        default = fields[fname].default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        helptext = f"{fields[fname].metadata.get('help', '')} (default: {shown})"
+    for fname, spec in option_spec(exp.config).items():
         opt = "--" + fname.replace("_", "-")
-        if tp is bool:
+        helptext = _option_help(spec)
+        if spec["type"] == "bool":
             param_default = typer.Option(
                 None, f"{opt}/--no-{opt[2:]}", help=helptext, show_default=False
             )
             annotation = bool | None
         else:
-            param_default = typer.Option(None, opt, help=helptext, show_default=False)
-            annotation = str | None
+            param_default = typer.Option(
+                None, opt, help=helptext, show_default=False, metavar=f"<{spec['type']}>"
+            )
+            annotation = str | None  # parsed and validated by build_config (lists: 2,8,32)
         params.append(
             inspect.Parameter(
                 fname, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=param_default

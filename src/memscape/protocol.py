@@ -2,22 +2,73 @@
 
 A model is a (possibly noise-conditioned) energy ``E(x, σ)`` with score
 ``s(x, σ) = −∇ₓE(x, σ)`` and, for noise-conditioned models, denoiser
-``D(x, σ) = x + σ² s(x, σ)`` (EDM convention; DESIGN.md, "The one idea").
+``D(x, σ) = x + σ² s(x, σ)`` (Karras et al. 2022, EDM, eq. 3 and Tweedie's formula).
 
 Subclasses implement :meth:`EnergyModel.energy` (or only :meth:`EnergyModel.score`
 with ``has_energy = False``); the score and Hessian default to autograd and are
-overridden by closed forms where those exist.
+overridden by closed forms where those exist. ``repr(model)`` is one line built from
+:meth:`EnergyModel._repr_fields`, e.g. ``ModernHopfield(K=10, d=16, beta=8.0, dtype=float64)``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import torch
 
 from memscape._validation import as_sigma, check_tensor
 
-__all__ = ["EnergyModel", "is_model", "jacobian_of", "score_of"]
+__all__ = [
+    "Denoiser",
+    "Energy",
+    "EnergyModel",
+    "ScoreField",
+    "ScoreOrDenoiser",
+    "is_model",
+    "jacobian_of",
+    "score_of",
+]
+
+
+# ------------------------------------------------------------------ structural types
+# What analysis and samplers require of a model, as typing.Protocols (PEP 544). Every
+# EnergyModel satisfies ScoreField and Energy (and Denoiser when noise-conditioned); user
+# objects need only the methods named. ``isinstance(obj, ScoreField)`` checks that the
+# members exist (not their signatures).
+@runtime_checkable
+class Denoiser(Protocol):
+    """Has ``denoise(x, σ)``: ``(B, *event_shape) -> (B, *event_shape)``, and ``event_shape``."""
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one state, e.g. ``(d,)`` or ``(1, 8, 8)``."""
+        ...
+
+    def denoise(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        """Denoiser ``D(x, σ) ≈ E[y | x]``, shape of ``x``."""
+        ...
+
+
+@runtime_checkable
+class ScoreField(Protocol):
+    """Has ``score(x, σ) = −∇ₓE`` (or a non-conservative field): ``(B, *E) -> (B, *E)``."""
+
+    def score(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        """Score ``s(x, σ)``, shape of ``x``."""
+        ...
+
+
+@runtime_checkable
+class Energy(Protocol):
+    """Has ``energy(x, σ)``: ``(B, *event_shape) -> (B,)``."""
+
+    def energy(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        """Energy ``E(x, σ)``: ``(B,)``."""
+        ...
+
+
+ScoreOrDenoiser: TypeAlias = ScoreField | Denoiser
+"""What analysis accepts: a score field, or a denoiser (score ``(D − x)/σ²``, :func:`score_of`)."""
 
 
 class EnergyModel:
@@ -75,6 +126,20 @@ class EnergyModel:
             (g,) = torch.autograd.grad(self.energy(xg, sigma).sum(), xg, create_graph=True)
         return g
 
+    # ------------------------------------------------------------------ display
+    def _repr_fields(self) -> dict[str, Any]:
+        """The fields ``repr`` shows, in order; subclasses override (default: event shape)."""
+        return {"event_shape": self.event_shape} if self.event_shape else {}
+
+    def __repr__(self) -> str:
+        """``ClassName(field=value, ...)`` from :meth:`_repr_fields`: sizes and settings, no tensors."""
+        try:
+            fields = self._repr_fields()
+        except AttributeError:  # not fully constructed (e.g. inside __init__)
+            return object.__repr__(self)
+        body = ", ".join(f"{k}={format_field(v)}" for k, v in fields.items())
+        return f"{type(self).__name__}({body})"
+
     # ------------------------------------------------------------------ helpers
     def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
         x = check_tensor(x, name, min_ndim=1)
@@ -92,6 +157,22 @@ class EnergyModel:
         for s in self.event_shape:
             n *= s
         return n
+
+
+class Verbatim(str):
+    """A ``repr`` field value written as is (no quotes), e.g. a nested ``MLP(dim=2, ...)``."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def format_field(value: Any) -> str:
+    """How a ``repr`` field is written: dtypes bare (``float64``), strings quoted, tensors by shape."""
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
+    if isinstance(value, torch.Tensor):
+        return f"tensor{tuple(value.shape)}"
+    return repr(value)
 
 
 def jacobian_of(f: Any, x: torch.Tensor) -> torch.Tensor:

@@ -408,49 +408,61 @@ def clone_probability_at_speciation() -> float:
 
 
 # --------------------------------------------------------------------- circle toy
-def circle_energy(R: Any, beta: float) -> Any:
+def circle_energy(R: Any, *, sigma: float) -> Any:
     """Large-K energy of points uniform on the unit circle at radius R (Pham et al. 2025).
 
-    With the energy ``E(x) = −β⁻¹ log ⟨exp(−β‖x − y‖²)⟩_y`` (the exact diffusion
-    energy with β = 1/(2σ²), up to the constant ``(d/2) log 2πσ²/β``) and y
-    uniform on the circle::
+    For training points y uniform on the unit circle and noise level σ, the exact
+    diffusion energy ``−log p_σ(x) = −log ⟨exp(−‖x − y‖²/2σ²)⟩_y + const`` at
+    ``‖x‖ = R`` is, in units of ``2σ²`` (Pham et al.'s normalization)::
 
-        E(R) = R² + 1 − β⁻¹ log I₀(2βR),
+        E(R) = 2σ² (−log p_σ) + const = R² + 1 − 2σ² log I₀(R/σ²).
 
-    computed as ``log I₀(z) = log ive(0, z) + z`` so that large βR does not overflow.
+    Pham et al. write it ``R² + 1 − β_P⁻¹ log I₀(2β_P R)`` with their
+    ``β_P = 1/(2σ²)``; in memscape's ``β = 1/σ²`` it is ``R² + 1 − 2β⁻¹ log I₀(βR)``.
+    Computed as ``log I₀(z) = log ive(0, z) + z`` so that large R/σ² does not overflow.
+
+    Args:
+        R: radius ``≥ 0`` (float or array).
+        sigma: noise level ``σ > 0`` (keyword: not Pham et al.'s β).
     """
-    check_positive(beta, "beta")
+    check_positive(sigma, "sigma")
     r = np.asarray(R, dtype=float)
     if not np.all(np.isfinite(r)) or np.any(r < 0):
         raise ValueError(f"R must be finite and >= 0, got {R!r}")
-    z = 2 * beta * r
-    out = r**2 + 1 - (np.log(special.ive(0, z)) + z) / beta
+    s2 = float(sigma) ** 2
+    z = r / s2
+    out = r**2 + 1 - 2 * s2 * (np.log(special.ive(0, z)) + z)
     return float(out) if out.ndim == 0 else out
 
 
 class CircleRadius(NamedTuple):
     """Result of :func:`circle_radius`."""
 
-    exact: float  #: minimizer of :func:`circle_energy` (0 for β ≤ 1)
-    asymptotic: float  #: 1 − 1/(4β), the large-β ring radius
+    exact: float  #: minimizer of :func:`circle_energy` (0 for σ² ≥ ½)
+    asymptotic: float  #: 1 − σ²/2, the small-σ ring radius
 
 
-def circle_radius(beta: float) -> CircleRadius:
+def circle_radius(*, sigma: float) -> CircleRadius:
     """Radius of the ring of minima of :func:`circle_energy` (Pham et al. 2025 circle toy).
 
-    ``dE/dR = 0`` gives ``R = I₁(2βR)/I₀(2βR)``; for β ≤ 1 the only solution is
-    R = 0 (one attractor at the centre — β = 1 is σ² = ½ = λ_max of the circle's
-    covariance, the :func:`critical_beta` transition). For β > 1 the ring radius
-    is found by root finding; at large β, ``I₁/I₀(z) ≈ 1 − 1/(2z)`` gives
-    ``R ≈ 1 − 1/(4β)`` (next term −3/(32β²)).
+    ``dE/dR = 0`` gives ``R = I₁(R/σ²)/I₀(R/σ²)``; for σ² ≥ ½ the only solution is
+    R = 0 (one attractor at the centre — σ² = ½ = λ_max of the circle's covariance,
+    the :func:`critical_beta` transition β = 1/σ² = 2). For σ² < ½ the ring radius
+    is found by root finding; at small σ, ``I₁/I₀(z) ≈ 1 − 1/(2z)`` gives
+    ``R ≈ 1 − σ²/2`` (next term −3σ⁴/8). In Pham et al.'s ``β_P = 1/(2σ²)``:
+    ``R = I₁(2β_P R)/I₀(2β_P R) ≈ 1 − 1/(4β_P)``.
+
+    Args:
+        sigma: noise level ``σ > 0`` (keyword: not Pham et al.'s β).
     """
-    check_positive(beta, "beta")
-    asym = 1 - 1 / (4 * beta)
-    if beta <= 1:
+    check_positive(sigma, "sigma")
+    s2 = float(sigma) ** 2
+    asym = 1 - s2 / 2
+    if s2 >= 0.5:
         return CircleRadius(0.0, asym)
 
     def f(r: float) -> float:
-        z = 2 * beta * r
+        z = r / s2
         return float(special.ive(1, z) / special.ive(0, z)) - r
 
     lo = 1e-9

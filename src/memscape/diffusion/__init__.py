@@ -12,6 +12,7 @@ from memscape.diffusion.preconditioning import (
 )
 from memscape.diffusion.processes import EDM, OU, VE, VP, NoiseProcess, get_process
 from memscape.diffusion.samplers import (
+    TrajectoryRecorder,
     get_sigmas,
     karras_sigmas,
     sample,
@@ -34,6 +35,7 @@ __all__ = [
     "Preconditioning",
     "ScoreModel",
     "TrainRun",
+    "TrajectoryRecorder",
     "VEPrecond",
     "VPPrecond",
     "get_preconditioning",

@@ -4,7 +4,7 @@ For training points ``y_1..y_K`` the noised density is the Gaussian mixture
 
     p_σ(x) = (1/K) Σ_k N(x; y_k, σ² I),
 
-whose energy, score, denoiser and Hessian are closed forms (DESIGN.md, "Key identity"):
+whose energy, score, denoiser and Hessian are closed forms (Ambrogioni 2023; Hoover et al. 2023):
 
     −log p_σ(x) = ‖x‖²/2σ² − lse_k((xᵀy_k − ‖y_k‖²/2)/σ²) + log K + (d/2) log 2πσ²
     D(x, σ)     = Σ_k w_k(x) y_k,   w = softmax_k(−‖x − y_k‖²/2σ²)
@@ -49,6 +49,12 @@ class EmpiricalDiffusion(EnergyModel):
         self._half_sq_norms = 0.5 * self._flat.pow(2).sum(1)
         self.chunk_size = chunk_size
 
+    def _repr_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"K": len(self), "d": self.dim}
+        if len(self.event_shape) > 1:
+            fields["event_shape"] = self.event_shape
+        return {**fields, "dtype": self.data.dtype}
+
     def __len__(self) -> int:
         return self._flat.shape[0]
 
@@ -65,7 +71,7 @@ class EmpiricalDiffusion(EnergyModel):
             covariance=covariance,
         )
 
-    def log_normalizer(self, sigma: Any, x: torch.Tensor) -> torch.Tensor:
+    def log_normalizer(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """The constant ``log K + (d/2) log(2πσ²)`` in ``−log p_σ``: ``(B,)``."""
         s = as_sigma(sigma, x)
         return math.log(len(self)) + 0.5 * self.dim * torch.log(2 * math.pi * s**2)
@@ -75,7 +81,7 @@ class EmpiricalDiffusion(EnergyModel):
         st = self._stats(x, sigma)
         s2 = as_sigma(sigma, x) ** 2
         sq = x.reshape(x.shape[0], -1).pow(2).sum(1)
-        return 0.5 * sq / s2 - st.lse + self.log_normalizer(sigma, x)
+        return 0.5 * sq / s2 - st.lse + self.log_normalizer(x, sigma)
 
     def denoise(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """Exact denoiser ``E[y | x] = Σ_k softmax_k(−‖x−y_k‖²/2σ²) y_k``, shape of ``x``."""
@@ -98,10 +104,32 @@ class EmpiricalDiffusion(EnergyModel):
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         return (eye - cov / s2) / s2
 
-    def posterior(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
-        """Posterior weights ``w_k(x) = p(y_k | x)`` over training points: ``(B, K)`` (materialized)."""
+    def posterior(
+        self, x: torch.Tensor, sigma: Any, index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Posterior weights ``w_k(x) = p(y_k | x) = softmax_k((xᵀy_k − ‖y_k‖²/2)/σ²)``.
+
+        Args:
+            x: states ``(B, *event_shape)``.
+            sigma: noise level (float or ``(B,)``).
+            index: optional ``(B,)`` long: return only ``w_{index_b}(x_b)``, as
+                ``exp(ℓ_b − lse_b)`` with ``lse`` from the streamed kernel (no ``B×K``).
+
+        Returns:
+            ``(B, K)`` weights (materialized), or ``(B,)`` when ``index`` is given.
+        """
         x = self._check_x(x)
         s2 = as_sigma(sigma, x).reshape(-1, 1) ** 2
         flat = self._flat.to(x)
-        logits = (x.reshape(x.shape[0], -1) @ flat.T - self._half_sq_norms.to(x)) / s2
+        xf = x.reshape(x.shape[0], -1)
+        if index is not None:
+            index = check_tensor(index, "index", ndim=1)
+            if index.is_floating_point() or index.shape[0] != x.shape[0]:
+                raise ValueError(f"index must be a ({x.shape[0]},) integer tensor")
+            if bool(((index < 0) | (index >= len(self))).any()):
+                raise ValueError(f"index must lie in [0, {len(self)}), got {index.tolist()}")
+            idx = index.to(x.device)
+            logit = ((xf * flat[idx]).sum(1) - self._half_sq_norms.to(x)[idx]) / s2[:, 0]
+            return torch.exp(logit - self._stats(x, sigma).lse)
+        logits = (xf @ flat.T - self._half_sq_norms.to(x)) / s2
         return torch.softmax(logits, dim=1)

@@ -17,19 +17,18 @@ with one fixed Rademacher ε per point (Hutchinson 1989; Grathwohl et al. 2019, 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
 
 from memscape._validation import check_choice, check_int, check_positive, check_tensor
-from memscape.protocol import jacobian_of
+from memscape.protocol import Denoiser, jacobian_of
 
 __all__ = ["log_likelihood"]
 
 
 def log_likelihood(
-    model: Any,
+    model: Denoiser,
     x: torch.Tensor,
     sigma_min: float = 0.002,
     sigma_max: float = 80.0,

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from memscape._validation import as_sigma, check_choice, check_int, check_positive
-from memscape.diffusion._io import load_tensors, read_json, save_tensors, write_json
+from memscape.io import load_tensors, read_json, save_tensors, write_json
 from memscape.diffusion.networks import MLP, UNet
 from memscape.diffusion.preconditioning import Preconditioning, get_preconditioning
-from memscape.protocol import EnergyModel
+from memscape.protocol import EnergyModel, Verbatim
 
 __all__ = ["ScoreModel"]
 
@@ -294,10 +294,28 @@ class ScoreModel(nn.Module, EnergyModel):
             raise ValueError(f"weights in {path} do not match model.json: {err}") from err
         return model
 
-    def extra_repr(self) -> str:
-        """Event shape, preconditioning and σ_data, shown in ``repr(model)``."""
-        return (
-            f"event_shape={self.event_shape}, precond={self.precond.name}, "
-            f"sigma_data={self.sigma_data}, "
-            f"energy={self.has_energy}, params={sum(p.numel() for p in self.parameters())}"
-        )
+    # ---------------------------------------------------------------- display
+    __repr__ = EnergyModel.__repr__  # one line instead of nn.Module's layer tree
+
+    def _repr_fields(self) -> dict[str, Any]:
+        """Network spec, preconditioning, σ_data, energy form, parameter count, dtype.
+
+        The layer tree is still ``print(model.network)``.
+        """
+        kind = self.spec.get("network")
+        if kind in _NETWORKS:
+            kw = ", ".join(
+                f"{k}={tuple(v) if isinstance(v, list) else v!r}"
+                for k, v in self.spec["kwargs"].items()
+            )
+            fields: dict[str, Any] = {"net": Verbatim(f"{type(self.network).__name__}({kw})")}
+        else:
+            fields = {"net": Verbatim(type(self.network).__name__), "event_shape": self.event_shape}
+        default = type(self.precond)()
+        fields["precond"] = self.precond.name if self.precond == default else self.precond
+        fields.update(sigma_data=self.sigma_data, energy=self.has_energy)
+        params = list(self.network.parameters())
+        fields["params"] = sum(p.numel() for p in params)
+        if params:
+            fields["dtype"] = params[0].dtype
+        return fields

@@ -3,17 +3,22 @@
 Every process is written ``x_t = s(t) (x₀ + σ(t) z)``, ``z ~ N(0, I)``, so the
 density of ``x_t`` is ``p_t(x) = s(t)^{-d} p_σ(x / s(t))`` with ``p_σ`` the data
 density convolved with ``N(0, σ²I)`` — the object the exact model computes.
+
+As an SDE (Karras et al. 2022, eq. 4) the process is ``dx = f(t) x dt + g(t) dW`` with
+``f = ṡ/s`` and ``g² = 2 s² σ σ̇`` (:meth:`NoiseProcess.sde`): VP ``f = −½β(t)``,
+``g² = β(t)``; OU ``f = −1``, ``g² = 2``; VE ``f = 0``, ``g² = 2t``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from memscape._validation import check_choice
 
-__all__ = ["EDM", "OU", "VE", "VP", "NoiseProcess", "get_process"]
+__all__ = ["EDM", "OU", "VE", "VP", "NoiseProcess", "SDECoefficients", "get_process"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,44 @@ class NoiseProcess:
         """Draw ``x_t = s(t)(x₀ + σ(t) z)``: ``(B, ...) -> (B, ...)``."""
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
         return self.scale(t).to(x0) * (x0 + self.sigma(t).to(x0) * z)
+
+    def sde(self, t: torch.Tensor | float) -> SDECoefficients:
+        """Coefficients of the forward SDE ``dx = f(t) x dt + g(t) dW`` at ``t``.
+
+        Karras et al. 2022, eq. 4: ``f = ṡ/s``, ``g² = 2 s² σ σ̇``, with the derivatives
+        taken by autograd through :meth:`scale` and :meth:`sigma` (so every subclass
+        gets them). ``t``: a float or a tensor of times (each entry independently).
+
+        Returns:
+            :class:`SDECoefficients` ``(scale, sigma, drift, g2)``, float64 tensors of
+            the shape of ``t``.
+        """
+        tt = _t(t).detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            s, sig = self.scale(tt), self.sigma(tt)
+            ds, dsig = (
+                torch.autograd.grad(v.sum(), tt)[0] if v.requires_grad else torch.zeros_like(tt)
+                for v in (s, sig)
+            )
+        s, sig = s.detach(), sig.detach()
+        return SDECoefficients(s, sig, ds / s, 2 * s**2 * sig * dsig)
+
+    def drift(self, t: torch.Tensor | float) -> torch.Tensor:
+        """Drift coefficient ``f(t) = ṡ/s`` of the forward SDE (Karras et al. 2022, eq. 4)."""
+        return self.sde(t).drift
+
+    def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
+        """Diffusion coefficient ``g(t) = s √(2σσ̇)`` of the forward SDE (Karras et al. 2022, eq. 4)."""
+        return self.sde(t).g2.sqrt()
+
+
+class SDECoefficients(NamedTuple):
+    """Forward SDE ``dx = f(t) x dt + g(t) dW`` of ``x_t = s(t)(x₀ + σ(t)z)`` at some times."""
+
+    scale: torch.Tensor  #: s(t)
+    sigma: torch.Tensor  #: σ(t)
+    drift: torch.Tensor  #: f(t) = ṡ/s
+    g2: torch.Tensor  #: g(t)² = 2 s² σ σ̇
 
 
 def _t(t: torch.Tensor | float) -> torch.Tensor:

@@ -7,9 +7,26 @@ the probability-flow ODE (Karras et al. 2022, eq. 4 with σ(t) = t, s(t) = 1)
 
     dx/dσ = (x − D(x, σ)) / σ
 
-or the reverse SDE. Each accepts ``callback`` (called after every step with a dict
-``i, sigma, sigma_next, x, denoised``) and ``return_trajectory`` (then returns
-``(x, trajectory)`` with ``trajectory`` of shape ``(N + 1, B, *event_shape)``).
+or the reverse SDE. Every sampler returns the final state ``x`` at σ_N, the shape of
+its input. Intermediate states go to ``callback``, called after every step ``i`` (from
+σ_i to σ_{i+1}) with a dict
+
+    i           the step, 0 … N − 1
+    sigma       σ_i (float)
+    sigma_next  σ_{i+1} (float)
+    x_prev      the state at σ_i, before the step
+    x           the state at σ_{i+1}, after the step
+    denoised    D(x̂, σ̂) evaluated in the step (``None`` where there is none)
+
+A :class:`TrajectoryRecorder` is such a callback that keeps the states::
+
+    rec = TrajectoryRecorder()
+    x0 = sample_heun(model, x, sigmas, callback=rec)
+    rec.trajectory  # (N + 1, B, *event_shape); rec.trajectory[-1] equals x0
+
+``sample_ddim`` is :func:`sample_euler`: deterministic DDIM (η = 0) is the Euler step of
+the probability-flow ODE in σ-space (Song, Meng & Ermon 2021, eq. 12–14; Karras et al.
+2022, §3).
 """
 
 from __future__ import annotations
@@ -22,8 +39,10 @@ import numpy as np
 import torch
 
 from memscape._validation import check_choice, check_int, check_positive, check_tensor
+from memscape.protocol import Denoiser
 
 __all__ = [
+    "TrajectoryRecorder",
     "get_sigmas",
     "karras_sigmas",
     "linear_sigmas",
@@ -37,6 +56,7 @@ __all__ = [
 ]
 
 Callback = Callable[[dict[str, Any]], None] | None
+"""A sampler callback: called after every step with the dict of the module docstring."""
 
 
 # ------------------------------------------------------------------ schedules
@@ -95,7 +115,7 @@ def get_sigmas(
 
 
 # ------------------------------------------------------------------ helpers
-def _check(model: Any, x: torch.Tensor, sigmas: Any) -> list[float]:
+def _check(model: Denoiser, x: torch.Tensor, sigmas: Any) -> list[float]:
     if not callable(getattr(model, "denoise", None)):
         raise TypeError(f"model must define denoise(x, sigma), got {type(model).__name__}")
     check_tensor(x, "x", min_ndim=1)
@@ -108,21 +128,86 @@ def _check(model: Any, x: torch.Tensor, sigmas: Any) -> list[float]:
     return s.tolist()
 
 
-class _Recorder:
-    def __init__(self, x: torch.Tensor, on: bool, callback: Callback) -> None:
-        self.states = [x.detach().clone()] if on else None
+class TrajectoryRecorder:
+    """A sampler ``callback`` that keeps every state: ``trajectory`` ``(N + 1, B, *event_shape)``.
+
+    ``trajectory[0]`` is the start state at σ_0 and ``trajectory[i + 1]`` the state after
+    step ``i`` (at σ_{i+1}), so ``trajectory[-1]`` equals what the sampler returned;
+    ``sigmas`` lists the matching N + 1 noise levels. A step with ``i == 0`` starts a new
+    trajectory, so one recorder can be reused across runs (it keeps the latest).
+
+    Args:
+        callback: another callback to forward every step's dict to (optional).
+        device: where to keep the states (default: where the sampler runs); e.g.
+            ``"cpu"`` to keep a long GPU trajectory off the accelerator.
+
+    Example::
+
+        rec = TrajectoryRecorder()
+        x0 = sample_heun(model, x, karras_sigmas(18), callback=rec)
+        rec.trajectory.shape  # (19, *x.shape)
+    """
+
+    def __init__(
+        self, callback: Callback = None, *, device: str | torch.device | None = None
+    ) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        self.callback = callback
+        self.device = torch.device(device) if device is not None else None
+        self.states: list[torch.Tensor] = []
+        self.sigmas: list[float] = []
+
+    def _keep(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        return x.to(self.device, copy=True) if self.device is not None else x.clone()
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        """Record one step (the sampler calls this)."""
+        if info["i"] == 0 or not self.states:
+            self.states = [self._keep(info["x_prev"])]
+            self.sigmas = [float(info["sigma"])]
+        self.states.append(self._keep(info["x"]))
+        self.sigmas.append(float(info["sigma_next"]))
+        if self.callback is not None:
+            self.callback(info)
+
+    @property
+    def trajectory(self) -> torch.Tensor:
+        """``(N + 1, B, *event_shape)``: the start state and the state after every step."""
+        if not self.states:
+            raise RuntimeError("nothing recorded yet: pass the recorder as a sampler's callback")
+        return torch.stack(self.states)
+
+
+class _Steps:
+    """Calls the user's callback (if any) after every step with the documented dict."""
+
+    def __init__(self, callback: Callback) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self.callback = callback
 
     def __call__(
-        self, i: int, s: float, s_next: float, x: torch.Tensor, d: torch.Tensor | None
+        self,
+        i: int,
+        sigma: float,
+        sigma_next: float,
+        x_prev: torch.Tensor,
+        x: torch.Tensor,
+        denoised: torch.Tensor | None,
     ) -> None:
-        if self.states is not None:
-            self.states.append(x.detach().clone())
         if self.callback is not None:
-            self.callback({"i": i, "sigma": s, "sigma_next": s_next, "x": x, "denoised": d})
-
-    def result(self, x: torch.Tensor) -> Any:
-        return x if self.states is None else (x, torch.stack(self.states))
+            self.callback(
+                {
+                    "i": i,
+                    "sigma": sigma,
+                    "sigma_next": sigma_next,
+                    "x_prev": x_prev,
+                    "x": x,
+                    "denoised": denoised,
+                }
+            )
 
 
 def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -133,26 +218,39 @@ def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
 # ------------------------------------------------------------------ samplers
 @torch.no_grad()
 def sample_euler(
-    model: Any,
+    model: Denoiser,
     x: torch.Tensor,
     sigmas: Any,
     *,
     callback: Callback = None,
-    return_trajectory: bool = False,
-) -> Any:
-    """Euler on the probability-flow ODE: ``x ← x + (σ_{i+1} − σ_i)(x − D(x, σ_i))/σ_i``."""
+) -> torch.Tensor:
+    """Euler on the probability-flow ODE: ``x ← x + (σ_{i+1} − σ_i)(x − D(x, σ_i))/σ_i``.
+
+    Also deterministic DDIM (Song, Meng & Ermon 2021, eq. 12 with η = 0) in σ-space,
+    ``x ← D + (σ_{i+1}/σ_i)(x − D)``, which is the same update rearranged (Karras et al.
+    2022, §3); ``sample_ddim`` is this function.
+
+    Args:
+        model: any object with ``denoise(x, sigma)``.
+        x: start states ``(B, *event_shape)`` at σ_0.
+        sigmas: the decreasing σ grid ``(N + 1,)``.
+        callback: called after every step (module docstring; :class:`TrajectoryRecorder`).
+
+    Returns:
+        the states at σ_N, shape of ``x``.
+    """
     s = _check(model, x, sigmas)
-    rec = _Recorder(x, return_trajectory, callback)
+    step = _Steps(callback)
     for i in range(len(s) - 1):
         d = model.denoise(x, s[i])
-        x = x + (s[i + 1] - s[i]) / s[i] * (x - d)
-        rec(i, s[i], s[i + 1], x, d)
-    return rec.result(x)
+        x_prev, x = x, x + (s[i + 1] - s[i]) / s[i] * (x - d)
+        step(i, s[i], s[i + 1], x_prev, x, d)
+    return x
 
 
 @torch.no_grad()
 def sample_heun(
-    model: Any,
+    model: Denoiser,
     x: torch.Tensor,
     sigmas: Any,
     *,
@@ -162,20 +260,34 @@ def sample_heun(
     s_noise: float = 1.0,
     generator: torch.Generator | None = None,
     callback: Callback = None,
-    return_trajectory: bool = False,
-) -> Any:
+) -> torch.Tensor:
     """Heun's 2nd-order method (Karras et al. 2022, Algorithm 1; Algorithm 2 when ``s_churn > 0``).
 
     Step i: ``γ = min(S_churn/N, √2 − 1)`` if ``S_tmin ≤ σ_i ≤ S_tmax`` else 0,
     ``σ̂ = σ_i(1 + γ)``, ``x̂ = x + √(σ̂² − σ_i²) S_noise ε``; Euler step
     ``x' = x̂ + (σ_{i+1} − σ̂) d``, ``d = (x̂ − D(x̂, σ̂))/σ̂``, corrected by the trapezoidal
     rule unless ``σ_{i+1} = 0`` (a final Euler step).
+
+    Args:
+        model: any object with ``denoise(x, sigma)``.
+        x: start states ``(B, *event_shape)`` at σ_0.
+        sigmas: the decreasing σ grid ``(N + 1,)``.
+        s_churn: ``S_churn`` (0: the deterministic Algorithm 1).
+        s_tmin: ``S_tmin``.
+        s_tmax: ``S_tmax``.
+        s_noise: ``S_noise``.
+        generator: source of the churn noise.
+        callback: called after every step (module docstring; :class:`TrajectoryRecorder`).
+
+    Returns:
+        the states at σ_N, shape of ``x``.
     """
     s = _check(model, x, sigmas)
     check_positive(s_churn, "s_churn", allow_zero=True)
     n = len(s) - 1
-    rec = _Recorder(x, return_trajectory, callback)
+    step = _Steps(callback)
     for i in range(n):
+        x_prev = x
         gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= s[i] <= s_tmax else 0.0
         s_hat = s[i] * (1 + gamma)
         if gamma > 0:
@@ -188,78 +300,83 @@ def sample_heun(
             d2 = (x_next - model.denoise(x_next, s[i + 1])).div_(s[i + 1])
             x_next = torch.add(x, d.add_(d2), alpha=0.5 * h)
         x = x_next
-        rec(i, s[i], s[i + 1], x, den)
-    return rec.result(x)
+        step(i, s[i], s[i + 1], x_prev, x, den)
+    return x
 
 
 @torch.no_grad()
 def sample_euler_maruyama(
-    model: Any,
+    model: Denoiser,
     x: torch.Tensor,
     sigmas: Any,
     *,
     generator: torch.Generator | None = None,
     callback: Callback = None,
-    return_trajectory: bool = False,
-) -> Any:
+) -> torch.Tensor:
     """Euler–Maruyama on the reverse SDE in σ-space (Song et al. 2021, eq. 6 for VE).
 
     ``x ← x + (σ_i² − σ_{i+1}²) s(x, σ_i) + √(σ_i² − σ_{i+1}²) ε`` with
     ``s = (D − x)/σ²``; the last step (to σ = 0) returns the posterior mean ``D(x, σ_{N−1})``
     without noise.
+
+    Args:
+        model: any object with ``denoise(x, sigma)``.
+        x: start states ``(B, *event_shape)`` at σ_0.
+        sigmas: the decreasing σ grid ``(N + 1,)``.
+        generator: source of the noise ε.
+        callback: called after every step (module docstring; :class:`TrajectoryRecorder`).
+
+    Returns:
+        the states at σ_N, shape of ``x``.
     """
     s = _check(model, x, sigmas)
-    rec = _Recorder(x, return_trajectory, callback)
+    step = _Steps(callback)
     for i in range(len(s) - 1):
         d = model.denoise(x, s[i])
+        x_prev = x
         if s[i + 1] == 0:
             x = d
         else:
             dv = s[i] ** 2 - s[i + 1] ** 2
             x = x + dv / s[i] ** 2 * (d - x) + math.sqrt(dv) * _noise(x, generator)
-        rec(i, s[i], s[i + 1], x, d)
-    return rec.result(x)
+        step(i, s[i], s[i + 1], x_prev, x, d)
+    return x
 
 
-@torch.no_grad()
-def sample_ddim(
-    model: Any,
-    x: torch.Tensor,
-    sigmas: Any,
-    *,
-    callback: Callback = None,
-    return_trajectory: bool = False,
-) -> Any:
-    """Deterministic DDIM (Song, Meng & Ermon 2021, eq. 12 with η = 0) in σ-space.
+sample_ddim = sample_euler
+"""Deterministic DDIM (Song, Meng & Ermon 2021, eq. 12 with η = 0): an alias of :func:`sample_euler`.
 
-    ``x_{i+1} = D + (σ_{i+1}/σ_i)(x_i − D)``: re-noise the predicted clean point with the
-    predicted noise. In EDM's σ-space this coincides with the Euler step (EDM §3).
-    """
-    s = _check(model, x, sigmas)
-    rec = _Recorder(x, return_trajectory, callback)
-    for i in range(len(s) - 1):
-        d = model.denoise(x, s[i])
-        x = d + (s[i + 1] / s[i]) * (x - d)
-        rec(i, s[i], s[i + 1], x, d)
-    return rec.result(x)
+In σ-space DDIM's ``x_{i+1} = D + (σ_{i+1}/σ_i)(x_i − D)`` is the Euler step of the
+probability-flow ODE ``x_i + (σ_{i+1} − σ_i)(x_i − D)/σ_i`` rearranged (Karras et al. 2022, §3).
+"""
 
 
 @torch.no_grad()
 def sample_ode(
-    model: Any,
+    model: Denoiser,
     x: torch.Tensor,
     sigmas: Any,
     *,
     rtol: float = 1e-5,
     atol: float = 1e-5,
     callback: Callback = None,
-    return_trajectory: bool = False,
-) -> Any:
+) -> torch.Tensor:
     """Adaptive RK45 (scipy ``solve_ivp``) on the probability-flow ODE in ``t = ln σ``.
 
     ``dx/dt = x − D(x, eᵗ)`` from σ_0 to the last nonzero σ (states recorded at every
     σ of the grid; the callback's ``denoised`` is ``None`` there), then ``D(x, σ_{N−1})``
     as the final step to σ = 0 (if ``σ_N = 0``).
+
+    Args:
+        model: any object with ``denoise(x, sigma)``.
+        x: start states ``(B, *event_shape)`` at σ_0.
+        sigmas: the decreasing σ grid ``(N + 1,)``.
+        rtol: RK45 relative tolerance.
+        atol: RK45 absolute tolerance.
+        callback: called after every step (module docstring; :class:`TrajectoryRecorder`).
+
+    Returns:
+        the states at σ_N, shape of ``x``.
     """
     from scipy.integrate import solve_ivp
 
@@ -267,7 +384,7 @@ def sample_ode(
     check_positive(rtol, "rtol")
     check_positive(atol, "atol")
     pos = [v for v in s if v > 0]
-    rec = _Recorder(x, return_trajectory, callback)
+    step = _Steps(callback)
     shape, dtype, dev = x.shape, x.dtype, x.device
 
     def f(t: float, y: np.ndarray) -> np.ndarray:
@@ -289,13 +406,13 @@ def sample_ode(
             raise RuntimeError(f"probability-flow ODE integration failed: {sol.message}")
         for i in range(1, len(pos)):
             xi = torch.from_numpy(sol.y[:, i].copy()).reshape(shape).to(dev, dtype)
-            rec(i - 1, pos[i - 1], pos[i], xi, None)
-        x = xi
+            step(i - 1, pos[i - 1], pos[i], x, xi, None)
+            x = xi
     if s[-1] == 0:
         d = model.denoise(x, pos[-1])
+        step(len(pos) - 1, pos[-1], 0.0, x, d, d)
         x = d
-        rec(len(pos) - 1, pos[-1], 0.0, x, d)
-    return rec.result(x)
+    return x
 
 
 SAMPLERS = {
@@ -307,7 +424,7 @@ SAMPLERS = {
 }
 
 
-def _placement(model: Any) -> tuple[torch.device, torch.dtype]:
+def _placement(model: object) -> tuple[torch.device, torch.dtype]:
     if isinstance(model, torch.nn.Module):
         p = next(model.parameters(), None)
         if p is not None:
@@ -319,7 +436,7 @@ def _placement(model: Any) -> tuple[torch.device, torch.dtype]:
 
 
 def sample(
-    model: Any,
+    model: Denoiser,
     n: int,
     shape: tuple[int, ...] | None = None,
     *,
@@ -334,9 +451,8 @@ def sample(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     callback: Callback = None,
-    return_trajectory: bool = False,
     **options: Any,
-) -> Any:
+) -> torch.Tensor:
     """Draw ``n`` samples from any object with ``denoise(x, sigma)``.
 
     Starts from ``x ~ N(0, σ_max² I)`` and runs ``sampler`` over ``steps`` noise levels
@@ -358,13 +474,13 @@ def sample(
         seed: seed of the default generator.
         device: where to sample (default: the model's).
         dtype: in what precision to sample (default: the model's).
-        callback: see the module docstring.
-        return_trajectory: see the module docstring.
+        callback: called after every step with the dict of the module docstring; pass a
+            :class:`TrajectoryRecorder` to keep the trajectory ``(steps + 1, n, *shape)``.
         **options: sampler keywords (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``,
             ``rtol``, ``atol``).
 
     Returns:
-        ``(n, *shape)`` samples, or ``(samples, trajectory)`` with ``return_trajectory``.
+        ``(n, *shape)`` samples.
     """
     import inspect
 
@@ -376,7 +492,7 @@ def sample(
     allowed = {
         k
         for k, p in inspect.signature(fn).parameters.items()
-        if p.kind is p.KEYWORD_ONLY and k not in ("callback", "return_trajectory", "generator")
+        if p.kind is p.KEYWORD_ONLY and k not in ("callback", "generator")
     }
     unknown = set(options) - allowed
     if unknown:
@@ -404,4 +520,4 @@ def sample(
     x = (x * sigmas[0].item()).to(dev)
     if "generator" in inspect.signature(fn).parameters:
         options["generator"] = generator
-    return fn(model, x, sigmas, callback=callback, return_trajectory=return_trajectory, **options)
+    return fn(model, x, sigmas, callback=callback, **options)

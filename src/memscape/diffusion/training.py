@@ -21,22 +21,19 @@ an uninterrupted run on the CPU.
 from __future__ import annotations
 
 import hashlib
-import platform
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from memscape._validation import check_int, check_positive, check_tensor
-from memscape.diffusion._io import load_tensors, read_json, save_tensors, write_json
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
+from memscape.io import environment, load_tensors, read_json, save_tensors, write_json
 
 __all__ = ["TrainRun", "train"]
 
@@ -75,26 +72,14 @@ def _fingerprint(x: torch.Tensor) -> str:
     return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def _versions() -> dict[str, str]:
-    import memscape
-
-    return {
-        "memscape": memscape.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-    }
-
-
 def train(
     model: ScoreModel,
     data: Any,
+    *,
     steps: int,
     batch: int = 256,
     seed: int = 0,
     out: str | Path | None = None,
-    *,
     lr: float = 1e-3,
     warmup: int = 200,
     ema: float = 0.999,
@@ -179,7 +164,7 @@ def train(
         "model": model.config,
         "data": data_info,
         "device": str(dev),
-        "versions": _versions(),
+        "versions": environment(),
     }
     ckpt = _find_checkpoint(path) if (path is not None and resume) else None
     if ckpt is not None:

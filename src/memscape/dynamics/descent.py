@@ -2,8 +2,13 @@
 
 An update map (``model.update``: a Hopfield sweep, a CCCP step, one exact
 denoising step) or gradient flow ``x ← x + η s(x, σ)`` is iterated until the
-change (or the score norm) falls below a tolerance, with an optional clamp mask
-holding the known entries of a cue fixed (partial-cue retrieval, inpainting).
+change (or the score norm) falls below a tolerance, with an optional ``mask``
+holding the known entries of a cue fixed (``True`` = held at its cue value; partial-cue
+retrieval, inpainting).
+
+Update maps are called as ``model.update(x, sigma=sigma, generator=generator)``: every
+memscape model's ``update`` takes these two keywords (models without a noise level
+ignore ``sigma``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,39 @@ class DescentResult:
     converged: torch.Tensor
     steps: torch.Tensor
     trajectory: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line: state shape and dtype, converged fraction, step range, trajectory length."""
+        b = self.converged.numel()
+        n_conv = int(self.converged.sum())
+        lo, hi = (int(self.steps.min()), int(self.steps.max())) if b else (0, 0)
+        steps = str(lo) if lo == hi else f"{lo}..{hi}"
+        dtype = str(self.x.dtype).removeprefix("torch.")
+        text = (
+            f"DescentResult(x={tuple(self.x.shape)} {dtype}, converged={n_conv}/{b}, steps={steps}"
+        )
+        if self.trajectory:
+            text += f", trajectory={len(self.trajectory['x'])} states"
+        return text + ")"
+
+
+def check_mask(mask: Any, x: torch.Tensor, name: str = "mask") -> torch.Tensor | None:
+    """Expand an optional bool mask of shape ``x.shape[1:]`` (one state) or ``x.shape`` to ``x``.
+
+    ``True`` marks an entry held fixed (never updated); ``None`` means every entry is free.
+    Raises ``TypeError`` for a non-bool mask and ``ValueError`` for a wrong shape.
+    """
+    if mask is None:
+        return None
+    mask = check_tensor(mask, name)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor, got {mask.dtype}")
+    if tuple(mask.shape) not in (tuple(x.shape), tuple(x.shape[1:])):
+        raise ValueError(
+            f"{name} must have shape {tuple(x.shape[1:])} or {tuple(x.shape)}, "
+            f"got {tuple(mask.shape)}"
+        )
+    return mask.to(x.device).expand_as(x)
 
 
 def _energy_or_nan(model: Any, x: torch.Tensor, sigma: Any) -> torch.Tensor:
@@ -70,10 +108,12 @@ def descend(
         tol: stop a sample when ``criterion`` falls below ``tol``.
         criterion: ``"change"`` (max-abs change of a step) or ``"score"`` (score L2 norm).
         max_steps: step cap ≥ 1.
-        mask: bool, shape of one state or of ``x``; ``True`` entries are clamped to
-            their values in ``x`` (known part of a cue).
+        mask: bool, shape of one state or of ``x``; ``True`` entries are held fixed at
+            their values in ``x`` (the known part of a cue), ``False`` entries evolve.
         record: keep the trajectory (states, energy, score norm per step).
         generator: passed to stochastic update maps (asynchronous Hopfield order).
+
+    The update map is called as ``model.update(x, sigma=sigma, generator=generator)``.
 
     Returns:
         :class:`DescentResult`.
@@ -88,17 +128,7 @@ def descend(
         method = "update" if callable(getattr(model, "update", None)) else "gradient"
     if method == "update" and not callable(getattr(model, "update", None)):
         raise ValueError(f"method 'update' needs model.update(); {type(model).__name__} has none")
-    clamp = None
-    if mask is not None:
-        mask = check_tensor(mask, "mask", nonempty=True)
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
-        if tuple(mask.shape) not in (tuple(x.shape), tuple(x.shape[1:])):
-            raise ValueError(
-                f"mask must have shape {tuple(x.shape[1:])} or {tuple(x.shape)}, "
-                f"got {tuple(mask.shape)}"
-            )
-        clamp = mask.expand_as(x).to(x.device)
+    held = check_mask(mask, x)
     cue = x.detach().clone()
     b = x.shape[0]
     active = torch.ones(b, dtype=torch.bool, device=x.device)
@@ -115,11 +145,11 @@ def descend(
         snapshot(x)
     for t in range(max_steps):
         if method == "update":
-            new = model.update(x, sigma, generator=generator)
+            new = model.update(x, sigma=sigma, generator=generator)
         else:
             new = x + step_size * score_of(model, x, sigma)
-        if clamp is not None:
-            new = torch.where(clamp, cue, new)
+        if held is not None:
+            new = torch.where(held, cue, new)
         new = torch.where(active.reshape(-1, *([1] * (x.ndim - 1))), new, x).detach()
         if criterion == "change":
             err = (new - x).reshape(b, -1).abs().amax(dim=1).to(torch.float64)

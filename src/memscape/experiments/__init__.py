@@ -1,27 +1,26 @@
-"""``memscape run`` experiments: registry, results folders, the sweep engine, and the recipes."""
+"""``memscape run`` experiments: the registry, results folders, the sweep engine.
 
-# Importing a recipe registers it.
-from memscape.experiments import (  # noqa: F401
-    circle,
-    dense_capacity,
-    hopfield_capacity,
-    landscape,
-    memorization,
-    modern_hopfield,
-    morse_smale,
-    regimes,
-    symmetry_breaking,
-)
+The recipes live in :mod:`memscape.experiments.recipes`, one module per
+experiment; importing this package registers every one of them (no import list).
+"""
+
 from memscape.experiments.registry import (
     EXPERIMENTS,
     Context,
     Experiment,
     build_config,
+    discover,
+    option,
     register,
     run_experiment,
 )
-from memscape.experiments.results import Check, ResultsFolder, atomic_write
-from memscape.experiments.sweep import Job, load_job, run_sweep
+from memscape.experiments.results import Check, ResultsFolder
+from memscape.experiments.sweep import Job, SweepResult, grid_jobs, job_seed, load_job, run_sweep
+
+# the circle recipe moves into recipes/ with its rewrite
+from memscape.experiments import circle  # noqa: E402, F401, I001
+
+discover()
 
 __all__ = [
     "EXPERIMENTS",
@@ -30,9 +29,13 @@ __all__ = [
     "Experiment",
     "Job",
     "ResultsFolder",
-    "atomic_write",
+    "SweepResult",
     "build_config",
+    "discover",
+    "grid_jobs",
+    "job_seed",
     "load_job",
+    "option",
     "register",
     "run_experiment",
     "run_sweep",

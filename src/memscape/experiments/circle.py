@@ -7,13 +7,12 @@ point as a minimum (K small: memorization), develops spurious minima as K
 grows, and for large K its minima fill a ring (generalization). In the large-K
 limit the exact energy at radius R is (:func:`memscape.theory.circle_energy`)
 
-    E(R) = R² + 1 − β⁻¹ log I₀(2βR),   β = 1/(2σ²),
+    E(R) = R² + 1 − 2σ² log I₀(R/σ²)   (Pham et al.: R² + 1 − β_P⁻¹ log I₀(2β_P R), β_P = 1/(2σ²)),
 
-i.e. ``E(x) = −β⁻¹ log ⟨exp(−β‖x − y‖²)⟩_y = 2σ² (−log p_σ(x)) + const``: the
-kernel ``exp(−β‖x − y‖²)`` is the Gaussian ``N(x; y, σ²I)`` exactly when
-β = 1/(2σ²). Energies of the models are therefore converted to these units by the
-factor ``2σ² = β⁻¹``. The ring of minima has radius ``R = I₁(2βR)/I₀(2βR)``
-(:func:`memscape.theory.circle_radius`), ≈ ``1 − 1/(4β) = 1 − σ²/2`` at large β.
+i.e. ``E(x) = 2σ² (−log p_σ(x)) + const`` (memscape's β = 1/σ² is 2β_P). Energies
+of the models are therefore converted to these units by the factor ``2σ²``. The
+ring of minima has radius ``R = I₁(R/σ²)/I₀(R/σ²)``
+(:func:`memscape.theory.circle_radius`), ≈ ``1 − σ²/2`` at small σ.
 
 For each K, one sweep job builds the exact empirical model
 (:class:`EmpiricalDiffusion`) and trains an MLP energy model
@@ -54,7 +53,7 @@ class CircleConfig:
         metadata={"help": "training-set sizes K (points uniform on the unit circle)"},
     )
     sigma: float = field(
-        default=0.3, metadata={"help": "noise level σ of the landscape (β = 1/(2σ²))"}
+        default=0.3, metadata={"help": "noise level σ of the landscape (β = 1/σ²)"}
     )
     rays: int = field(default=64, metadata={"help": "angles of the radial energy profiles"})
     radii: int = field(default=301, metadata={"help": "radii in [0, 1.6] per ray"})
@@ -88,7 +87,7 @@ class CircleConfig:
         for name in ("sigma", "exact_tolerance", "trained_tolerance", "profile_tolerance"):
             check_positive(getattr(self, name), name)
         if self.sigma >= 1 / math.sqrt(2):
-            raise ValueError(f"sigma must be < 1/√2 (β > 1) for a ring to exist, got {self.sigma}")
+            raise ValueError(f"sigma must be < 1/√2 (β = 1/σ² > 2) for a ring, got {self.sigma}")
 
 
 def radial_profile(
@@ -97,7 +96,7 @@ def radial_profile(
     """Angle-averaged energy along the radius and the mean minimizing radius.
 
     Evaluates ``model.energy`` on ``rays`` equally spaced rays at ``radii``
-    (float64 inputs), in circle units ``β⁻¹ E = 2σ² E``.
+    (float64 inputs), in circle units ``2σ² E``.
 
     Returns:
         ``(profile, ring_radius)``: the ``(len(radii),)`` mean energy over the rays and
@@ -147,9 +146,8 @@ def circle_job(
         net, data.float(), steps=steps, batch=batch, seed=model_seed, progress=False
     ).model
     models = {"exact": EmpiricalDiffusion(data), "trained": trained}
-    beta = 1 / (2 * sigma**2)
     r = torch.linspace(0, 1.6, radii, dtype=torch.float64)
-    theory = circle_energy(r.numpy(), beta)
+    theory = circle_energy(r.numpy(), sigma=sigma)
     profiles, rings, census = [], [], []
     for name, model in models.items():
         prof, ring = radial_profile(model, sigma, rays, r)
@@ -265,8 +263,7 @@ def run(cfg: CircleConfig, ctx: Context) -> None:
         name: pd.concat([o[name] for o in out.values()], ignore_index=True)
         for name in ("profiles", "rings", "critical_points", "data")
     }
-    beta = 1 / (2 * cfg.sigma**2)
-    radius = circle_radius(beta)
+    radius = circle_radius(sigma=cfg.sigma)
     rings = tables["rings"].assign(theory_radius=radius.exact, asymptotic_radius=radius.asymptotic)
     cps = tables["critical_points"].assign(
         on_ring=lambda t: (t["radius"] - radius.exact).abs() < RING_BAND
@@ -297,17 +294,18 @@ def run(cfg: CircleConfig, ctx: Context) -> None:
             EXACT_PROFILE_TOLERANCE if r.model == "exact" else cfg.profile_tolerance,
             relative=False,
         )
-    ctx.folder.save_figure("energy_profiles", _profile_figure(tables["profiles"], beta))
+    ctx.folder.save_figure("energy_profiles", _profile_figure(tables["profiles"], cfg.sigma))
     ctx.folder.save_figure("minima", _minima_figure(tables["data"], cps, radius.exact))
     ctx.folder.add_section(
         "Convention",
         (
-            f"σ = {cfg.sigma:g}, β = 1/(2σ²) = {beta:.4g}: E(R) = R² + 1 − β⁻¹ log I₀(2βR) is the "
-            "large-K limit of −β⁻¹ log⟨exp(−β‖x − y‖²)⟩ = 2σ²(−log p_σ) + const, so model "
+            f"σ = {cfg.sigma:g} (β = 1/σ² = {cfg.sigma**-2:.4g}): E(R) = R² + 1 − 2σ² log I₀(R/σ²) "
+            "(Pham et al.'s R² + 1 − β_P⁻¹ log I₀(2β_P R), β_P = 1/(2σ²)) is the large-K limit "
+            "of 2σ²(−log p_σ) + const, so model "
             "energies are multiplied by 2σ² and compared after removing their mean over R "
             f"(the additive constant). Ring radius theory {radius.exact:.4f} (root of "
-            f"R = I₁(2βR)/I₀(2βR)); the asymptote 1 − 1/(4β) = {radius.asymptotic:.4f} "
-            "differs by ≈ 3/(32β²). Trained models: MLP energy (Salimans & Ho form), "
+            f"R = I₁(R/σ²)/I₀(R/σ²)); the asymptote 1 − σ²/2 = {radius.asymptotic:.4f} "
+            "differs by ≈ 3σ⁴/8. Trained models: MLP energy (Salimans & Ho form), "
             f"{cfg.steps} steps, width {cfg.width}, {cfg.layers} layers."
         ),
     )
@@ -316,7 +314,7 @@ def run(cfg: CircleConfig, ctx: Context) -> None:
     )
     ctx.folder.add_section(
         "Minima by label (critical_points census at σ)",
-        "Labels of memscape.landscape.critical_points: memory (within a quarter of the median "
+        "Labels of memscape.landscape.critical_points: memory (within a third of the median "
         "nearest-neighbour distance of a training point), mixture (of 2–3 points), else "
         f"spurious; `on_ring`: within {RING_BAND} of the theory ring radius. At large K the "
         "ring minima are the generalizing states (labelled spurious: no single training "
@@ -325,7 +323,7 @@ def run(cfg: CircleConfig, ctx: Context) -> None:
     )
 
 
-def _profile_figure(profiles: pd.DataFrame, beta: float):
+def _profile_figure(profiles: pd.DataFrame, sigma: float):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,9 +340,9 @@ def _profile_figure(profiles: pd.DataFrame, beta: float):
             th["theory"] - th["theory"].mean(),
             "k--",
             lw=1,
-            label="R² + 1 − β⁻¹ log I₀(2βR)",
+            label="R² + 1 − 2σ² log I₀(R/σ²)",
         )
-        ax.set(xlabel="radius R", ylabel="β⁻¹E (mean removed)", title=f"K = {k}, β = {beta:.3g}")
+        ax.set(xlabel="radius R", ylabel="2σ²E (mean removed)", title=f"K = {k}, σ = {sigma:g}")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

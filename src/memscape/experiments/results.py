@@ -6,70 +6,22 @@ Every file is written atomically (temporary name in the same folder, then
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
-import os
-import platform
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from memscape.io import atomic_write, environment, write_json
 
-__all__ = ["Check", "ResultsFolder", "atomic_write", "cpu_name", "environment"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from ``/proc/cpuinfo`` on Linux), for benchmark and run records."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def environment() -> dict[str, Any]:
-    """Versions of Python, memscape and the main libraries, and the machine."""
-    import numpy
-    import torch
-
-    import memscape
-
-    return {
-        "memscape": memscape.__version__,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "pandas": pd.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
+__all__ = ["Check", "ResultsFolder"]
 
 
 @dataclass
@@ -136,7 +88,7 @@ class ResultsFolder:
             "command": " ".join(sys.argv),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        atomic_write(self.path / "config.json", lambda p: p.write_text(json.dumps(full, indent=2)))
+        write_json(self.path / "config.json", full)
 
     def read_config(self) -> dict[str, Any] | None:
         """The stored ``config.json`` or ``None``."""
@@ -153,24 +105,56 @@ class ResultsFolder:
 
     def read_table(self, name: str) -> pd.DataFrame:
         """Read ``<name>.parquet``."""
+        import pandas as pd
+
         return pd.read_parquet(self.path / f"{name}.parquet")
 
     def save_figure(self, name: str, fig: Any, *, svg: bool = True) -> Path:
-        """Save a matplotlib figure as ``<name>.png`` (and ``.svg``), then close it."""
-        import matplotlib.pyplot as plt
+        """Save a matplotlib figure as ``<name>.png`` (and ``.svg``) and list it in the report.
 
+        A figure made by pyplot is closed afterwards; one made by :meth:`figure` (a bare
+        :class:`matplotlib.figure.Figure`) needs no backend and no closing.
+        """
         png = atomic_write(
             self.path / f"{name}.png", lambda p: fig.savefig(p, format="png", dpi=120)
         )
         if svg:
             atomic_write(self.path / f"{name}.svg", lambda p: fig.savefig(p, format="svg"))
-        plt.close(fig)
+        import matplotlib.pyplot as plt
+
+        if plt.fignum_exists(getattr(fig, "number", -1)):
+            plt.close(fig)
         self.figures.append(name)
         return png
 
-    def add_section(self, title: str, markdown: str) -> None:
-        """Add a Markdown section to the report."""
-        self.sections.append((title, markdown))
+    @contextlib.contextmanager
+    def figure(
+        self,
+        name: str,
+        nrows: int = 1,
+        ncols: int = 1,
+        *,
+        figsize: tuple[float, float] = (6, 4.5),
+        **subplot_kw: Any,
+    ) -> Iterator[tuple[Any, Any]]:
+        """``with folder.figure(name, 1, 2) as (fig, axes):`` draw, then it is saved as PNG + SVG.
+
+        The figure is a bare :class:`matplotlib.figure.Figure` (no pyplot state, no backend
+        to select), laid out with ``constrained`` layout; ``axes`` is what
+        ``Figure.subplots`` returns (one ``Axes`` or an array of them).
+        """
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize, layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=True, **subplot_kw)
+        yield fig, axes
+        self.save_figure(name, fig)
+
+    def add_section(self, title: str, markdown: str = "", *tables: pd.DataFrame) -> None:
+        """Add a Markdown section to the report: text, then each table (without its index)."""
+        parts = [markdown] if markdown else []
+        parts += [t.to_markdown(index=False) for t in tables]
+        self.sections.append((title, "\n\n".join(parts)))
 
     def add_check(
         self, name: str, measured: float, theory: float, tolerance: float, *, relative: bool = True
@@ -208,6 +192,8 @@ class ResultsFolder:
         md = "\n".join(lines)
         atomic_write(self.path / "report.md", lambda p: p.write_text(md))
         if self.checks:
+            import pandas as pd
+
             checks = pd.DataFrame(
                 [{**c.__dict__, "gap": c.gap, "passed": c.passed} for c in self.checks]
             )

@@ -10,28 +10,116 @@ process pool (``workers>1``), or on a Ray cluster (``executor="ray"``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import torch
-from tqdm.auto import tqdm
+import numpy as np
 
 from memscape._validation import check_choice, check_int
+from memscape.io import make_readable
 
-__all__ = ["Job", "JobOutput", "job_timings", "load_job", "run_sweep"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Job",
+    "JobOutput",
+    "SweepResult",
+    "grid_jobs",
+    "job_seed",
+    "job_timings",
+    "load_job",
+    "run_sweep",
+]
 
 JobOutput = dict[str, Any]
 """What a job returns: ``{name: pandas.DataFrame | torch.Tensor}``."""
+
+
+def job_seed(seed: int, *coords: float | int | str) -> int:
+    """A 63-bit seed from the run seed and a job's coordinates (``numpy.random.SeedSequence``).
+
+    Distinct coordinates give independent streams; the same coordinates give the same
+    seed on every machine, so a job's random draws do not depend on which other jobs
+    run, in what order, or where.
+    """
+    entropy = [int(seed)]
+    for c in coords:
+        if isinstance(c, str):
+            entropy.extend(c.encode())
+        elif isinstance(c, float):
+            entropy.append(round(c * 1e9) & 0xFFFFFFFF)
+        else:
+            entropy.append(int(c))
+    return int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class SweepResult(dict):
+    """The outputs of a sweep, ``{job key: {name: DataFrame | Tensor}}`` in job order."""
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Every job's table ``name`` concatenated (jobs without it are skipped)."""
+        import pandas as pd
+
+        parts = [out[name] for out in self.values() if name in out]
+        if not parts:
+            raise KeyError(f"no job returned a table {name!r}")
+        return pd.concat(parts, ignore_index=True)
+
+
+_SLUG = re.compile(r"[^A-Za-z0-9.=+-]+")
+
+
+def _key_part(value: Any) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return _SLUG.sub("-", text)
+
+
+def grid_jobs(
+    name: str,
+    points: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    *,
+    seed: int | None = None,
+    **fixed: Any,
+) -> list[Job]:
+    """The jobs of a grid sweep: one per point, keyed by its coordinates.
+
+    Args:
+        name: the sweep's name, a prefix of every key (``"capacity"`` →
+            ``"capacity_n=2_N=16"``); ASCII letters, digits and ``-``.
+        points: ``{axis: values}`` (their Cartesian product) or a list of points
+            ``{axis: value}``.
+        seed: the run seed; when given, each job gets the parameter ``seed`` =
+            :func:`job_seed` ``(seed, name, *coordinates)``.
+        **fixed: parameters shared by every job.
+
+    Returns:
+        The jobs, in the order of ``points``.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+        raise ValueError(f"sweep name must be ASCII letters, digits and '-', got {name!r}")
+    if isinstance(points, Mapping):
+        axes = list(points)
+        points = [dict(zip(axes, values, strict=True)) for values in itertools.product(*points.values())]
+    jobs = []
+    for point in points:
+        coords = "_".join(f"{k}={_key_part(v)}" for k, v in point.items())
+        params = {**fixed, **point}
+        if seed is not None:
+            params["seed"] = job_seed(seed, name, *point.values())
+        jobs.append(Job(f"{name}_{coords}" if coords else name, params))
+    return jobs
 
 
 @dataclass(frozen=True)
@@ -51,6 +139,8 @@ def _run_job(
     fn: Callable[..., JobOutput], params: dict[str, Any], threads: int | None
 ) -> tuple[JobOutput, dict[str, Any]]:
     """Run one job; return its output and where/how long it ran."""
+    import torch
+
     if threads is not None:
         torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -64,6 +154,8 @@ def _run_job(
 
 
 def _save_job(jobs_dir: Path, job: Job, result: tuple[JobOutput, dict[str, Any]]) -> None:
+    import pandas as pd
+    import torch
     from safetensors.torch import save_file
 
     jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +177,9 @@ def _save_job(jobs_dir: Path, job: Job, result: tuple[JobOutput, dict[str, Any]]
             save_file(tensors, str(tmp / "tensors.safetensors"))
         (tmp / "params.json").write_text(json.dumps(job.params, indent=2, default=str))
         (tmp / "run.json").write_text(json.dumps(info, indent=2))
+        for p in tmp.iterdir():
+            make_readable(p)
+        make_readable(tmp, folder=True)
         target = jobs_dir / job.key
         if target.exists():
             shutil.rmtree(target)
@@ -96,6 +191,8 @@ def _save_job(jobs_dir: Path, job: Job, result: tuple[JobOutput, dict[str, Any]]
 
 def job_timings(jobs_dir: Path, keys: Sequence[str]) -> pd.DataFrame:
     """One row per finished job: ``key``, ``seconds`` it ran, ``host``, ``threads``."""
+    import pandas as pd
+
     rows = []
     for key in keys:
         p = Path(jobs_dir) / key / "run.json"
@@ -105,6 +202,7 @@ def job_timings(jobs_dir: Path, keys: Sequence[str]) -> pd.DataFrame:
 
 def load_job(jobs_dir: Path, key: str) -> JobOutput:
     """Read a finished job's tables and tensors back."""
+    import pandas as pd
     from safetensors.torch import load_file
 
     folder = Path(jobs_dir) / key
@@ -125,7 +223,7 @@ def run_sweep(
     address: str | None = None,
     progress: bool = True,
     description: str = "jobs",
-) -> dict[str, JobOutput]:
+) -> SweepResult:
     """Run every unfinished job of a sweep and return all outputs by job key.
 
     Args:
@@ -150,6 +248,8 @@ def run_sweep(
     bad = [k for k in keys if not k or "/" in k or k.startswith(".")]
     if bad:
         raise ValueError(f"job keys must be non-empty file names, got {bad[:3]}")
+    from tqdm.auto import tqdm
+
     jobs_dir = Path(jobs_dir)
     pending = [j for j in jobs if not (jobs_dir / j.key).is_dir()]
     bar = tqdm(
@@ -179,7 +279,7 @@ def run_sweep(
                         bar.update()
     finally:
         bar.close()
-    return {k: load_job(jobs_dir, k) for k in keys}
+    return SweepResult((k, load_job(jobs_dir, k)) for k in keys)
 
 
 def _run_ray(fn, pending, jobs_dir, workers, address, bar) -> None:

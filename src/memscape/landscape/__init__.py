@@ -1,7 +1,7 @@
 """Landscape analysis: critical points, Morse index, labels, basins, Morse–Smale graph,
 conservativeness of score fields, continuation and bifurcations, plots.
 
-Public names are re-exported from the submodules below (DESIGN.md, "landscape" layer).
+Public names are re-exported from the submodules below (the analysis layer: it imports models, never experiments).
 """
 
 from memscape.landscape.basins import (
@@ -23,7 +23,7 @@ from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.landscape.critical import CriticalPoints, critical_points
 from memscape.landscape.discrete import discrete_fixed_points
 from memscape.landscape.labels import label_points
-from memscape.landscape.morse import HessianSpectrum, hessian_spectrum
+from memscape.landscape.morse import HessianSpectrum, hessian_spectrum, is_hyperbolic, morse_index
 from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.landscape.newton import NewtonResult, newton_refine
 from memscape.landscape.plot import plot_bifurcation, plot_landscape
@@ -46,8 +46,10 @@ __all__ = [
     "discrete_fixed_points",
     "hessian_spectrum",
     "is_conservative",
+    "is_hyperbolic",
     "label_points",
     "line_integral",
+    "morse_index",
     "morse_smale_graph",
     "newton_refine",
     "path_dependence",

@@ -9,6 +9,7 @@ import torch
 from memscape.dynamics import descend
 from memscape.landscape._fields import flat_score
 from memscape.landscape.morse import hessian_spectrum
+from memscape.protocol import ScoreOrDenoiser
 
 
 class ClippedGradientStep:
@@ -18,7 +19,9 @@ class ClippedGradientStep:
     (up to 64) sample states; ``r`` bounds the length of one step.
     """
 
-    def __init__(self, model: Any, shape: tuple[int, ...], eta: float, radius: float) -> None:
+    def __init__(
+        self, model: ScoreOrDenoiser, shape: tuple[int, ...], eta: float, radius: float
+    ) -> None:
         self.model, self.shape, self.eta, self.radius = model, shape, eta, radius
 
     def update(self, x: torch.Tensor, sigma: Any = None, *, generator: Any = None) -> torch.Tensor:
@@ -28,7 +31,7 @@ class ClippedGradientStep:
 
 
 def descend_flat(
-    model: Any,
+    model: ScoreOrDenoiser,
     x0: torch.Tensor,
     sigma: Any,
     shape: tuple[int, ...],

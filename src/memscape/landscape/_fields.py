@@ -6,15 +6,22 @@ model's ``event_shape`` only when it calls the model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import torch
 
 from memscape._validation import check_positive
-from memscape.protocol import EnergyModel, is_model, jacobian_of, score_of
+from memscape.protocol import (
+    Energy,
+    EnergyModel,
+    ScoreOrDenoiser,
+    is_model,
+    jacobian_of,
+    score_of,
+)
 
 
-def check_model(model: Any, name: str = "model") -> None:
+def check_model(model: object, name: str = "model") -> None:
     """Raise ``TypeError`` unless ``model`` offers ``energy``, ``score`` or ``denoise``."""
     if not is_model(model):
         raise TypeError(
@@ -23,7 +30,7 @@ def check_model(model: Any, name: str = "model") -> None:
         )
 
 
-def is_noise_conditioned(model: Any) -> bool:
+def is_noise_conditioned(model: object) -> bool:
     """``model.noise_conditioned`` or, for user objects, 'has a denoiser but no score'."""
     flag = getattr(model, "noise_conditioned", None)
     if flag is not None:
@@ -31,12 +38,12 @@ def is_noise_conditioned(model: Any) -> bool:
     return callable(getattr(model, "denoise", None)) and not callable(getattr(model, "score", None))
 
 
-def has_energy(model: Any) -> bool:
+def has_energy(model: object) -> TypeGuard[Energy]:
     """``True`` when the model defines a usable ``energy`` (``has_energy`` flag respected)."""
     return bool(getattr(model, "has_energy", True)) and callable(getattr(model, "energy", None))
 
 
-def check_sigma(model: Any, sigma: Any) -> None:
+def check_sigma(model: object, sigma: Any) -> None:
     """σ is required (> 0) for noise-conditioned models and optional (> 0 if given) otherwise."""
     if sigma is None:
         if is_noise_conditioned(model):
@@ -47,7 +54,7 @@ def check_sigma(model: Any, sigma: Any) -> None:
     check_positive(sigma, "sigma")
 
 
-def event_shape(model: Any, x: torch.Tensor | None = None) -> tuple[int, ...]:
+def event_shape(model: object, x: torch.Tensor | None = None) -> tuple[int, ...]:
     """The model's ``event_shape``, or ``x.shape[1:]`` for user objects without one."""
     shape = tuple(getattr(model, "event_shape", ()) or ())
     if not shape:
@@ -66,13 +73,17 @@ def slice_sigma(sigma: Any, idx: torch.Tensor) -> Any:
     return sigma
 
 
-def flat_score(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> torch.Tensor:
+def flat_score(
+    model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]
+) -> torch.Tensor:
     """Score ``s(x, σ) = −∇E`` of flat states ``(B, d) -> (B, d)``."""
     b = x.shape[0]
     return score_of(model, x.reshape(b, *shape), sigma).reshape(b, -1).detach()
 
 
-def flat_hessian(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> torch.Tensor:
+def flat_hessian(
+    model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]
+) -> torch.Tensor:
     """Hessian ``∇²E`` (or ``−∂s/∂x`` for score-only models) of flat states: ``(B, d, d)``.
 
     Uses a closed-form ``hessian`` when the model overrides the base class's;
@@ -81,7 +92,7 @@ def flat_hessian(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]
     """
     b, d = x.shape
     xs = x.reshape(b, *shape)
-    if _overrides(model, "hessian"):
+    if _has_hessian(model):
         h = model.hessian(xs, sigma)
     elif has_energy(model):
         h = jacobian_of(lambda z: _grad_with_graph(model, z, sigma), xs)
@@ -90,7 +101,7 @@ def flat_hessian(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]
     return h.reshape(b, d, d).detach()
 
 
-def _overrides(model: Any, name: str) -> bool:
+def _overrides(model: object, name: str) -> bool:
     """``model.<name>`` is callable and not the autograd default of :class:`EnergyModel`."""
     if not callable(getattr(model, name, None)):
         return False
@@ -99,13 +110,22 @@ def _overrides(model: Any, name: str) -> bool:
     return True
 
 
-def _grad_with_graph(model: Any, z: torch.Tensor, sigma: Any) -> torch.Tensor:
+class _Hessian(Protocol):
+    def hessian(self, x: torch.Tensor, sigma: Any) -> torch.Tensor: ...
+
+
+def _has_hessian(model: object) -> TypeGuard[_Hessian]:
+    """``model`` has a closed-form ``hessian`` (not the autograd default of the base class)."""
+    return _overrides(model, "hessian")
+
+
+def _grad_with_graph(model: Energy, z: torch.Tensor, sigma: Any) -> torch.Tensor:
     """``∇E(z)`` keeping the graph, so it can be differentiated again."""
     (g,) = torch.autograd.grad(model.energy(z, sigma).sum(), z, create_graph=True)
     return g
 
 
-def score_with_graph(model: Any, z: torch.Tensor, sigma: Any) -> torch.Tensor:
+def score_with_graph(model: ScoreOrDenoiser, z: torch.Tensor, sigma: Any) -> torch.Tensor:
     """Score at ``z`` (requiring grad) that stays differentiable in ``z``.
 
     The base :meth:`EnergyModel.score` detaches its input, so models relying on it
@@ -122,7 +142,9 @@ def batch_chunks(b: int, d: int, max_elements: int = 1 << 24) -> list[slice]:
     return [slice(i, min(i + n, b)) for i in range(0, b, n)]
 
 
-def hvp_operator(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> Any:
+def hvp_operator(
+    model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]
+) -> Any:
     """Hessian-vector product ``v ↦ ½(H + Hᵀ) v`` at flat states ``x`` ``(B, d)``; ``v`` ``(B, d)``.
 
     Energy models: double backward through ``E``. Score-only models: ``Jᵀv`` by one

@@ -6,9 +6,9 @@
 * :func:`basin_map`: the minimum reached from every node of a 2-D grid (a plane
   through state space for d > 2).
 * :func:`basin_radius`: the critical-noise probe of Pham et al. 2025
-  ("Memorization to generalization", seed 002): noise a point to level ``s``, run
-  the reverse dynamics, and count it recovered when it returns within ``δ``; the
-  basin radius is the largest level still recovered with probability ≥ ``p``.
+  ("Memorization to generalization", 2025): noise a point to a probe noise level
+  ``s``, run the reverse dynamics, and count it recovered when it returns within ``δ``;
+  the basin radius is the largest probe level still recovered with probability ≥ ``p``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import torch
 
 from memscape._validation import check_int, check_positive, check_tensor
 from memscape.landscape._fields import check_model, check_sigma, event_shape
+from memscape.landscape.labels import default_tolerance
+from memscape.protocol import ScoreOrDenoiser
 
 if TYPE_CHECKING:
     from memscape.landscape.critical import CriticalPoints
@@ -68,7 +70,7 @@ def _assign(
     mins = cps.points[rows].reshape(rows.numel(), -1).to(x)
     if tol is None:
         label_tol = cps.info.get("label_tol")
-        tol = float(label_tol) if label_tol else 0.25
+        tol = float(label_tol) if label_tol else default_tolerance(None)
     dist = torch.cdist(x, mins)
     near = dist.argmin(1)
     hit = (dist.gather(1, near[:, None]).squeeze(1) <= tol) & ok.to(x.device)
@@ -76,7 +78,7 @@ def _assign(
     return out
 
 
-def _descend_to_minima(model: Any, cps: CriticalPoints, x: torch.Tensor, sigma: Any, tol: Any,
+def _descend_to_minima(model: ScoreOrDenoiser, cps: CriticalPoints, x: torch.Tensor, sigma: Any, tol: Any,
                        max_steps: int) -> torch.Tensor:  # fmt: skip
     from memscape.landscape._descent import descend_flat
 
@@ -86,7 +88,7 @@ def _descend_to_minima(model: Any, cps: CriticalPoints, x: torch.Tensor, sigma: 
 
 
 def basin_fractions(
-    model: Any,
+    model: ScoreOrDenoiser,
     cps: CriticalPoints,
     sigma: Any = None,
     *,
@@ -191,7 +193,7 @@ class BasinMap:
 
 
 def basin_map(
-    model: Any,
+    model: ScoreOrDenoiser,
     cps: CriticalPoints,
     sigma: Any = None,
     *,
@@ -276,17 +278,17 @@ class BasinRadius:
     """Result of :func:`basin_radius`.
 
     Attributes:
-        noise_levels: ``(L,)`` probed noise levels, ascending.
+        probe_sigmas: ``(L,)`` probe noise levels, ascending.
         recovery: ``(P, L)`` fraction of trials recovered per point and level.
         ci_low: ``(P, L)`` 95 % Wilson bounds.
         ci_high: ``(P, L)`` 95 % Wilson bounds.
         radius: ``(P,)`` largest level such that it and every smaller level are
             recovered with probability ≥ ``p`` (NaN if even the smallest is not).
-        table: tidy DataFrame (``point``, ``noise_level``, ``recovery``, ``ci_low``,
+        table: tidy DataFrame (``point``, ``probe_sigma``, ``recovery``, ``ci_low``,
             ``ci_high``, ``n_trials``).
     """
 
-    noise_levels: np.ndarray
+    probe_sigmas: np.ndarray
     recovery: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
@@ -295,10 +297,10 @@ class BasinRadius:
 
 
 def basin_radius(
-    model: Any,
+    model: ScoreOrDenoiser,
     points: torch.Tensor,
-    sigma_model: Any,
-    noise_levels: Sequence[float] | torch.Tensor,
+    sigma: Any,
+    probe_sigmas: Sequence[float] | torch.Tensor,
     n_trials: int,
     delta: float,
     p: float = 0.5,
@@ -309,17 +311,18 @@ def basin_radius(
 ) -> BasinRadius:
     """Pham et al. 2025 critical-noise probe of the basin around each point.
 
-    For every point ``x*``, noise level ``s`` and trial: ``x = x* + s z``,
+    For every point ``x*``, probe noise level ``s`` and trial: ``x = x* + s z``,
     ``z ~ N(0, I)``; run the reverse dynamics and count the trial recovered when
     ``‖x_final − x*‖ ≤ δ``. All ``P·L·n_trials`` trials run in one batch.
 
     Args:
         model: the model (used by the default reverse dynamics).
         points: ``(P, *event_shape)`` attractors to probe (e.g. training points).
-        sigma_model: the model's small noise level at which the default reverse
+        sigma: the model's (small) noise level σ at which the default reverse
             dynamics (:func:`memscape.descend`: update map / gradient flow) runs;
             ``None`` for models that are not noise-conditioned.
-        noise_levels: probed levels ``s ≥ 0`` (sorted ascending internally).
+        probe_sigmas: the noise levels ``s ≥ 0`` added to the points (sorted ascending
+            internally); not the model's σ.
         n_trials: trials per point and level (≥ 1).
         delta: recovery distance δ > 0.
         p: recovery probability defining the radius, in (0, 1].
@@ -329,16 +332,16 @@ def basin_radius(
         generator: ``torch.Generator`` for the noise (and ``reverse``).
     """
     check_model(model)
-    check_sigma(model, sigma_model)
+    check_sigma(model, sigma)
     points = check_tensor(points, "points", min_ndim=1)
     check_int(n_trials, "n_trials")
     check_positive(delta, "delta")
     check_positive(p, "p")
     if p > 1:
         raise ValueError(f"p must be in (0, 1], got {p}")
-    levels = torch.as_tensor(noise_levels, dtype=torch.float64).reshape(-1).sort().values
+    levels = torch.as_tensor(probe_sigmas, dtype=torch.float64).reshape(-1).sort().values
     if levels.numel() == 0 or not bool(torch.isfinite(levels).all()) or bool((levels < 0).any()):
-        raise ValueError("noise_levels must be a non-empty sequence of finite levels >= 0")
+        raise ValueError("probe_sigmas must be a non-empty sequence of finite levels >= 0")
     if reverse is not None and not callable(reverse):
         raise TypeError(f"reverse must be callable, got {type(reverse).__name__}")
     shape = event_shape(model, points)
@@ -353,7 +356,7 @@ def basin_radius(
     if reverse is None:
         from memscape.landscape._descent import descend_flat
 
-        xf, _ = descend_flat(model, x, sigma_model, shape, max_steps=max_steps)
+        xf, _ = descend_flat(model, x, sigma, shape, max_steps=max_steps)
     else:
         xf = reverse(x.reshape(-1, *shape), generator).reshape(-1, d)
     xf = xf.reshape(n_pts, n_lev, n_trials, d)
@@ -370,7 +373,7 @@ def basin_radius(
     table = pd.DataFrame(
         {
             "point": np.repeat(np.arange(n_pts), n_lev),
-            "noise_level": np.tile(lev_np, n_pts),
+            "probe_sigma": np.tile(lev_np, n_pts),
             "recovery": rec.reshape(-1),
             "ci_low": lo.numpy().reshape(-1),
             "ci_high": hi.numpy().reshape(-1),

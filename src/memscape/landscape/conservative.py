@@ -23,7 +23,8 @@ import torch
 
 from memscape._validation import check_int, check_positive, check_tensor
 from memscape.landscape._fields import check_model, check_sigma, event_shape, score_with_graph
-from memscape.protocol import jacobian_of, score_of
+from memscape.landscape.morse import asymmetry
+from memscape.protocol import ScoreOrDenoiser, jacobian_of, score_of
 
 __all__ = [
     "is_conservative",
@@ -34,21 +35,23 @@ __all__ = [
 ]
 
 
-def score_asymmetry(model: Any, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+def score_asymmetry(model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
     """Relative asymmetry ``‖J − Jᵀ‖_F / ‖J‖_F`` of the score Jacobian at each point: ``(B,)``.
 
     ``J`` is always the autograd Jacobian of the score (never a closed-form Hessian),
     so the check tests the field itself. 0 for a gradient field (up to round-off).
+    The measure is :func:`memscape.landscape.morse.asymmetry`.
     """
     check_model(model)
     x = check_tensor(x, "x", min_ndim=1)
     check_sigma(model, sigma)
     j = jacobian_of(lambda z: score_with_graph(model, z, sigma), x)
-    skew = (j - j.transpose(1, 2)).flatten(1).norm(dim=1)
-    return (skew / j.flatten(1).norm(dim=1).clamp_min(1e-300)).detach()
+    return asymmetry(j).detach()
 
 
-def is_conservative(model: Any, x: torch.Tensor, sigma: Any = None, *, rtol: float = 1e-6) -> bool:
+def is_conservative(
+    model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any = None, *, rtol: float = 1e-6
+) -> bool:
     """``True`` when :func:`score_asymmetry` ≤ ``rtol`` at every point of ``x``."""
     check_positive(rtol, "rtol")
     return bool((score_asymmetry(model, x, sigma) <= rtol).all())
@@ -62,7 +65,7 @@ def _as_batch(v: Any, name: str, shape: tuple[int, ...] | None) -> torch.Tensor:
 
 
 def line_integral(
-    model: Any,
+    model: ScoreOrDenoiser,
     a: torch.Tensor,
     b: torch.Tensor,
     sigma: Any = None,
@@ -116,7 +119,12 @@ def line_integral(
 
 
 def relative_energy(
-    model: Any, a: torch.Tensor, b: torch.Tensor, sigma: Any = None, *, n_nodes: int = 32
+    model: ScoreOrDenoiser,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    sigma: Any = None,
+    *,
+    n_nodes: int = 32,
 ) -> torch.Tensor:
     """``E(b) − E(a)`` of a (possibly score-only) model by the straight-path integral: ``(B,)``.
 
@@ -128,7 +136,7 @@ def relative_energy(
 
 
 def path_dependence(
-    model: Any,
+    model: ScoreOrDenoiser,
     a: torch.Tensor,
     b: torch.Tensor,
     sigma: Any = None,

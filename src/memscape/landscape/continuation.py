@@ -17,7 +17,7 @@ stepping in ``p`` fails.  ``∂ₓG`` is the model's Hessian (closed form when i
 one), ``∂_qG`` a central finite difference.  The step ``h`` grows when the corrector
 converges fast and shrinks when it struggles.
 
-Bifurcations (DESIGN.md, "Continuation"; seed 000 on Morse–Smale families):
+Bifurcations (Kuznetsov 2004, *Elements of Applied Bifurcation Theory*; Ambrogioni 2023 on Morse–Smale families):
 
 - **fold** (saddle-node): the branch turns back in ``p`` while one Hessian eigenvalue
   passes through zero — a minimum and a saddle meet and annihilate;
@@ -54,8 +54,9 @@ from memscape.landscape.critical import (
     critical_points,
     default_patterns,
 )
+from memscape.landscape.morse import hessian_eigenvalues, morse_index
 from memscape.landscape.morse_smale import morse_smale_graph
-from memscape.protocol import is_model
+from memscape.protocol import ScoreOrDenoiser, is_model
 
 __all__ = ["BifurcationDiagram", "continuation"]
 
@@ -109,15 +110,7 @@ class _Family:
 
     def eigvals(self, xt: torch.Tensor, q: float) -> torch.Tensor:
         """Ascending Hessian eigenvalues (real parts for non-symmetric score Jacobians)."""
-        h = self.hess(xt, q)
-        if torch.allclose(h, h.T, rtol=1e-8, atol=1e-12 * float(h.abs().max()) + 1e-300):
-            return torch.linalg.eigvalsh(0.5 * (h + h.T))
-        return torch.linalg.eigvals(h).real.sort().values
-
-
-def _morse_index(eig: torch.Tensor) -> int:
-    tol = 1e-9 * max(float(eig.abs().max()), 1e-300)
-    return int((eig < -tol).sum())
+        return hessian_eigenvalues(self.hess(xt, q))
 
 
 # ---------------------------------------------------------------------------- numerics
@@ -299,7 +292,7 @@ def _scan(fam: _Family, path: _Path, branch: int, cfg: _Cfg) -> list[_Event]:
     """Folds and branch points on the arc pieces of one followed path."""
     events = []
     for k, seg in enumerate(path.segs):
-        m0, m1 = _morse_index(path.eig[k]), _morse_index(path.eig[k + 1])
+        m0, m1 = int(morse_index(path.eig[k])), int(morse_index(path.eig[k + 1]))
         turn = float(path.tan[k][-1]) * float(path.tan[k + 1][-1]) < 0
         if m0 == m1 and not turn:
             continue
@@ -636,7 +629,7 @@ def _tables(fam: _Family, paths: list[_Path], events: list[_Event]):
             row["bifurcation"] = mark
             row.update(_coordinates(x))
             row["energy"] = fam.energy(u[:-1], q)
-            row["morse_index"] = _morse_index(eig)
+            row["morse_index"] = int(morse_index(eig))
             row["stable"] = row["morse_index"] == 0
             row.update({f"lambda{i}": float(eig[i]) for i in range(n_eig)})
             rows.append(row)
@@ -661,7 +654,7 @@ def _tables(fam: _Family, paths: list[_Path], events: list[_Event]):
 
 # ---------------------------------------------------------------------------- entry point
 def continuation(
-    model: Any,
+    model: ScoreOrDenoiser | Callable[..., ScoreOrDenoiser],
     parameter: str,
     *,
     start: float,

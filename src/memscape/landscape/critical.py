@@ -1,6 +1,6 @@
 """Census of critical points: minima, saddles and maxima of ``E(·, σ)``.
 
-Method (DESIGN.md, "Critical points"):
+Method (descent, then Newton/Levenberg–Marquardt; Wales 2003, *Energy Landscapes*):
 
 1. **Minima**: batched multi-start descent with :func:`memscape.descend` (the
    model's update map, e.g. one exact denoising / CCCP step, when it has one;
@@ -40,15 +40,16 @@ from memscape.landscape._fields import (
 )
 from memscape.landscape.basins import wilson_interval
 from memscape.landscape.labels import default_tolerance, label_points, median_nn_distance
-from memscape.landscape.morse import hessian_spectrum
+from memscape.landscape.morse import HYPERBOLIC_RTOL, hessian_spectrum, is_hyperbolic
 from memscape.landscape.newton import default_tol, newton_refine
+from memscape.protocol import ScoreOrDenoiser
 
 __all__ = ["CriticalPoints", "critical_points", "default_patterns"]
 
 MAX_TABLE_COORDS = 32  # up to this d, locations are x0..x{d-1} columns; else one "x" column
 
 
-def default_patterns(model: Any) -> torch.Tensor | None:
+def default_patterns(model: object) -> torch.Tensor | None:
     """A model's stored / training patterns, flattened ``(K, d)``, or ``None``.
 
     Looks for ``memories``, ``data`` or ``patterns`` attributes, in that order.
@@ -133,18 +134,18 @@ class CriticalPoints:
         idx = self.morse_index[self.converged]
         return int(((-1) ** idx).sum()) if idx.numel() else 0
 
-    def is_morse(self, rtol: float = 1e-6) -> bool:
-        """All converged points non-degenerate: ``min|eig| > rtol · max|eig|`` at each.
+    def is_morse(self, rtol: float = HYPERBOLIC_RTOL) -> bool:
+        """All converged points non-degenerate (:func:`~memscape.landscape.morse.is_hyperbolic`).
 
-        Always ``False`` for discrete models (no Hessian).
+        ``min|eig| > rtol · max|eig|`` at each. Always ``False`` for discrete models
+        (no Hessian).
         """
         if self.discrete:
             return False
-        conv = self.converged
-        ev = self.eigenvalues[conv].abs()
+        ev = self.eigenvalues[self.converged]
         if ev.numel() == 0:
             return False
-        return bool((ev.amin(1) > rtol * ev.amax(1).clamp_min(1e-300)).all())
+        return bool(is_hyperbolic(ev, rtol=rtol).all())
 
     @property
     def complete(self) -> bool:
@@ -159,7 +160,7 @@ class CriticalPoints:
     @classmethod
     def from_points(
         cls,
-        model: Any,
+        model: ScoreOrDenoiser,
         points: torch.Tensor,
         sigma: Any = None,
         *,
@@ -261,7 +262,7 @@ def _basin_columns(counts: torch.Tensor | None, n: int, index: torch.Tensor) -> 
 
 # ---------------------------------------------------------------------- search
 def critical_points(
-    model: Any,
+    model: ScoreOrDenoiser,
     sigma: Any = None,
     *,
     n_starts: int = 1000,
@@ -301,8 +302,9 @@ def critical_points(
         tol: ``‖∇E‖`` tolerance of convergence (default 1e-8 in float64).
         dedupe_tol: points closer than this are one point. Default ``10⁻⁴ ×`` the
             median nearest-neighbour distance of the patterns (``10⁻⁴`` without).
-        label_tol: tolerance of ``memory`` / ``mixture`` labels (default a quarter of
-            the median nearest-neighbour distance between patterns).
+        label_tol: tolerance of ``memory`` / ``mixture`` labels (default a third of
+            the median nearest-neighbour distance between patterns:
+            :func:`memscape.landscape.labels.default_tolerance`).
         max_steps: descent step cap.
         n_eigs: lowest Hessian eigenvalues when ``d > 256`` (Lanczos; default 6).
         discrete: override ``model.discrete``.

@@ -19,13 +19,14 @@ import torch
 from memscape.dynamics import descend
 from memscape.landscape.basins import wilson_interval
 from memscape.landscape.labels import default_tolerance, label_points
+from memscape.protocol import EnergyModel
 
 __all__ = ["discrete_fixed_points", "flip_energy_changes"]
 
 BINARY_TOL_FRACTION = 0.45
 
 
-def flip_energy_changes(model: Any, s: torch.Tensor, chunk: int = 1 << 22) -> torch.Tensor:
+def flip_energy_changes(model: EnergyModel, s: torch.Tensor, chunk: int = 1 << 22) -> torch.Tensor:
     """``ΔE_bi = E(s_b with spin i flipped) − E(s_b)`` for ±1 states ``(B, N)``: ``(B, N)``."""
     b, n = s.shape
     e0 = model.energy(s)
@@ -54,7 +55,7 @@ def discrete_fixed_points(
     """Census of the fixed points of a discrete ±1 model (called by :func:`critical_points`).
 
     Args:
-        model: defines ``energy`` and ``update(x, sigma, generator=...)`` on ``(B, N)`` ±1.
+        model: defines ``energy`` and ``update(x, sigma=..., generator=...)`` on ``(B, N)`` ±1.
         n_starts: uniformly random ±1 starts (their endpoints give basin fractions).
         starts: explicit ±1 starts used instead of the random ones.
         patterns: ``(K, N)`` stored patterns (seeds and labels).

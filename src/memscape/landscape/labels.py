@@ -6,9 +6,12 @@ A minimum is a ``memory`` when it lies within ``tol`` of a stored pattern, a
 mixture states of Amit, Gutfreund & Sompolinsky 1985), otherwise ``spurious``.
 Non-minima are labelled by index: ``saddle`` (``0 < index < d``) or ``maximum``.
 
-Default tolerance (:func:`default_tolerance`): a quarter of the median
-nearest-neighbour distance between the patterns, so two distinct patterns can
-never both claim one point. Mixture candidates are built from the ``n_near``
+Default tolerance (:func:`default_tolerance`): the one "same point" rule of
+:func:`memscape.memorization.neighbors.same_point_radius`, a third of the median
+nearest-neighbour distance between the patterns (below half of it, so two patterns
+at the typical spacing never both claim one point; the same radius makes a
+generated sample "memorized" in :func:`memscape.memorization.classify_samples`).
+Mixture candidates are built from the ``n_near``
 patterns nearest to each point (all 2- and 3-subsets), which keeps the search
 ``O(n_near³)`` per point instead of ``O(K³)``.
 """
@@ -19,22 +22,31 @@ from itertools import combinations
 
 import torch
 
+from memscape.memorization.neighbors import SAME_POINT_FRACTION, median_nn_spacing
+
 __all__ = ["default_tolerance", "label_points", "median_nn_distance"]
 
 
 def median_nn_distance(patterns: torch.Tensor) -> float:
-    """Median distance from each pattern ``(K, d)`` to its nearest other pattern (1.0 if K = 1)."""
-    k = patterns.shape[0]
-    if k < 2:
+    """Length scale of the patterns ``(K, d)``: their median nearest-neighbour spacing.
+
+    :func:`memscape.memorization.neighbors.median_nn_spacing` (streamed, no ``K×K``
+    matrix); 1.0 when it is undefined (K = 1) or zero (duplicated patterns).
+    """
+    if patterns.shape[0] < 2:
         return 1.0
-    dist = torch.cdist(patterns, patterns)
-    dist.fill_diagonal_(torch.inf)
-    med = float(dist.amin(dim=1).median())
+    med = median_nn_spacing(patterns)
     return med if med > 0 else 1.0
 
 
-def default_tolerance(patterns: torch.Tensor | None, fraction: float = 0.25) -> float:
-    """``fraction`` × the median nearest-neighbour distance between patterns (1.0 without)."""
+def default_tolerance(
+    patterns: torch.Tensor | None, fraction: float = SAME_POINT_FRACTION
+) -> float:
+    """``fraction`` × :func:`median_nn_distance` of the patterns (× 1.0 without patterns).
+
+    With the default ``fraction`` this is the "same point" radius of
+    :func:`memscape.memorization.neighbors.same_point_radius`.
+    """
     if patterns is None:
         return fraction
     return fraction * median_nn_distance(patterns)

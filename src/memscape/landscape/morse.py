@@ -7,6 +7,13 @@ non-degenerate (hyperbolic) when no eigenvalue is zero. For score-only models th
 number of eigenvalues with negative real part (the unstable directions of the
 flow ``ẋ = s``) and its asymmetry ``‖H − Hᵀ‖_F / ‖H‖_F`` is reported.
 
+The three rules every landscape tool uses live here, each in one function:
+
+- :func:`morse_index`: λ counts as negative when ``λ < −MORSE_RTOL · max|λ|``;
+- :func:`is_hyperbolic`: non-degenerate when ``min|λ| > HYPERBOLIC_RTOL · max|λ|``;
+- :func:`is_symmetric` / :func:`asymmetry`: ``H`` is treated as symmetric when
+  ``‖H − Hᵀ‖_F ≤ SYMMETRY_RTOL · ‖H‖_F``.
+
 Small ``d`` (≤ ``dense_max_dim``): dense eigen-decomposition of the closed-form or
 autograd Hessian. Large ``d``: the lowest ``k`` eigenvalues by Lanczos
 (``scipy.sparse.linalg.eigsh``) on Hessian-vector products, never forming ``H``.
@@ -30,10 +37,111 @@ from memscape.landscape._fields import (
     hvp_operator,
     slice_sigma,
 )
+from memscape.protocol import ScoreOrDenoiser
 
-__all__ = ["HessianSpectrum", "hessian_spectrum"]
+__all__ = [
+    "HYPERBOLIC_RTOL",
+    "MORSE_RTOL",
+    "SYMMETRY_RTOL",
+    "HessianSpectrum",
+    "asymmetry",
+    "hessian_eigenvalues",
+    "hessian_spectrum",
+    "is_hyperbolic",
+    "is_symmetric",
+    "morse_index",
+]
 
 DENSE_MAX_DIM = 256
+
+#: λ < −MORSE_RTOL·max|λ| is negative: float64 eigen-solvers leave ~d·1e-16·max|λ| of
+#: round-off on a zero eigenvalue, so 1e-9 ignores that noise yet counts any real curvature.
+MORSE_RTOL = 1e-9
+
+#: min|λ| ≤ HYPERBOLIC_RTOL·max|λ| is degenerate: 1e-6 flags points within ~1e-6 (relative)
+#: of a fold or pitchfork, where the index is not to be trusted (it is ≥ MORSE_RTOL).
+HYPERBOLIC_RTOL = 1e-6
+
+#: ‖H − Hᵀ‖_F ≤ SYMMETRY_RTOL·‖H‖_F is symmetric: autograd Hessians of an energy are
+#: symmetric to ~1e-15; 1e-10 keeps a wide margin and still catches non-conservative scores.
+SYMMETRY_RTOL = 1e-10
+
+
+def _spectrum_scale(eigenvalues: torch.Tensor) -> torch.Tensor:
+    """``max|λ|`` over the last dimension, kept as ``(..., 1)`` (tiny instead of 0)."""
+    return eigenvalues.abs().amax(dim=-1, keepdim=True).clamp_min(1e-300)
+
+
+def morse_index(eigenvalues: torch.Tensor, *, rtol: float = MORSE_RTOL) -> torch.Tensor:
+    """Number of negative eigenvalues, relative to the spectrum's scale: ``(...,)`` long.
+
+    Milnor, *Morse Theory*, §2: the index of a critical point is the number of
+    negative eigenvalues of ``∇²E``. An eigenvalue counts when ``λ < −rtol · max|λ|``
+    (max over the last dimension), so round-off around a zero eigenvalue (a flat
+    direction, a bifurcation) is not counted. For score-only models pass the real
+    parts of the eigenvalues of ``−∂s/∂x``.
+
+    Args:
+        eigenvalues: ``(..., k)`` real eigenvalues (any order).
+        rtol: relative threshold (default :data:`MORSE_RTOL`).
+    """
+    tol = rtol * _spectrum_scale(eigenvalues)
+    return (eigenvalues < -tol).sum(dim=-1)
+
+
+def is_hyperbolic(eigenvalues: torch.Tensor, *, rtol: float = HYPERBOLIC_RTOL) -> torch.Tensor:
+    """Non-degenerate (Morse) critical points: ``min|λ| > rtol · max|λ|``, ``(...,)`` bool.
+
+    A critical point is hyperbolic when no Hessian eigenvalue is zero (Milnor,
+    *Morse Theory*, §2); here "zero" is relative to the largest ``|λ|``.
+
+    Args:
+        eigenvalues: ``(..., k)`` real eigenvalues.
+        rtol: relative threshold (default :data:`HYPERBOLIC_RTOL`).
+    """
+    ev = eigenvalues.abs()
+    return ev.amin(dim=-1) > rtol * _spectrum_scale(eigenvalues).squeeze(-1)
+
+
+def asymmetry(h: torch.Tensor) -> torch.Tensor:
+    """Relative asymmetry ``‖H − Hᵀ‖_F / ‖H‖_F`` of square matrices ``(..., d, d)``: ``(...,)``.
+
+    0 for a symmetric matrix (and for the zero matrix).
+    """
+    skew = (h - h.transpose(-1, -2)).flatten(-2).norm(dim=-1)
+    return skew / h.flatten(-2).norm(dim=-1).clamp_min(1e-300)
+
+
+def is_symmetric(h: torch.Tensor, *, rtol: float = SYMMETRY_RTOL) -> torch.Tensor:
+    """``asymmetry(h) ≤ rtol`` for square matrices ``(..., d, d)``: ``(...,)`` bool.
+
+    The one test deciding whether a Hessian goes to the symmetric eigen-solver
+    (``eigh``) or the general one (real parts of ``eig``).
+    """
+    return asymmetry(h) <= rtol
+
+
+def _general_where_asymmetric(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``w`` with the rows of non-symmetric ``h`` replaced by the sorted real parts of ``eig``.
+
+    A NaN Hessian (asymmetry NaN) keeps its ``eigh`` values (NaN).
+    """
+    a = asymmetry(h)
+    general = ~is_symmetric(h) & torch.isfinite(a)
+    if bool(general.any()):
+        w = w.clone()
+        w[general] = torch.linalg.eigvals(h[general]).real.sort(dim=-1).values.to(w.dtype)
+    return w
+
+
+def hessian_eigenvalues(h: torch.Tensor) -> torch.Tensor:
+    """Ascending eigenvalues of Hessians ``(..., d, d)``: ``(..., d)``.
+
+    Those of the symmetric part (``eigvalsh``) when :func:`is_symmetric`, else the
+    real parts of the eigenvalues of ``h`` (a score-only model's ``−∂s/∂x``: its
+    unstable directions are the eigenvalues with negative real part).
+    """
+    return _general_where_asymmetric(h, torch.linalg.eigvalsh(0.5 * (h + h.transpose(-1, -2))))
 
 
 @dataclass
@@ -54,16 +162,20 @@ class HessianSpectrum:
     complete: bool
 
     def morse_index(self) -> torch.Tensor:
-        """Number of negative eigenvalues ``(B,)`` (a lower bound if all ``k`` are < 0)."""
-        return (self.eigenvalues < 0).sum(dim=1)
+        """:func:`morse_index` of each point ``(B,)`` (a lower bound if all ``k`` are < 0)."""
+        return morse_index(self.eigenvalues)
 
     def hyperbolicity(self) -> torch.Tensor:
         """Smallest ``|eigenvalue|`` ``(B,)``: distance from degeneracy (0 = not Morse)."""
         return self.eigenvalues.abs().amin(dim=1)
 
+    def is_hyperbolic(self) -> torch.Tensor:
+        """:func:`is_hyperbolic` of each point ``(B,)`` bool."""
+        return is_hyperbolic(self.eigenvalues)
+
 
 def hessian_spectrum(
-    model: Any,
+    model: ScoreOrDenoiser,
     x: torch.Tensor,
     sigma: Any = None,
     *,
@@ -99,28 +211,23 @@ def hessian_spectrum(
     return _lanczos(model, flat, sigma, shape, min(k, d - 1) if d > 1 else 1)
 
 
-def _dense(model: Any, flat: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> HessianSpectrum:
+def _dense(
+    model: ScoreOrDenoiser, flat: torch.Tensor, sigma: Any, shape: tuple[int, ...]
+) -> HessianSpectrum:
     b, d = flat.shape
     vals, vecs, asym = [], [], []
     for sl in batch_chunks(b, d):
         rows = torch.arange(b, device=flat.device)[sl]
         h = flat_hessian(model, flat[sl], slice_sigma(sigma, rows), shape)
-        sym = 0.5 * (h + h.transpose(1, 2))
-        skew = h - h.transpose(1, 2)
-        a = skew.flatten(1).norm(dim=1) / h.flatten(1).norm(dim=1).clamp_min(1e-300)
-        w, v = torch.linalg.eigh(sym)
-        nonsym = a > 1e-10
-        if bool(nonsym.any()):
-            ev = torch.linalg.eigvals(h[nonsym]).real.sort(dim=1).values
-            w[nonsym] = ev.to(w.dtype)
-        vals.append(w)
+        w, v = torch.linalg.eigh(0.5 * (h + h.transpose(1, 2)))
+        vals.append(_general_where_asymmetric(h, w))
         vecs.append(v)
-        asym.append(a)
+        asym.append(asymmetry(h))
     return HessianSpectrum(torch.cat(vals), torch.cat(vecs), torch.cat(asym), True)
 
 
 def _lanczos(
-    model: Any, flat: torch.Tensor, sigma: Any, shape: tuple[int, ...], k: int
+    model: ScoreOrDenoiser, flat: torch.Tensor, sigma: Any, shape: tuple[int, ...], k: int
 ) -> HessianSpectrum:
     """Lowest ``k`` eigenpairs of the symmetric part by Lanczos on Hessian-vector products."""
     from scipy.sparse.linalg import LinearOperator, eigsh

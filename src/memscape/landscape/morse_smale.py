@@ -2,10 +2,10 @@
 
 From every index-1 saddle ``x_s`` step ``±ε`` along the unstable eigenvector
 (the eigenvector of the single negative Hessian eigenvalue) and descend; the two
-end points are the saddle's edges (DESIGN.md, "Morse–Smale graph"). A descent
+end points are the saddle's edges (Milnor 1963; Ambrogioni 2023). A descent
 that ends at another saddle instead of a minimum is a saddle-to-saddle
 connection: the unstable manifold of one saddle meets the stable manifold of
-another, so the flow is not Morse–Smale (non-transversal; seed 000, Ambrogioni).
+another, so the flow is not Morse–Smale (non-transversal; Ambrogioni 2023).
 Edges from higher-index points are not traced.
 """
 
@@ -20,13 +20,15 @@ from memscape._validation import check_int, check_positive
 from memscape.landscape._descent import descend_flat
 from memscape.landscape._fields import check_model, check_sigma
 from memscape.landscape.critical import CriticalPoints
+from memscape.landscape.labels import default_tolerance
 from memscape.landscape.morse import hessian_spectrum
+from memscape.protocol import ScoreOrDenoiser
 
 __all__ = ["morse_smale_graph"]
 
 
 def morse_smale_graph(
-    model: Any,
+    model: ScoreOrDenoiser,
     cps: CriticalPoints,
     sigma: Any = None,
     *,
@@ -41,7 +43,7 @@ def morse_smale_graph(
         cps: its :class:`CriticalPoints` (converged points become nodes).
         sigma: noise level (default ``cps.sigma``).
         eps: step off the saddle along ``±v`` (default 5 % of the census' label
-            tolerance, i.e. ≈ 1 % of the patterns' nearest-neighbour distance).
+            tolerance, i.e. ≈ 1.7 % of the patterns' nearest-neighbour distance).
         tol: an end point is matched to the nearest census point within ``tol``
             (default the census' label tolerance).
         max_steps: descent step cap.
@@ -63,7 +65,7 @@ def morse_smale_graph(
     sigma = cps.sigma if sigma is None else sigma
     check_sigma(model, sigma)
     check_int(max_steps, "max_steps")
-    label_tol = float(cps.info.get("label_tol", 0.25))
+    label_tol = float(cps.info.get("label_tol", default_tolerance(None)))
     eps = 0.05 * label_tol if eps is None else eps
     tol = label_tol if tol is None else tol
     check_positive(eps, "eps")

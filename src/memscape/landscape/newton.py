@@ -9,8 +9,8 @@ Levenberg–Marquardt step (Nocedal & Wright, *Numerical Optimization*, §10.3)
 interpolates between the Newton step (λ → 0) and a short gradient step on
 ``½‖g‖²`` (λ large). λ adapts per sample: a step is accepted when it lowers
 ``‖g‖`` (λ ÷ 5) and rejected otherwise (λ × 10). ``‖g‖²`` can have local minima
-that are *not* critical points (DESIGN.md, "Critical points"), so a point counts
-as converged only when ``‖g‖ ≤ tol``; the others are returned and flagged. A state
+that are *not* critical points (Nocedal & Wright 2006, §11.2), so a point counts as
+converged only when ``‖g‖ ≤ tol``; the others are returned and flagged. A state
 also stops when ``‖g‖`` fell by less than half over the last 8 iterations (Newton
 near a root, even a degenerate one, at least halves it every step).
 Works for score-only models too (then ``H`` may be non-symmetric).
@@ -34,6 +34,7 @@ from memscape.landscape._fields import (
     has_energy,
     slice_sigma,
 )
+from memscape.protocol import ScoreOrDenoiser
 
 __all__ = ["NewtonResult", "newton_refine"]
 
@@ -64,7 +65,7 @@ def default_tol(dtype: torch.dtype) -> float:
 
 
 def newton_refine(
-    model: Any,
+    model: ScoreOrDenoiser,
     x: torch.Tensor,
     sigma: Any = None,
     *,
@@ -126,7 +127,7 @@ def newton_refine(
 
 
 def _lm(
-    model: Any,
+    model: ScoreOrDenoiser,
     x: torch.Tensor,
     sigma: Any,
     shape: tuple[int, ...],

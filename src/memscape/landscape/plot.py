@@ -26,6 +26,7 @@ from memscape.landscape._fields import (
 )
 from memscape.landscape.basins import basin_map
 from memscape.landscape.critical import CriticalPoints, default_patterns
+from memscape.protocol import ScoreOrDenoiser
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -53,7 +54,7 @@ def _index_style(index: int) -> tuple[str, str, str]:
     return marker, name, INDEX_COLORS[min(index, len(INDEX_COLORS) - 1)]
 
 
-def _limits(model: Any, cps: CriticalPoints | None, sigma: Any, xlim: Any, ylim: Any):
+def _limits(model: object, cps: CriticalPoints | None, sigma: Any, xlim: Any, ylim: Any):
     if xlim is not None and ylim is not None:
         return xlim, ylim
     pts = default_patterns(model)
@@ -73,7 +74,7 @@ def _limits(model: Any, cps: CriticalPoints | None, sigma: Any, xlim: Any, ylim:
 
 
 def plot_landscape(
-    model: Any,
+    model: ScoreOrDenoiser,
     sigma: Any = None,
     *,
     cps: CriticalPoints | None = None,

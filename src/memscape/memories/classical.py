@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from memscape._validation import check_choice, check_int, check_tensor
-from memscape.dynamics.descent import DescentResult, descend
+from memscape.dynamics.descent import DescentResult, check_mask, descend
 from memscape.protocol import EnergyModel
 
 __all__ = ["ClassicalHopfield", "overlap"]
@@ -87,21 +87,6 @@ def check_order(order: Any, n: int, device: Any) -> torch.Tensor:
     return order
 
 
-def clamp_mask(clamp: Any, x: torch.Tensor, name: str = "clamp") -> torch.Tensor | None:
-    """Expand an optional bool clamp mask of shape ``(N,)`` or ``(B, N)`` to ``x``'s shape."""
-    if clamp is None:
-        return None
-    clamp = check_tensor(clamp, name)
-    if clamp.dtype != torch.bool:
-        raise TypeError(f"{name} must be a bool tensor, got {clamp.dtype}")
-    if tuple(clamp.shape) not in (tuple(x.shape), tuple(x.shape[1:])):
-        raise ValueError(
-            f"{name} must have shape {tuple(x.shape[1:])} or {tuple(x.shape)}, "
-            f"got {tuple(clamp.shape)}"
-        )
-    return clamp.to(x.device).expand_as(x)
-
-
 def _storkey(p: torch.Tensor) -> torch.Tensor:
     """Storkey (1997) incremental rule, one pattern at a time, diagonal held at zero.
 
@@ -134,7 +119,8 @@ class ClassicalHopfield(EnergyModel):
 
     Dynamics: ``mode="async"`` updates units one at a time in a seeded random order
     (``s_i ← sign(Σ_j W_ij s_j)``, ties keep ``s_i``; ``E`` never increases);
-    ``mode="sync"`` updates all units at once (may end in a 2-cycle).
+    ``mode="sync"`` updates all units at once (may end in a 2-cycle). In
+    :meth:`update` and :meth:`retrieve`, ``mask=True`` units are held fixed.
 
     Args:
         patterns: ``(K, N)`` tensor of ±1 (any dtype; float dtypes are kept for the
@@ -169,6 +155,10 @@ class ClassicalHopfield(EnergyModel):
         self._j = j.to(dtype)
         self.event_shape = (n,)
 
+    def _repr_fields(self) -> dict[str, Any]:
+        k, n = self.patterns.shape
+        return {"K": k, "N": n, "rule": self.rule, "mode": self.mode, "dtype": self.patterns.dtype}
+
     @property
     def weights(self) -> torch.Tensor:
         """Coupling matrix ``W`` ``(N, N)``, symmetric with zero diagonal."""
@@ -193,28 +183,29 @@ class ClassicalHopfield(EnergyModel):
     def update(
         self,
         x: torch.Tensor,
-        sigma: Any = None,
         *,
+        mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        sigma: Any = None,
         mode: str | None = None,
         order: torch.Tensor | None = None,
-        clamp: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One sweep of the dynamics: ``(B, N) -> (B, N)``.
 
         Args:
             x: ±1 states ``(B, N)``.
-            sigma: ignored (protocol signature; the network has no noise level).
+            mask: bool ``(N,)`` or ``(B, N)``; ``True`` units are held fixed (never change).
             generator: draws the visiting order of an asynchronous sweep (one random
                 permutation shared by the batch).
+            sigma: ignored; accepted because :func:`memscape.descend` passes every
+                update map its noise level, and this network has none.
             mode: ``"async"`` or ``"sync"``; defaults to ``self.mode``.
             order: explicit visiting order (distinct unit indices, possibly a subset,
                 e.g. ``tensor([i])`` for a single-unit update); async only.
-            clamp: bool ``(N,)`` or ``(B, N)``; ``True`` units never change.
         """
         x = check_spins(self._check_x(x), "x")
         mode = check_choice(self.mode if mode is None else mode, MODES, "mode")
-        free = clamp_mask(clamp, x)
+        free = check_mask(mask, x)
         j = self._j.to(x)
         if mode == "sync":
             if order is not None:
@@ -235,22 +226,23 @@ class ClassicalHopfield(EnergyModel):
     def retrieve(
         self,
         cue: torch.Tensor,
-        mode: str | None = None,
+        *,
         mask: torch.Tensor | None = None,
         max_steps: int = 100,
         generator: torch.Generator | None = None,
         record: bool = False,
+        mode: str | None = None,
     ) -> DescentResult:
         """Sweep from ``cue`` to a fixed point or ``max_steps`` (via :func:`memscape.descend`).
 
         Args:
             cue: ±1 start states ``(B, N)``.
-            mode: ``"async"`` or ``"sync"``; defaults to ``self.mode``.
-            mask: bool ``(N,)`` or ``(B, N)``; ``True`` entries stay clamped to the cue
+            mask: bool ``(N,)`` or ``(B, N)``; ``True`` units are held fixed at the cue
                 during every sweep (partial-cue retrieval).
             max_steps: sweep cap.
             generator: seeds the asynchronous visiting orders.
             record: keep the trajectory (states, energy, score norm per sweep).
+            mode: ``"async"`` or ``"sync"``; defaults to ``self.mode``.
 
         Returns:
             :class:`memscape.DescentResult`; ``converged`` marks fixed points.
@@ -329,12 +321,12 @@ def retrieve_by_sweeps(
     record: bool,
     **update_kwargs: Any,
 ) -> DescentResult:
-    """Run ``descend`` with ``model.update`` bound to ``update_kwargs`` and the clamp mask."""
+    """Run ``descend`` with ``model.update`` bound to ``update_kwargs`` and the mask."""
     cue = check_spins(model._check_x(cue, "cue"), "cue")
     check_int(max_steps, "max_steps")
-    clamp_mask(mask, cue, "mask")  # validate before any work
+    check_mask(mask, cue)  # validate before any work
     stepper = SimpleNamespace(
-        update=partial(model.update, clamp=mask, **update_kwargs),
+        update=partial(model.update, mask=mask, **update_kwargs),
         energy=model.energy,
         score=model.score,
         has_energy=True,

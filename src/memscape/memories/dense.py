@@ -7,11 +7,11 @@ from typing import Any
 import torch
 
 from memscape._validation import check_choice, check_int
-from memscape.dynamics.descent import DescentResult
+from memscape.dynamics.descent import DescentResult, check_mask
+from memscape.kernels import SoftmaxStats, streamed_softmax
 from memscape.memories.classical import (
     check_order,
     check_spins,
-    clamp_mask,
     random_order,
     retrieve_by_sweeps,
     serial,
@@ -62,50 +62,62 @@ class DenseAM(EnergyModel):
         self.patterns = patterns.to(dtype)
         self.event_shape = (patterns.shape[1],)
 
+    def _repr_fields(self) -> dict[str, Any]:
+        k, n = self.patterns.shape
+        fields: dict[str, Any] = {"K": k, "N": n, "interaction": self.interaction}
+        if self.interaction != "exponential":
+            fields["n"] = self.n
+        return {**fields, "dtype": self.patterns.dtype}
+
     def _overlaps(self, x: torch.Tensor) -> torch.Tensor:
         return self._check_x(x) @ self.patterns.to(x).T
+
+    def _streamed(self, x: torch.Tensor) -> SoftmaxStats:
+        """Softmax over the overlaps ``ξ_μ·σ`` (β = 1, no bias), streamed over the patterns."""
+        x = self._check_x(x)
+        x = x if x.is_floating_point() else x.to(self.patterns.dtype)  # integer ±1 states
+        return streamed_softmax(x, self.patterns.to(x), x.new_ones(x.shape[0]))
 
     # ------------------------------------------------------------ protocol
     def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """``E = −Σ_μ F(ξ_μ·σ)`` (log form for exponential): ``(B, N) -> (B,)``, any real states."""
+        if self.interaction == "exponential":  # −log Σ_μ exp(ξ_μ·σ): the streamed kernel's lse
+            return -self._streamed(x).lse
         m = self._overlaps(x)
-        if self.interaction == "exponential":
-            return -torch.logsumexp(m, dim=1)
         if self.interaction == "rectified_polynomial":
             m = m.clamp_min(0)
         return -m.pow(self.n).sum(1)
 
     def score(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form ``−∇E = Σ_μ F'(ξ_μ·σ) ξ_μ`` (softmax weights for exponential): ``(B, N)``."""
+        if self.interaction == "exponential":  # Σ_μ softmax_μ(ξ·σ) ξ_μ: the kernel's mean
+            return self._streamed(x).mean
         m = self._overlaps(x)
-        if self.interaction == "exponential":
-            w = torch.softmax(m, dim=1)
-        else:
-            if self.interaction == "rectified_polynomial":
-                m = m.clamp_min(0)
-            w = self.n * m.pow(self.n - 1)
-        return w @ self.patterns.to(x)
+        if self.interaction == "rectified_polynomial":
+            m = m.clamp_min(0)
+        return (self.n * m.pow(self.n - 1)) @ self.patterns.to(x)
 
     def update(
         self,
         x: torch.Tensor,
-        sigma: Any = None,
         *,
+        mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        sigma: Any = None,
         order: torch.Tensor | None = None,
-        clamp: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One asynchronous sweep of the energy-lowering unit update: ``(B, N) -> (B, N)``.
 
         Args:
             x: ±1 states ``(B, N)``.
-            sigma: ignored (protocol signature; the network has no noise level).
+            mask: bool ``(N,)`` or ``(B, N)``; ``True`` units are held fixed (never change).
             generator: draws the visiting order (one permutation shared by the batch).
+            sigma: ignored; accepted because :func:`memscape.descend` passes every
+                update map its noise level, and this network has none.
             order: explicit visiting order (distinct unit indices, possibly a subset).
-            clamp: bool ``(N,)`` or ``(B, N)``; ``True`` units never change.
         """
         x = check_spins(self._check_x(x), "x")
-        free = clamp_mask(clamp, x)
+        free = check_mask(mask, x)
         n_units = x.shape[1]
         order = (
             random_order(n_units, generator, x.device)
@@ -141,6 +153,7 @@ class DenseAM(EnergyModel):
     def retrieve(
         self,
         cue: torch.Tensor,
+        *,
         mask: torch.Tensor | None = None,
         max_steps: int = 100,
         generator: torch.Generator | None = None,
@@ -150,7 +163,7 @@ class DenseAM(EnergyModel):
 
         Args:
             cue: ±1 start states ``(B, N)``.
-            mask: bool ``(N,)`` or ``(B, N)``; ``True`` entries stay clamped to the cue
+            mask: bool ``(N,)`` or ``(B, N)``; ``True`` units are held fixed at the cue
                 during every sweep (partial-cue retrieval).
             max_steps: sweep cap.
             generator: seeds the visiting orders.

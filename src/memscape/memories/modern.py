@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from memscape._validation import check_positive, check_tensor
-from memscape.dynamics.descent import DescentResult, descend
+from memscape.dynamics.descent import DescentResult, check_mask, descend
 from memscape.kernels import DEFAULT_CHUNK, streamed_softmax
 from memscape.protocol import EnergyModel
 from memscape.theory import hopfield_retrieval_bound
@@ -59,6 +59,13 @@ class ModernHopfield(EnergyModel):
         self.chunk_size = chunk_size
         self.event_shape = (memories.shape[1],)
 
+    def _repr_fields(self) -> dict[str, Any]:
+        k, d = self.memories.shape
+        fields: dict[str, Any] = {"K": k, "d": d, "beta": self.beta}
+        if self.bias is not None:
+            fields["bias"] = self.bias
+        return {**fields, "dtype": self.memories.dtype}
+
     # ------------------------------------------------------------ internals
     def _stats(self, x: torch.Tensor, covariance: bool = False):
         x = self._check_x(x)
@@ -86,37 +93,68 @@ class ModernHopfield(EnergyModel):
         """Closed-form score ``−∇E = X softmax(β(Xᵀξ + c)) − ξ``: ``(B, d) -> (B, d)``."""
         return self.update(x) - x
 
-    def update(self, x: torch.Tensor, sigma: Any = None, *, generator: Any = None) -> torch.Tensor:
-        """One CCCP update ``ξ ← X softmax(β(Xᵀξ + c))`` (eq. 3): ``(B, d) -> (B, d)``."""
-        return self._stats(x).mean
+    def update(
+        self,
+        x: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        sigma: Any = None,
+    ) -> torch.Tensor:
+        """One CCCP update ``ξ ← X softmax(β(Xᵀξ + c))`` (eq. 3): ``(B, d) -> (B, d)``.
+
+        Args:
+            x: states ``(B, d)``.
+            mask: bool ``(d,)`` or ``(B, d)``; ``True`` entries are held fixed at ``x``.
+            generator: ignored (the update is deterministic); shared calling convention.
+            sigma: ignored; accepted because :func:`memscape.descend` passes every
+                update map its noise level, and this network has none (β plays its role:
+                the exact diffusion model at σ is this network at β = 1/σ²).
+        """
+        if mask is None:
+            return self._stats(x).mean
+        x = self._check_x(x)
+        held = check_mask(mask, x)
+        assert held is not None
+        return torch.where(held, x, self._stats(x).mean)
 
     def retrieve(
         self,
-        x: torch.Tensor,
+        cue: torch.Tensor,
+        *,
         mask: torch.Tensor | None = None,
         max_steps: int = 100,
-        tol: float = 1e-6,
+        generator: torch.Generator | None = None,
         record: bool = False,
+        tol: float = 1e-6,
     ) -> DescentResult:
-        """Iterate CCCP updates from ``x`` until the max-abs change is below ``tol``.
+        """Iterate CCCP updates from ``cue`` until the max-abs change is below ``tol``.
 
         Runs through :func:`memscape.descend` (``method="update"``); the energy never
         increases along the iterates (Ramsauer et al. 2020, Theorem 1).
 
         Args:
-            x: start states (queries) ``(B, d)``.
-            mask: bool ``(d,)`` or ``(B, d)``; ``True`` entries stay clamped to ``x``
+            cue: start states (queries) ``(B, d)``.
+            mask: bool ``(d,)`` or ``(B, d)``; ``True`` entries are held fixed at the cue
                 (partial-cue retrieval).
             max_steps: update cap.
-            tol: convergence tolerance on the max-abs change of one update.
+            generator: ignored (the update is deterministic); shared calling convention.
             record: keep the trajectory (states, energy, score norm per update).
+            tol: convergence tolerance on the max-abs change of one update.
 
         Returns:
             :class:`memscape.DescentResult`.
         """
-        x = self._check_x(x)
+        cue = self._check_x(cue, "cue")
         return descend(
-            self, x, method="update", tol=tol, max_steps=max_steps, mask=mask, record=record
+            self,
+            cue,
+            method="update",
+            tol=tol,
+            max_steps=max_steps,
+            mask=mask,
+            record=record,
+            generator=generator,
         )
 
     def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:

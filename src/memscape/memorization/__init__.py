@@ -16,7 +16,12 @@ from memscape.memorization.metrics import (
     nn_ratio,
     paired_similarity,
 )
-from memscape.memorization.neighbors import faiss_available, nearest_neighbors
+from memscape.memorization.neighbors import (
+    faiss_available,
+    median_nn_spacing,
+    nearest_neighbors,
+    same_point_radius,
+)
 
 __all__ = [
     "CLASSES",
@@ -29,8 +34,10 @@ __all__ = [
     "effective_capacity",
     "faiss_available",
     "is_memorized",
+    "median_nn_spacing",
     "memorized_fraction",
     "nearest_neighbors",
     "nn_ratio",
     "paired_similarity",
+    "same_point_radius",
 ]

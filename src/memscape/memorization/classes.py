@@ -21,9 +21,11 @@ from memscape._validation import check_positive, check_tensor
 from memscape.memorization.metrics import RATIO_THRESHOLD, distance_ratio
 from memscape.memorization.neighbors import (
     DEFAULT_NN_CHUNK,
+    SAME_POINT_FRACTION,
     Embed,
     embed_batches,
     nearest_neighbors,
+    same_point_radius,
 )
 
 __all__ = ["CLASSES", "DEFAULT_DELTA_FRACTION", "SampleClasses", "classify_samples"]
@@ -31,8 +33,9 @@ __all__ = ["CLASSES", "DEFAULT_DELTA_FRACTION", "SampleClasses", "classify_sampl
 #: Class names; :attr:`SampleClasses.labels` holds indices into this tuple.
 CLASSES = ("memorized", "spurious", "generalized")
 
-#: Default δ_m = δ_s = this fraction of the median training nearest-neighbour distance.
-DEFAULT_DELTA_FRACTION = 1 / 3
+#: Default δ_m = δ_s = this fraction of the median training nearest-neighbour distance
+#: (the one "same point" rule, :data:`memscape.memorization.neighbors.SAME_POINT_FRACTION`).
+DEFAULT_DELTA_FRACTION = SAME_POINT_FRACTION
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def classify_samples(
 
     Default thresholds. Both default to ``δ = ⅓ · median_k min_{j≠k} ‖y_k − y_j‖``,
     a third of the typical spacing between training points (in ``embed`` space if
-    given). Rationale: the training set is the one length scale that does not
+    given): :func:`memscape.memorization.neighbors.same_point_radius`, the same
+    rule that labels critical points ``memory``. Rationale: the training set is the one length scale that does not
     depend on what the model produced. A sample within a third of the typical
     spacing of a training point is a copy of it — the same 1/3 as the d₁/d₂
     criterion of Yoon et al. / Gu et al. with d₂ replaced by its typical value —
@@ -145,8 +149,7 @@ def classify_samples(
     gen_nn, _ = nearest_neighbors(generated, generated, 1, exclude_self=True, **nn)
     nearest_generated = gen_nn[:, 0]
     if delta_m is None or delta_s is None:
-        train_nn, _ = nearest_neighbors(train, train, 1, exclude_self=True, **nn)
-        default = DEFAULT_DELTA_FRACTION * float(train_nn[:, 0].median())
+        default = same_point_radius(train, **nn)
         delta_m = default if delta_m is None else delta_m
         delta_s = default if delta_s is None else delta_s
     memorized = d1 <= delta_m

@@ -43,12 +43,24 @@ from typing import Any
 
 import torch
 
-from memscape._validation import check_choice, check_int, check_tensor
+from memscape._validation import check_choice, check_int, check_positive, check_tensor
 
-__all__ = ["DEFAULT_NN_CHUNK", "Embed", "embed_batches", "faiss_available", "nearest_neighbors"]
+__all__ = [
+    "DEFAULT_NN_CHUNK",
+    "SAME_POINT_FRACTION",
+    "Embed",
+    "embed_batches",
+    "faiss_available",
+    "median_nn_spacing",
+    "nearest_neighbors",
+    "same_point_radius",
+]
 
 #: Rows per block on each side; a block of distances is chunk × chunk (64 MB in float32).
 DEFAULT_NN_CHUNK = 4096
+
+#: "Same point" radius / median nearest-neighbour spacing: the d₁/d₂ < 1/3 copy rule with d₂ typical.
+SAME_POINT_FRACTION = 1 / 3
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -222,3 +234,56 @@ def _faiss_candidates(q: torch.Tensor, r: torch.Tensor, k: int, exclude_self: bo
         order = torch.argsort(is_self.to(torch.int8), dim=1, stable=True)
         idx = idx.gather(1, order)[:, :k]
     return idx
+
+
+def median_nn_spacing(
+    points: torch.Tensor,
+    *,
+    chunk_size: int = DEFAULT_NN_CHUNK,
+    backend: str = "auto",
+    device: Any = None,
+    embed: Embed | None = None,
+) -> float:
+    """Median distance from each point to its nearest *other* point, ``median_k min_{j≠k} ‖y_k − y_j‖``.
+
+    Streamed through :func:`nearest_neighbors` (``exclude_self=True``), so no
+    ``K×K`` matrix is formed. The median is the lower middle value for even ``K``
+    (``torch.median``). Exact duplicates count (at distance 0).
+
+    Args:
+        points: ``(K, ...)`` with ``K ≥ 2`` (flattened; in ``embed`` space if given).
+        chunk_size: as in :func:`nearest_neighbors`.
+        backend: as in :func:`nearest_neighbors`.
+        device: as in :func:`nearest_neighbors`.
+        embed: as in :func:`nearest_neighbors`.
+    """
+    check_tensor(points, "points", min_ndim=2)
+    if points.shape[0] < 2:
+        raise ValueError(f"points must hold at least 2 rows for a spacing, got {points.shape[0]}")
+    dist, _ = nearest_neighbors(
+        points, points, 1, chunk_size=chunk_size, exclude_self=True, backend=backend,
+        device=device, embed=embed,
+    )  # fmt: skip
+    return float(dist[:, 0].median())
+
+
+def same_point_radius(
+    points: torch.Tensor, fraction: float = SAME_POINT_FRACTION, **nn: Any
+) -> float:
+    """Radius within which a point is "the same point" as one of ``points``: ``fraction`` × spacing.
+
+    ``fraction · median_k min_{j≠k} ‖y_k − y_j‖`` (:func:`median_nn_spacing`), the one
+    rule behind the Pham et al. 2025 memorized / spurious thresholds ``δ_m = δ_s``
+    (:func:`memscape.memorization.classify_samples`) and the ``memory`` / ``mixture``
+    label tolerance of critical points (:func:`memscape.landscape.labels.default_tolerance`).
+    The default :data:`SAME_POINT_FRACTION` = 1/3 is the ``d₁/d₂ < 1/3`` copy criterion
+    of Yoon et al. 2023 / Gu et al. 2023 with ``d₂`` replaced by its typical value; any
+    fraction below 1/2 keeps two points at the typical spacing from claiming one point.
+
+    Args:
+        points: ``(K, ...)`` reference points, ``K ≥ 2``.
+        fraction: multiple of the spacing (``≥ 0``).
+        **nn: ``chunk_size``, ``backend``, ``device``, ``embed`` of :func:`median_nn_spacing`.
+    """
+    check_positive(fraction, "fraction", allow_zero=True)
+    return float(fraction) * median_nn_spacing(points, **nn)

@@ -424,7 +424,7 @@ def run(cfg: MemorizationConfig, ctx: Context) -> None:
 
 
 def _report(cfg: MemorizationConfig, ctx: Context, tables, outputs) -> None:
-    from memscape.experiments import _memorization_figures as figs
+    from memscape.experiments.recipes import _memorization_figures as figs
     from memscape.memorization import effective_capacity
 
     primary = "trained" if cfg.trained else "exact"

@@ -145,7 +145,7 @@ class SymmetryBreakingConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the invalid option."""
-        from memscape.experiments.landscape import DATASETS
+        from memscape.experiments.recipes.landscape import DATASETS
 
         if not self.separations or not self.processes:
             raise ValueError("separations and processes must be non-empty")
@@ -199,7 +199,7 @@ def diagram_job(
     """Bifurcation diagram over σ of the exact diffusion energy of a small 2-D data set."""
     from memscape.diffusion.empirical import EmpiricalDiffusion
     from memscape.experiments._seeds import job_generator
-    from memscape.experiments.landscape import synthetic_points
+    from memscape.experiments.recipes.landscape import synthetic_points
     from memscape.landscape import continuation
 
     g = job_generator(seed, "symmetry-breaking-diagram", data, k)

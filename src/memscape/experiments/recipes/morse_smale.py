@@ -207,7 +207,7 @@ def trained_job(
     noise = spread * torch.randn(samples, 2, generator=g, dtype=torch.float64)
     x = (y[torch.arange(samples) % len(y)] + noise).float()
     model = mlp(width, job_seed(seed, "net") % 2**31)
-    run = train(model, x, train_steps, batch=256, seed=job_seed(seed, "train") % 2**31,
+    run = train(model, x, steps=train_steps, batch=256, seed=job_seed(seed, "train") % 2**31,
                 progress=False)  # fmt: skip
     model = run.model.double().eval().requires_grad_(False)  # float64 for Newton's tolerance
     out: dict[str, Any] = follow(
@@ -251,7 +251,7 @@ def run(cfg: MorseSmaleConfig, ctx: Context) -> None:
     hop = {"beta": cfg.beta, "height_start": cfg.height_start, "height_stop": cfg.height_stop}
     trn = {"spread": cfg.spread, "samples": cfg.samples, "train_steps": cfg.train_steps,
            "width": cfg.width}  # fmt: skip
-    out = {}
+    out: dict = {}
     out.update(ctx.sweep(exact_job, [Job("exact", {**sig, **common})], "exact"))
     out.update(ctx.sweep(hopfield_job, [Job("hopfield", {**hop, **common})], "hopfield"))
     out.update(ctx.sweep(trained_job, [Job("trained", {**sig, **trn, **common})], "trained"))
@@ -342,7 +342,7 @@ def _snapshots(res: dict[str, Any], system: str, cfg: MorseSmaleConfig) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from memscape.experiments.landscape import landscape_figure
+    from memscape.experiments.recipes.landscape import landscape_figure
 
     snaps = res["snapshots"]
     n = len(snaps)
