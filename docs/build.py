@@ -182,8 +182,8 @@ def readme(path: Path = ROOT / "README.md", *, write: bool = True) -> str:
 
 def gallery_tables(out: Path = GENERATED) -> list[Path]:
     """Registry-generated gallery: the experiment table, each experiment's section and options."""
+    from memscape.config import option_spec
     from memscape.experiments import EXPERIMENTS
-    from memscape.experiments.registry import option_spec
 
     (out / "options").mkdir(parents=True, exist_ok=True)
     rows = ["| experiment | what it shows | reproduces | quick run |", "|---|---|---|---|"]

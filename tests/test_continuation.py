@@ -11,6 +11,7 @@ import torch
 import memscape as ms
 from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.protocol import EnergyModel
+from tests.toys import TiltedWell
 
 F64 = torch.float64
 
@@ -26,27 +27,6 @@ class Cusp(EnergyModel):
     def energy(self, x, sigma=None):
         z = x[:, 0]
         return z**4 / 4 + self.a * z**2 / 2 + self.b * z  # score and Hessian by autograd
-
-
-class TiltedWell(EnergyModel):
-    """``E = (x² − 1)² + y²/2 − t x``: folds at ``t = ±8/(3√3)`` (where 12x² = 4)."""
-
-    event_shape = (2,)
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def energy(self, x, sigma=None):
-        return (x[:, 0] ** 2 - 1) ** 2 + 0.5 * x[:, 1] ** 2 - self.t * x[:, 0]
-
-    def score(self, x, sigma=None):
-        return -torch.stack([4 * x[:, 0] ** 3 - 4 * x[:, 0] - self.t, x[:, 1]], dim=1)
-
-    def hessian(self, x, sigma=None):
-        h = torch.zeros(x.shape[0], 2, 2, dtype=x.dtype)
-        h[:, 0, 0] = 12 * x[:, 0] ** 2 - 4
-        h[:, 1, 1] = 1.0
-        return h
 
 
 def real_roots(coeffs) -> torch.Tensor:

@@ -134,3 +134,63 @@ def test_torchvision_loader_needs_root_and_flag(tmp_path):
     else:
         with pytest.raises(ValueError, match="download=True"):
             ms.datasets.load("mnist", root=tmp_path)
+
+
+# ----------------------------------------------------------------- associative-memory sets
+def test_binary_patterns_are_seeded_uniform_signs():
+    d = ms.datasets.load("binary_patterns", size=400, dim=250, data_seed=7)
+    assert d.x.shape == (400, 250) and d.x.dtype == torch.float64
+    assert set(d.x.unique().tolist()) == {-1.0, 1.0} and d.value_range == (-1.0, 1.0)
+    assert abs(float(d.x.mean())) < 4 / math.sqrt(d.x.numel())  # ±1 equally likely
+    overlaps = d.x @ d.x.T / 250  # independent patterns: off-diagonal overlaps ~ N(0, 1/N)
+    off = overlaps[~torch.eye(400, dtype=torch.bool)]
+    assert float(off.var()) == pytest.approx(1 / 250, rel=0.05)
+    again = ms.datasets.load("binary_patterns", size=400, dim=250, data_seed=7)
+    assert torch.equal(again.x, d.x)
+    other = ms.datasets.load("binary_patterns", size=400, dim=250, data_seed=8)
+    assert not torch.equal(other.x, d.x)
+
+
+@pytest.mark.parametrize("delta", [0.2, 0.5, 1.0])
+def test_equiseparated_memories_one_step_error_has_the_closed_form(delta):
+    k, d = 8, 12
+    x = ms.datasets.load("equiseparated", size=k, dim=d, delta=delta).x
+    assert x.shape == (k, d) and x.dtype == torch.float64
+    assert torch.allclose(x.norm(dim=1), torch.ones(k, dtype=x.dtype))
+    gram = x @ x.T
+    off = gram[~torch.eye(k, dtype=torch.bool)]
+    assert torch.allclose(off, torch.full_like(off, 1 - delta))
+    for beta in (0.5, 3.0, 12.0):
+        net = ms.ModernHopfield(x, beta=beta)
+        assert torch.allclose(net.separation(), torch.full((k,), delta, dtype=x.dtype))
+        err = (net.update(x) - x).norm(dim=1)
+        # p_j = e^{−βΔ}/(1 + (K−1)e^{−βΔ}) for j ≠ i and ‖Σ_{j≠i}(x_j − x_i)‖² = K(K−1)Δ
+        q = math.exp(-beta * delta)
+        exact = q * math.sqrt(k * (k - 1) * delta) / (1 + (k - 1) * q)
+        assert torch.allclose(err, torch.full_like(err, exact), rtol=1e-9, atol=1e-15)
+        assert bool((net.retrieval_error_bound(x, torch.arange(k)) >= err).all())
+
+
+def test_equiseparated_memories_validates_its_arguments():
+    with pytest.raises(ValueError, match="d"):
+        ms.datasets.load("equiseparated", size=8, dim=8, delta=0.5)
+    with pytest.raises(ValueError, match="delta"):
+        ms.datasets.load("equiseparated", size=4, dim=8, delta=1.5)
+
+
+def test_gaussian_data_is_centred_and_has_the_critical_beta_of_its_covariance():
+    x = ms.datasets.load("gaussian", size=24, data_seed=3).x
+    assert x.shape == (24, 2) and x.dtype == torch.float64
+    assert torch.allclose(x.mean(0), torch.zeros(2, dtype=x.dtype), atol=1e-12)
+    lam = torch.linalg.eigvalsh(x.T @ x / 24)[-1]
+    assert ms.theory.critical_beta(x) == pytest.approx(1 / float(lam))
+    assert torch.equal(ms.datasets.load("gaussian", size=24, data_seed=3).x, x)  # seeded
+    assert not torch.equal(ms.datasets.load("gaussian", size=24, data_seed=4).x, x)
+
+
+def test_gaussian_data_has_the_requested_standard_deviations():
+    x = ms.datasets.load("gaussian", size=40_000, data_seed=0, std=(2.0, 0.5, 1.0)).x
+    assert x.shape == (40_000, 3)
+    assert torch.allclose(x.std(0), torch.tensor([2.0, 0.5, 1.0], dtype=x.dtype), rtol=0.02)
+    with pytest.raises(ValueError, match="std"):
+        ms.datasets.load("gaussian", std=(1.0, -1.0))

@@ -19,7 +19,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "memscape"
 # Bottom to top. A module may import modules of its own layer or of lower layers; a
 # prefix names a module or a package (the longest matching prefix decides).
 LAYERS: list[tuple[str, ...]] = [
-    ("memscape._version", "memscape._validation", "memscape.io"),
+    (
+        "memscape._version",
+        "memscape._validation",
+        "memscape.config",
+        "memscape.io",
+        "memscape.numeric",
+    ),
     ("memscape.protocol", "memscape.kernels"),
     ("memscape.dynamics.descent",),  # the one descent loop, used by the memories
     ("memscape.datasets", "memscape.diffusion.processes", "memscape.theory"),
@@ -111,7 +117,7 @@ HEAVY = {
         "import memscape",
         "from memscape.cli import app",
         "from memscape.experiments import EXPERIMENTS, build_config\n"
-        "from memscape.experiments.registry import option_spec\n"
+        "from memscape.config import option_spec\n"
         "for e in EXPERIMENTS.values(): option_spec(e.config); build_config(e, quick=True)",
     ],
 )

@@ -14,14 +14,6 @@ from memscape.diffusion.processes import VP
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_edm_coefficients_give_unit_variance_input_and_target():
     """EDM §B.6: c_in makes the input unit-variance, c_skip/c_out the target; λ c_out² = 1."""
     sd = 0.7

@@ -13,27 +13,10 @@ import memscape as ms
 from memscape.landscape.critical import critical_points
 from memscape.landscape.plot import plot_bifurcation, plot_landscape
 from memscape.protocol import EnergyModel
+from tests.toys import TiltedWell
 
 F64 = torch.float64
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class TiltedWell(EnergyModel):
-    """``E = (x² − 1)² + y²/2 − t x``: minima and a saddle on the x axis at 4x³ − 4x = t."""
-
-    event_shape = (2,)
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def energy(self, x, sigma=None):
-        return (x[:, 0] ** 2 - 1) ** 2 + 0.5 * x[:, 1] ** 2 - self.t * x[:, 0]
-
-    def hessian(self, x, sigma=None):
-        h = torch.zeros(x.shape[0], 2, 2, dtype=x.dtype)
-        h[:, 0, 0] = 12 * x[:, 0] ** 2 - 4
-        h[:, 1, 1] = 1.0
-        return h
 
 
 class Rotation(EnergyModel):

@@ -24,15 +24,6 @@ from memscape.diffusion.samplers import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one intra-op thread avoids thread-pool overhead on small CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 MU = torch.tensor([0.3, -0.2], dtype=F64)
 S = torch.tensor([[1.0, 0.3], [0.3, 0.4]], dtype=F64)
 

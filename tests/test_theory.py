@@ -94,6 +94,41 @@ def test_dense_capacity_inverts_bit_error():
         assert T.dense_bit_error(200, n, k) == pytest.approx(0.01, rel=1e-9)
 
 
+@pytest.mark.parametrize(
+    ("N", "n", "f"), [(64, 2, 0.5), (200, 2, 0.9), (32, 3, 0.5), (24, 4, 0.99), (512, 3, 0.1)]
+)
+def test_dense_capacity_at_a_fixed_fraction_matches_a_root_solve(N, n, f):
+    # "a fraction f of the patterns are fixed points": exp(−N·P_bit(K)) = f, i.e. the
+    # per-bit error −ln f / N; the closed form against a root solve of the estimate in K.
+    from scipy import optimize
+
+    log_k = optimize.brentq(
+        lambda lk: N * T.dense_bit_error(N, n, math.exp(lk)) + math.log(f), -20, 200, xtol=1e-13
+    )
+    k = T.dense_capacity(N, n, error=-math.log(f) / N)
+    assert k == pytest.approx(math.exp(log_k), rel=1e-8)
+    # N·Φ(−z) = −ln f with z² = N^(n−1)/((2n−3)!! K)  ⇒  K = N^(n−1)/((2n−3)!! z²)
+    z = -special.ndtri(-math.log(f) / N)
+    assert k == pytest.approx(N ** (n - 1) / (special.factorial2(2 * n - 3) * z**2), rel=1e-8)
+    assert math.exp(-N * T.dense_bit_error(N, n, k)) == pytest.approx(f, rel=1e-8)
+    if n == 2:  # the classical estimate: same K from fixed_point_probability
+        assert T.fixed_point_probability(N, k / N).probability == pytest.approx(f, rel=1e-8)
+
+
+@pytest.mark.parametrize("n", [100, 500, 2000, 4000])
+def test_half_fixed_load_is_the_n2_dense_capacity_at_bit_error_ln2_over_n(n):
+    # exp(−N Φ(−1/√α)) = ½  ⇔  α = 1 / Φ⁻¹(ln 2 / N)²; root solve of the estimate in α
+    from scipy import optimize
+
+    half = T.dense_capacity(n, 2, error=math.log(2) / n) / n
+    root = optimize.brentq(
+        lambda a: T.fixed_point_probability(n, a).probability - 0.5, 1e-3, 1.0, xtol=1e-14
+    )
+    assert half == pytest.approx(root, rel=1e-9)
+    assert half == pytest.approx(1.0 / special.ndtri(math.log(2) / n) ** 2, rel=1e-9)
+    assert T.fixed_point_probability(n, half).probability == pytest.approx(0.5)
+
+
 def test_dense_bit_error_matches_simulation_n3():
     # Flip each bit of stored patterns of E = −Σ_μ (ξ_μ·σ)³ and count energy decreases.
     gen = torch.Generator().manual_seed(1)

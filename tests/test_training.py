@@ -17,14 +17,6 @@ W = torch.tensor([0.5, 0.3, 0.2])
 STD = 0.15
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def mixture_denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Closed-form E[y | x] for y ~ Σ_k w_k N(c_k, s²I), x = y + σz."""
     v = STD**2 + sigma**2

@@ -14,8 +14,11 @@ from . import (
 from ._version import __version__
 from .diffusion import (
     EmpiricalDiffusion,
+    GaussianMixtureDiffusion,
+    ProcessLandscape,
     ScoreModel,
     TrainRun,
+    TrajectoryRecorder,
     get_process,
     log_likelihood,
     sample,
@@ -38,19 +41,25 @@ from .landscape.continuation import BifurcationDiagram, continuation
 from .landscape.plot import plot_bifurcation, plot_landscape
 from .memories import ClassicalHopfield, DenseAM, ModernHopfield
 from .memorization import classify_samples, memorized_fraction, nearest_neighbors, nn_ratio
-from .protocol import EnergyModel, jacobian_of, score_of
+from .protocol import Denoiser, Energy, EnergyModel, ScoreField, jacobian_of, score_of
 
 __all__ = [
     "BifurcationDiagram",
     "ClassicalHopfield",
     "CriticalPoints",
+    "Denoiser",
     "DenseAM",
     "DescentResult",
     "EmpiricalDiffusion",
+    "Energy",
     "EnergyModel",
+    "GaussianMixtureDiffusion",
     "ModernHopfield",
+    "ProcessLandscape",
+    "ScoreField",
     "ScoreModel",
     "TrainRun",
+    "TrajectoryRecorder",
     "__version__",
     "basin_fractions",
     "basin_map",

@@ -67,8 +67,8 @@ def _experiment_command(name: str):
     """A typer command for experiment ``name`` with one option per config field."""
     import inspect
 
+    from memscape.config import option_spec
     from memscape.experiments import EXPERIMENTS, run_experiment
-    from memscape.experiments.registry import option_spec
 
     exp = EXPERIMENTS[name]
 

@@ -34,6 +34,7 @@ __all__ = [
     "circle_radius",
     "clone_probability",
     "clone_probability_at_speciation",
+    "clone_probability_crossing",
     "collapse_time",
     "critical_beta",
     "dense_bit_error",
@@ -405,6 +406,38 @@ def clone_probability_at_speciation() -> float:
     nodes, weights = np.polynomial.hermite_e.hermegauss(96)
     p = special.expit(2 * (1 + nodes))
     return float((weights * (p**2 + (1 - p) ** 2)).sum() / weights.sum())
+
+
+def clone_probability_crossing(mean_norm: float, level: float, variance: float = 1.0) -> float:
+    """OU time at which the exact :func:`clone_probability` ``φ(t)`` falls through ``level``.
+
+    Biroli, Bonnaire, de Bortoli & Mézard 2024: ``φ`` decreases from 1 (t → 0, the
+    clones share their end point) to ½ (t → ∞, independent classes), so every level
+    in (½, 1) is crossed once; at ``level`` = :func:`clone_probability_at_speciation`
+    and ``‖m‖² = dμ̃²`` the crossing tends to t_S (:func:`speciation_time`) as d → ∞.
+    Root of ``φ(t) = level`` by Brent's method (the bracket is doubled upward).
+
+    Args:
+        mean_norm: ``‖m‖ > 0`` of the mixture ``½ N(m, vI) + ½ N(−m, vI)``.
+        level: in (½, 1).
+        variance: per-coordinate variance v of each Gaussian.
+    """
+    check_positive(mean_norm, "mean_norm")
+    check_positive(variance, "variance")
+    if not 0.5 < level < 1:
+        raise ValueError(f"level must be in (0.5, 1), got {level!r}")
+
+    def gap(t: float) -> float:
+        return float(clone_probability(t, mean_norm, variance)) - level
+
+    lo, hi = 1e-6, 1.0
+    if gap(lo) <= 0:
+        return lo
+    while gap(hi) > 0:
+        lo, hi = hi, 2 * hi
+        if hi > 1e3:
+            raise ValueError(f"clone_probability stays above level {level!r}")
+    return float(optimize.brentq(gap, lo, hi, xtol=1e-10))
 
 
 # --------------------------------------------------------------------- circle toy

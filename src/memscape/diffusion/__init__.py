@@ -2,7 +2,9 @@
 
 from memscape.diffusion.empirical import EmpiricalDiffusion
 from memscape.diffusion.likelihood import log_likelihood
+from memscape.diffusion.mixture import GaussianMixtureDiffusion
 from memscape.diffusion.model import ScoreModel
+from memscape.diffusion.potential import ProcessLandscape
 from memscape.diffusion.preconditioning import (
     EDMPrecond,
     Preconditioning,
@@ -10,7 +12,15 @@ from memscape.diffusion.preconditioning import (
     VPPrecond,
     get_preconditioning,
 )
-from memscape.diffusion.processes import EDM, OU, VE, VP, NoiseProcess, get_process
+from memscape.diffusion.processes import (
+    EDM,
+    OU,
+    VE,
+    VP,
+    NoiseProcess,
+    SDECoefficients,
+    get_process,
+)
 from memscape.diffusion.samplers import (
     TrajectoryRecorder,
     get_sigmas,
@@ -31,8 +41,11 @@ __all__ = [
     "VP",
     "EDMPrecond",
     "EmpiricalDiffusion",
+    "GaussianMixtureDiffusion",
     "NoiseProcess",
     "Preconditioning",
+    "ProcessLandscape",
+    "SDECoefficients",
     "ScoreModel",
     "TrainRun",
     "TrajectoryRecorder",

@@ -124,10 +124,10 @@ class EmpiricalDiffusion(EnergyModel):
         xf = x.reshape(x.shape[0], -1)
         if index is not None:
             index = check_tensor(index, "index", ndim=1)
-            if index.is_floating_point() or index.shape[0] != x.shape[0]:
-                raise ValueError(f"index must be a ({x.shape[0]},) integer tensor")
-            if bool(((index < 0) | (index >= len(self))).any()):
-                raise ValueError(f"index must lie in [0, {len(self)}), got {index.tolist()}")
+            if index.is_floating_point() or index.dtype == torch.bool:
+                raise TypeError(f"index must be an integer tensor, got {index.dtype}")
+            if index.shape[0] != x.shape[0] or bool(((index < 0) | (index >= len(self))).any()):
+                raise ValueError(f"index must be ({x.shape[0]},) with entries in [0, {len(self)})")
             idx = index.to(x.device)
             logit = ((xf * flat[idx]).sum(1) - self._half_sq_norms.to(x)[idx]) / s2[:, 0]
             return torch.exp(logit - self._stats(x, sigma).lse)

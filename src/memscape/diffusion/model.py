@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from memscape._validation import as_sigma, check_choice, check_int, check_positive
-from memscape.io import load_tensors, read_json, save_tensors, write_json
 from memscape.diffusion.networks import MLP, UNet
 from memscape.diffusion.preconditioning import Preconditioning, get_preconditioning
+from memscape.io import load_tensors, read_json, save_tensors, write_json
 from memscape.protocol import EnergyModel, Verbatim
 
 __all__ = ["ScoreModel"]

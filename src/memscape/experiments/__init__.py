@@ -17,9 +17,6 @@ from memscape.experiments.registry import (
 from memscape.experiments.results import Check, ResultsFolder
 from memscape.experiments.sweep import Job, SweepResult, grid_jobs, job_seed, load_job, run_sweep
 
-# the circle recipe moves into recipes/ with its rewrite
-from memscape.experiments import circle  # noqa: E402, F401, I001
-
 discover()
 
 __all__ = [

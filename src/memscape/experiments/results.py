@@ -177,8 +177,9 @@ class ResultsFolder:
             ]
             for c in self.checks:
                 kind = "rel." if c.relative else "abs."
+                name = c.name.replace("|", "\\|")
                 lines.append(
-                    f"| {c.name} | {c.measured:.4g} | {c.theory:.4g} | {c.gap:.3g} ({kind}) | "
+                    f"| {name} | {c.measured:.4g} | {c.theory:.4g} | {c.gap:.3g} ({kind}) | "
                     f"{c.tolerance:.3g} | {'PASS' if c.passed else 'FAIL'} |"
                 )
             lines.append("")
@@ -198,46 +199,23 @@ class ResultsFolder:
                 [{**c.__dict__, "gap": c.gap, "passed": c.passed} for c in self.checks]
             )
             self.write_table("checks", checks)
-        body = _markdown_to_html(md)
-        page = f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>{body}"
+        import base64
+
+        import markdown
+
+        for f in self.figures:  # embed the figures: the page stays whole when moved or mailed
+            data = base64.b64encode((self.path / f"{f}.png").read_bytes()).decode()
+            md = md.replace(f"]({f}.png)", f"](data:image/png;base64,{data})")
+        body = markdown.markdown(md, extensions=["tables", "fenced_code"])
+        page = (
+            f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style>{body}"
+        )
         return atomic_write(self.path / "report.html", lambda p: p.write_text(page))
 
 
-def _markdown_to_html(md: str) -> str:
-    """A minimal Markdown → HTML for the report (headings, tables, images, code, paragraphs)."""
-    out: list[str] = []
-    in_code = in_table = False
-    for line in md.splitlines():
-        if line.startswith("```"):
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(html.escape(line))
-            continue
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= {"-"} for c in cells):
-                continue
-            if not in_table:
-                out.append("<table border='1' cellspacing='0' cellpadding='3'>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("![") and "](" in line:
-            alt, src = line[2:].split("](", 1)
-            out.append(
-                f"<p><img src='{html.escape(src.rstrip(')'))}' alt='{html.escape(alt)}'"
-                " style='max-width:100%'></p>"
-            )
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    return "\n".join(out)
+_STYLE = (
+    "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.2em .5em}"
+    "th{background:#eee}img{max-width:100%}pre{background:#f6f6f6;padding:.5em;overflow:auto}"
+)

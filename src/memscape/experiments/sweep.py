@@ -111,7 +111,9 @@ def grid_jobs(
         raise ValueError(f"sweep name must be ASCII letters, digits and '-', got {name!r}")
     if isinstance(points, Mapping):
         axes = list(points)
-        points = [dict(zip(axes, values, strict=True)) for values in itertools.product(*points.values())]
+        points = [
+            dict(zip(axes, values, strict=True)) for values in itertools.product(*points.values())
+        ]
     jobs = []
     for point in points:
         coords = "_".join(f"{k}={_key_part(v)}" for k, v in point.items())

@@ -1,5 +1,5 @@
 """Landscape analysis: critical points, Morse index, labels, basins, Morse–Smale graph,
-conservativeness of score fields, continuation and bifurcations, plots.
+conservativeness of score fields, continuation and bifurcations, radial profiles, plots.
 
 Public names are re-exported from the submodules below (the analysis layer: it imports models, never experiments).
 """
@@ -26,7 +26,20 @@ from memscape.landscape.labels import label_points
 from memscape.landscape.morse import HessianSpectrum, hessian_spectrum, is_hyperbolic, morse_index
 from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.landscape.newton import NewtonResult, newton_refine
-from memscape.landscape.plot import plot_bifurcation, plot_landscape
+from memscape.landscape.plot import (
+    plot_bifurcation,
+    plot_census,
+    plot_landscape,
+    plot_morse_smale,
+)
+from memscape.landscape.profiles import RadialProfile, radial_profile
+from memscape.landscape.snapshots import (
+    census_table,
+    continuation_snapshots,
+    edge_table,
+    landscape_census,
+    snapshot_values,
+)
 
 # --- continuation / bifurcations (continuation.py): add its imports below this line ---
 # --- plotting (plot.py): add its imports below this line ---
@@ -38,24 +51,33 @@ __all__ = [
     "CriticalPoints",
     "HessianSpectrum",
     "NewtonResult",
+    "RadialProfile",
     "basin_fractions",
     "basin_map",
     "basin_radius",
+    "census_table",
     "continuation",
+    "continuation_snapshots",
     "critical_points",
     "discrete_fixed_points",
+    "edge_table",
     "hessian_spectrum",
     "is_conservative",
     "is_hyperbolic",
     "label_points",
+    "landscape_census",
     "line_integral",
     "morse_index",
     "morse_smale_graph",
     "newton_refine",
     "path_dependence",
     "plot_bifurcation",
+    "plot_census",
     "plot_landscape",
+    "plot_morse_smale",
+    "radial_profile",
     "relative_energy",
     "score_asymmetry",
+    "snapshot_values",
     "wilson_interval",
 ]

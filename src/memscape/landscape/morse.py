@@ -58,8 +58,8 @@ DENSE_MAX_DIM = 256
 #: round-off on a zero eigenvalue, so 1e-9 ignores that noise yet counts any real curvature.
 MORSE_RTOL = 1e-9
 
-#: min|λ| ≤ HYPERBOLIC_RTOL·max|λ| is degenerate: 1e-6 flags points within ~1e-6 (relative)
-#: of a fold or pitchfork, where the index is not to be trusted (it is ≥ MORSE_RTOL).
+#: min|λ| ≤ HYPERBOLIC_RTOL·max|λ| is degenerate: 1e-6 ≫ MORSE_RTOL, so a point whose index
+#: could flip under round-off (near a fold or pitchfork) is flagged before its index is trusted.
 HYPERBOLIC_RTOL = 1e-6
 
 #: ‖H − Hᵀ‖_F ≤ SYMMETRY_RTOL·‖H‖_F is symmetric: autograd Hessians of an energy are
@@ -69,7 +69,9 @@ SYMMETRY_RTOL = 1e-10
 
 def _spectrum_scale(eigenvalues: torch.Tensor) -> torch.Tensor:
     """``max|λ|`` over the last dimension, kept as ``(..., 1)`` (tiny instead of 0)."""
-    return eigenvalues.abs().amax(dim=-1, keepdim=True).clamp_min(1e-300)
+    return (
+        eigenvalues.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(eigenvalues.dtype).tiny)
+    )
 
 
 def morse_index(eigenvalues: torch.Tensor, *, rtol: float = MORSE_RTOL) -> torch.Tensor:
@@ -85,6 +87,7 @@ def morse_index(eigenvalues: torch.Tensor, *, rtol: float = MORSE_RTOL) -> torch
         eigenvalues: ``(..., k)`` real eigenvalues (any order).
         rtol: relative threshold (default :data:`MORSE_RTOL`).
     """
+    eigenvalues = eigenvalues if eigenvalues.is_floating_point() else eigenvalues.double()
     tol = rtol * _spectrum_scale(eigenvalues)
     return (eigenvalues < -tol).sum(dim=-1)
 
@@ -99,8 +102,8 @@ def is_hyperbolic(eigenvalues: torch.Tensor, *, rtol: float = HYPERBOLIC_RTOL) -
         eigenvalues: ``(..., k)`` real eigenvalues.
         rtol: relative threshold (default :data:`HYPERBOLIC_RTOL`).
     """
-    ev = eigenvalues.abs()
-    return ev.amin(dim=-1) > rtol * _spectrum_scale(eigenvalues).squeeze(-1)
+    eigenvalues = eigenvalues if eigenvalues.is_floating_point() else eigenvalues.double()
+    return eigenvalues.abs().amin(dim=-1) > rtol * _spectrum_scale(eigenvalues).squeeze(-1)
 
 
 def asymmetry(h: torch.Tensor) -> torch.Tensor:
@@ -109,7 +112,7 @@ def asymmetry(h: torch.Tensor) -> torch.Tensor:
     0 for a symmetric matrix (and for the zero matrix).
     """
     skew = (h - h.transpose(-1, -2)).flatten(-2).norm(dim=-1)
-    return skew / h.flatten(-2).norm(dim=-1).clamp_min(1e-300)
+    return skew / h.flatten(-2).norm(dim=-1).clamp_min(torch.finfo(h.dtype).tiny)
 
 
 def is_symmetric(h: torch.Tensor, *, rtol: float = SYMMETRY_RTOL) -> torch.Tensor:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from memscape.landscape.continuation import BifurcationDiagram
 
-__all__ = ["plot_bifurcation", "plot_landscape"]
+__all__ = ["plot_bifurcation", "plot_census", "plot_landscape", "plot_morse_smale"]
 
 #: marker and name of critical points by Morse index (index ≥ 3 share the last style)
 INDEX_STYLE = {0: ("o", "minimum"), 1: ("X", "saddle (index 1)"), 2: ("^", "maximum (index 2)")}
@@ -245,4 +245,84 @@ def plot_bifurcation(
             for k in sorted(set(bif["kind"]))
         ]
         ax.legend(handles=handles, loc="best", fontsize="small")
+    return ax
+
+
+def plot_census(
+    model: ScoreOrDenoiser,
+    sigma: Any,
+    points: Any,
+    *,
+    patterns: torch.Tensor | None = None,
+    edges: Any = None,
+    ax: Any = None,
+    xlim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+    resolution: int = 120,
+    basin_resolution: int = 60,
+    legend: bool = True,
+) -> Axes:
+    """:func:`plot_landscape` of a stored census table, with the patterns and graph edges.
+
+    The converged rows of ``points`` are re-analysed in place
+    (:meth:`CriticalPoints.from_points`, no new search), so a census saved as a table
+    draws the same as the census itself.
+
+    Args:
+        model: the 2-D model of the census.
+        sigma: its noise level (``None`` when not noise-conditioned).
+        points: a census table (:func:`memscape.landscape.snapshots.census_table`:
+            columns ``point``, ``x0``, ``x1``, ``converged``).
+        patterns: ``(K, 2)`` stored / training points, drawn as black stars.
+        edges: a Morse–Smale edge table (:func:`memscape.landscape.snapshots.edge_table`):
+            each saddle → census-point edge is drawn as a black segment.
+        ax: Axes to draw on (default a new Agg figure).
+        xlim: plot ranges (default as :func:`plot_landscape`).
+        ylim: plot ranges (default as :func:`plot_landscape`).
+        resolution: as :func:`plot_landscape`.
+        basin_resolution: as :func:`plot_landscape`.
+        legend: as :func:`plot_landscape`.
+    """
+    conv = points[points["converged"]]
+    xy = torch.tensor(conv[["x0", "x1"]].to_numpy(), dtype=torch.float64)
+    ok = torch.ones(xy.shape[0], dtype=torch.bool)  # converged in the census that found them
+    cps = CriticalPoints.from_points(model, xy, sigma, converged=ok, patterns=patterns)
+    ax = plot_landscape(model, sigma, cps=cps, ax=ax, xlim=xlim, ylim=ylim, resolution=resolution,
+                        basin_resolution=basin_resolution, legend=legend)  # fmt: skip
+    if patterns is not None:
+        pats = patterns.reshape(len(patterns), -1).double().numpy()
+        ax.plot(pats[:, 0], pats[:, 1], "k*", ms=5, zorder=6)
+    if edges is not None and len(edges):
+        pos = conv.set_index("point")
+        for e in edges[edges["end"].astype(str).str.isdigit()].itertuples():
+            if int(e.saddle) in pos.index and int(e.end) in pos.index:
+                a, b = pos.loc[int(e.saddle)], pos.loc[int(e.end)]
+                ax.plot([a.x0, b.x0], [a.x1, b.x1], c="k", lw=1.0, alpha=0.7, zorder=4)
+    return ax
+
+
+def plot_morse_smale(points: Any, edges: Any, ax: Any = None, *, node_size: float = 160) -> Axes:
+    """The Morse–Smale graph drawn at the critical points' positions, nodes coloured by index.
+
+    Args:
+        points: a census table (columns ``point``, ``x0``, ``x1``, ``converged``,
+            ``morse_index``); its converged rows are the nodes.
+        edges: a Morse–Smale edge table (columns ``saddle``, ``end``); edges to
+            unresolved end points are left out.
+        ax: Axes to draw on (default a new Agg figure).
+        node_size: networkx node size.
+    """
+    import networkx as nx
+
+    ax = _new_axes(ax, (5.0, 4.5))
+    g = nx.DiGraph()
+    conv = points[points["converged"]]
+    pos = {str(r.point): (r.x0, r.x1) for r in conv.itertuples()}
+    g.add_nodes_from(pos)
+    g.add_edges_from((str(r.saddle), str(r.end)) for r in edges.itertuples() if str(r.end) in pos)
+    colors = [_index_style(int(i))[2] for i in conv["morse_index"]]
+    nx.draw_networkx(g, pos, ax=ax, node_color=colors, node_size=node_size, font_size=6,
+                     arrowsize=8, edge_color="0.3")  # fmt: skip
+    ax.set_aspect("equal")
+    ax.tick_params(left=True, bottom=True, labelleft=True, labelbottom=True)
     return ax
