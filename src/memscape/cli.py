@@ -47,20 +47,25 @@ _COMMON_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
 
 
 def _option_help(spec: dict[str, Any]) -> str:
-    """One option's help: its text, range or choices, and its default (once)."""
-    bounds = [
+    """One option's help: its text, then range or choices and the default, once, in parentheses.
+
+    (No square brackets: rich would read them as markup and drop them.)
+    """
+    notes = [
         f"{word} {spec[key]:g}"
         for key, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
         if spec.get(key) is not None
     ]
     if spec.get("choices"):
-        bounds.append("one of " + ", ".join(spec["choices"]))
+        notes.append("one of " + ", ".join(spec["choices"]))
     default = spec["default"]
-    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    if default is not None:
+        notes.append(
+            "default "
+            + (",".join(map(str, default)) if isinstance(default, tuple) else str(default))
+        )
     text = spec.get("help") or ""
-    if bounds:
-        text += f" ({'; '.join(bounds)})"
-    return f"{text} [default: {'none' if shown is None else shown}]"
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 def _experiment_command(name: str):
