@@ -45,7 +45,7 @@ class DenseCapacityConfig:
     powers: tuple[int, ...] = option((2, 3, 4), "interaction powers n", ge=2)
     sizes: tuple[int, ...] = option(
         (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512),
-        "candidate N; each n uses those whose predicted K is in [min_patterns, max_patterns]",
+        "candidate N; each n uses those whose predicted K lies between min_patterns and max_patterns",
         ge=4,
     )
     min_patterns: int = option(10, "smallest predicted K measured", ge=1)
