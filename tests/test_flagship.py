@@ -70,6 +70,15 @@ def test_exact_model_memorizes_at_every_k_and_resumes(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "samples.parquet"), samples)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["experiment"] == "memorization" and cfg["config"]["trained"] is False
+    # provenance: the data's fingerprint, both runs in the history, each job's own record
+    assert (
+        set(cfg["data"]) == {"data"}
+        and cfg["memscape"] == cfg["runs"][0]["environment"]["memscape"]
+    )
+    assert [r["status"] for r in cfg["runs"]] == ["finished", "finished"]
+    job = json.loads((out / "jobs" / victim / "run.json").read_text())
+    assert {"scipy", "scikit-learn", "matplotlib", "safetensors", "git"} <= set(job["environment"])
+    assert job["start"] >= cfg["runs"][1]["start"]  # recomputed by the second run
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import pytest
 
 from memscape import theory
 from memscape.experiments import EXPERIMENTS, build_config, run_experiment
+from tests._checks import assert_checks_measure
 
 
 # ----------------------------------------------------------------------------- fast
@@ -55,6 +56,9 @@ def test_symmetry_breaking_quick_matches_closed_forms(tmp_path):
         assert r.kind == "pitchfork"
         if r.object == "density":
             assert r.sigma_c == pytest.approx(r.a, rel=0.01)  # σ_c within 1 %
+        # measured without Hessians: the minima count of E on a grid changes at t_c
+        assert r.t_c_scan == pytest.approx(theory_fn(r.a, r.process), rel=1e-5)
+        assert r.minima_ends == "(2, 1)"
     dens = crit[crit.object == "density"].set_index("process")["t_c"]
     drift = crit[crit.object == "drift"].set_index("process")["t_c"]
     assert drift["vp"] > 1.05 * dens["vp"] and drift["ou"] > 1.05 * dens["ou"]
@@ -62,6 +66,7 @@ def test_symmetry_breaking_quick_matches_closed_forms(tmp_path):
     bif = folder.read_table("diagram_bifurcations")
     at_mean = bif[(bif["x0"].abs() < 1e-6) & (bif["x1"].abs() < 1e-6)]
     assert at_mean["parameter"].max() == pytest.approx(math.sqrt(0.5), rel=0.01)
+    assert_checks_measure(folder)
 
 
 @pytest.mark.slow

@@ -7,17 +7,25 @@ tests run each experiment's quick mode and compare its written tables with theor
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
-from scipy import special
+from scipy import special, stats
 
 import memscape as ms
 from memscape.experiments import run_experiment
 from memscape.experiments.registry import EXPERIMENTS, build_config
 from memscape.numeric import level_crossing
-from memscape.theory import ags_overlap, critical_beta, dense_capacity, exponential_capacity
+from memscape.theory import (
+    ags_critical_load,
+    ags_overlap,
+    critical_beta,
+    dense_capacity,
+    exponential_capacity,
+)
+from tests._checks import assert_checks_measure
 
 
 def predicted_capacity(N: int, n: int, f: float) -> float:
@@ -34,8 +42,9 @@ def half_fixed_load(n: int) -> float:
 @pytest.mark.parametrize(
     ("name", "bad", "match"),
     [
-        ("hopfield-capacity", {"rules": ("hebbian", "oja")}, "rules"),
+        ("hopfield-capacity", {"mode": "parallel"}, "mode"),
         ("hopfield-capacity", {"fixed_alphas": ()}, "fixed_alphas"),
+        ("hopfield-capacity", {"fail_overlap": 0.8}, "fail_overlap"),
         ("dense-capacity", {"fraction": 1.5}, "fraction"),
         ("dense-capacity", {"min_patterns": 50, "max_patterns": 10}, "min_patterns"),
         ("modern-hopfield", {"separations": (0.5, 2.0)}, "separations"),
@@ -49,19 +58,31 @@ def test_configs_reject_bad_options_naming_them(name, bad, match):
 
 # ----------------------------------------------------------------------------- slow
 @pytest.mark.slow
-def test_hopfield_capacity_quick_run_matches_ags_and_the_fixed_point_estimate(tmp_path):
+def test_hopfield_capacity_quick_run_finds_alpha_c_and_matches_ags(tmp_path):
     folder = run_experiment("hopfield-capacity", out=tmp_path / "hc", quick=True, progress=False)
     summary = folder.read_table("summary")
-    heb = summary[
-        (summary["rule"] == "hebbian") & (summary["N"] == 2000) & (summary["alpha"] <= 0.1 + 1e-12)
-    ]
-    assert len(heb) >= 2
-    gap = (heb["overlap"] - ags_overlap(heb["alpha"].to_numpy())).abs()
-    assert gap.max() <= 0.01  # the tolerance at N = 2000
-    above = summary[
-        (summary["rule"] == "hebbian") & (summary["N"] == 2000) & (summary["alpha"] >= 0.2)
-    ]
-    assert (above["overlap"] < 0.9).all()  # retrieval has collapsed above α_c ≈ 0.138
+    low = summary[(summary["N"] == 2000) & (summary["alpha"] <= 0.1 + 1e-12)]
+    assert len(low) >= 2
+    assert (low["overlap"] - ags_overlap(low["alpha"].to_numpy())).abs().max() <= 0.01
+    assert (summary[summary["alpha"] >= 0.2]["retrieved"] < 0.5).all()  # collapsed above α_c
+    # α_½(N) from the written per-probe overlaps, by linear interpolation written here
+    patterns = folder.read_table("patterns")
+    frac = (patterns["overlap"] >= 0.75).groupby([patterns["N"], patterns["alpha"]]).mean()
+    halves = {}
+    for n, f in frac.groupby(level="N"):
+        a, p = f.index.get_level_values("alpha").to_numpy(), f.to_numpy()
+        i = int(np.flatnonzero(p < 0.5)[0])
+        halves[n] = a[i - 1] + (p[i - 1] - 0.5) * (a[i] - a[i - 1]) / (p[i - 1] - p[i])
+    sizes, alpha_c = sorted(halves), ags_critical_load().alpha_c
+    assert all(halves[a] > halves[b] > alpha_c for a, b in itertools.pairwise(sizes))
+    # unweighted least squares in N^-1/2 (scipy), against AGS α_c = 0.1379 at the quick tolerance
+    fit = stats.linregress(np.array(sizes, float) ** -0.5, [halves[n] for n in sizes])
+    assert fit.intercept == pytest.approx(alpha_c, abs=0.02)
+    table = folder.read_table("capacity_extrapolation").set_index("nu")
+    row = table.loc[0.5]
+    assert row["alpha_c"] == pytest.approx(alpha_c, abs=0.02)
+    assert row["alpha_c_low"] <= row["alpha_c"] <= row["alpha_c_high"]
+    assert row["alpha_c"] == pytest.approx(fit.intercept, abs=0.005)  # weights change little
     fixed = (
         folder.read_table("fixed_points").groupby(["N", "alpha"], as_index=False)["fraction"].mean()
     )
@@ -69,9 +90,7 @@ def test_hopfield_capacity_quick_run_matches_ags_and_the_fixed_point_estimate(tm
         grp = grp.sort_values("alpha")
         measured = level_crossing(grp["alpha"].to_numpy(), grp["fraction"].to_numpy(), 0.5)
         assert measured == pytest.approx(half_fixed_load(int(n)), rel=2 / math.sqrt(n))
-    rules = summary[summary["N"] == 200].set_index(["rule", "alpha"])["overlap"]
-    assert rules[("pseudoinverse", 0.5)] == pytest.approx(1.0)  # capacity α = 1
-    assert rules[("hebbian", 0.5)] < 0.8
+    assert_checks_measure(folder)
 
 
 @pytest.mark.slow
@@ -105,6 +124,7 @@ def test_dense_capacity_quick_run_scales_as_n_to_the_n_minus_1(tmp_path):
         assert row["retrieved"] >= 0.95
     hebb = ret[(ret["interaction"] == "polynomial") & (ret["n"] == 2)]
     assert (hebb["retrieved"] < 0.1).all()  # K ≥ 2N ≫ N/(2 ln N): the classical net fails
+    assert_checks_measure(folder)
 
 
 @pytest.mark.slow
@@ -126,3 +146,11 @@ def test_modern_hopfield_quick_run_bound_rate_and_critical_beta(tmp_path):
     meta = folder.read_table("metastable")
     assert (meta[meta["beta"] < beta_c]["size"] == 24).all()
     assert meta[meta["beta_factor"] == meta["beta_factor"].max()]["size"].mean() < 1.5
+    # measured by descent dynamics: the bracket where perturbations of the mean start to grow
+    stab = folder.read_table("stability")
+    assert stab["grew"].any() and not stab["grew"].all()
+    assert stab.iloc[-1][["low", "high"]].mean() == pytest.approx(beta_c, rel=1e-3)
+    checks = folder.read_table("checks").set_index("name")
+    assert checks.filter(like="by descent", axis=0)["identity"].tolist() == [False]
+    assert checks.filter(like="continuation", axis=0)["identity"].all()
+    assert_checks_measure(folder)

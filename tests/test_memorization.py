@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+import memscape as ms
 from memscape.memorization import (
     classify_samples,
     disjoint_subsets,
@@ -253,21 +254,27 @@ def _lattice():
 
 
 def test_classify_samples_hand_built():
-    train = _lattice()
+    train = _lattice()  # every leave-one-out distance is 1: off-data above d1 = 1
     copies = train[[0, 7, 7, 18]]  # exact copies, two of the same point
     cluster = torch.tensor([[2.5, 2.5]]) + 0.01 * torch.tensor(
         [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.5]]
     )
-    novel = torch.tensor([[0.5, 1.5], [3.5, 0.5], [1.5, 3.5]])
-    generated = torch.cat([copies, cluster.double(), novel])
+    novel = torch.tensor([[0.5, 1.5], [3.5, 0.5], [1.5, 3.5], [2.0, 5.0]])  # last: d1 = 1 exactly
+    far = torch.tensor([[6.5, 2.0], [2.0, -1.5], [8.0, 8.0], [8.01, 8.0]])  # d1 > 1; a far pair
+    generated = torch.cat([copies, cluster.double(), novel.double(), far.double()])
     res = classify_samples(generated, train, backend="torch")
     assert res.delta_m == pytest.approx(1 / 3) and res.delta_s == pytest.approx(1 / 3)
-    assert res.names == ["memorized"] * 4 + ["spurious"] * 4 + ["generalized"] * 3
+    assert res.reference == "leave_one_out" and res.off_data_quantile == 0.99
+    assert res.off_data_threshold == pytest.approx(1.0)
+    torch.testing.assert_close(res.reference_d1, torch.ones(25, dtype=torch.float64))
+    expected = ["memorized"] * 4 + ["spurious"] * 4 + ["generalized"] * 4 + ["off-data"] * 4
+    assert res.names == expected  # the far pair is off-data, not spurious
     assert res.train_index[:4].tolist() == [0, 7, 7, 18]
     assert res.fractions() == pytest.approx(
-        {"memorized": 4 / 11, "spurious": 4 / 11, "generalized": 3 / 11}
+        {"memorized": 0.25, "spurious": 0.25, "generalized": 0.25, "off-data": 0.25}
     )
-    torch.testing.assert_close(res.d1[8:], torch.full((3,), math.sqrt(0.5), dtype=torch.float64))
+    torch.testing.assert_close(res.d1[8:11], torch.full((3,), math.sqrt(0.5), dtype=torch.float64))
+    torch.testing.assert_close(res.d1[12:14], torch.tensor([2.5, 1.5], dtype=torch.float64))
     frame = res.table
     assert list(frame.columns) == [
         "d1",
@@ -278,8 +285,40 @@ def test_classify_samples_hand_built():
         "class",
         "ratio_memorized",
     ]
-    assert len(frame) == 11 and frame["class"].iloc[5] == "spurious"
-    assert frame["ratio_memorized"].tolist() == [True] * 4 + [False] * 7
+    assert len(frame) == 16 and frame["class"].iloc[5] == "spurious"
+    assert frame["ratio_memorized"].tolist() == [True] * 4 + [False] * 12
+
+
+def test_classify_samples_held_out_quantile_has_a_known_value():
+    train = _lattice()
+    r = torch.linspace(0.1, 1.0, 10, dtype=torch.float64)
+    held = torch.stack([-r, torch.full_like(r, 2.0)], 1)  # d1 = r exactly, to (0, 2)
+    gen = torch.tensor([[-0.995, 2.0], [-0.98, 0.0], [-0.6, 4.0], [-0.5, 1.0]], dtype=torch.float64)
+    res = classify_samples(gen, train, held_out=held)
+    assert res.reference == "held_out"
+    torch.testing.assert_close(res.reference_d1, r)
+    # linear interpolation at 0.99·(10 − 1) = 8.91: 0.9 + 0.91·0.1
+    assert res.off_data_threshold == pytest.approx(0.991, rel=1e-12)
+    assert res.names == ["off-data", "generalized", "generalized", "generalized"]
+    half = classify_samples(gen, train, held_out=held, off_data_quantile=0.5)
+    assert half.off_data_threshold == pytest.approx(0.55, rel=1e-12)
+    assert half.names == ["off-data", "off-data", "off-data", "generalized"]
+    top = classify_samples(gen, train, held_out=held, off_data_quantile=1.0)
+    assert top.off_data_threshold == pytest.approx(1.0) and top.names[0] == "generalized"
+
+
+def test_classify_samples_leave_one_out_default_matches_brute_force():
+    g = torch.Generator().manual_seed(7)
+    train = torch.randn(300, 3, generator=g, dtype=torch.float64)
+    gen = 1.3 * torch.randn(200, 3, generator=g, dtype=torch.float64)
+    res = classify_samples(gen, train, chunk_size=64, backend="torch")
+    dist = torch.cdist(train, train).fill_diagonal_(math.inf)
+    loo = dist.min(1).values.numpy()
+    assert res.off_data_threshold == pytest.approx(float(np.quantile(loo, 0.99)), rel=1e-12)
+    d1 = torch.cdist(gen, train).min(1).values
+    off = (d1 > res.off_data_threshold).tolist()
+    assert [n == "off-data" for n in res.names] == off
+    assert 0 < sum(off) < len(off)
 
 
 def test_classify_samples_explicit_thresholds():
@@ -299,6 +338,11 @@ def test_classify_samples_embed_scales_distances_and_thresholds():
     assert plain.names == scaled.names
     assert scaled.delta_m == pytest.approx(1.0)
     torch.testing.assert_close(scaled.d1, 3 * plain.d1)
+    held = torch.tensor([[-0.2, 2.0], [-0.4, 1.0]], dtype=torch.float64)
+    plain = classify_samples(generated, train, held_out=held)
+    scaled = classify_samples(generated, train, held_out=held, embed=lambda x: 3 * x)
+    assert scaled.off_data_threshold == pytest.approx(3 * plain.off_data_threshold)
+    assert plain.names == scaled.names
 
 
 def test_classify_samples_bad_inputs():
@@ -314,6 +358,52 @@ def test_classify_samples_bad_inputs():
         classify_samples(gen, train[:1])
     with pytest.raises(ValueError, match="same number of features"):
         classify_samples(torch.randn(5, 3), train)
+    for q in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="off_data_quantile"):
+            classify_samples(gen, train, off_data_quantile=q)
+    for q in ("0.9", True):
+        with pytest.raises(TypeError, match="off_data_quantile"):
+            classify_samples(gen, train, off_data_quantile=q)
+    with pytest.raises(ValueError, match="held_out and train must have the same number"):
+        classify_samples(gen, train, held_out=torch.randn(4, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="held_out must hold real samples that are not in train"):
+        classify_samples(gen, train, held_out=train[:5])
+    with pytest.raises(TypeError, match="held_out"):
+        classify_samples(gen, train, held_out=[[0.0, 1.0]])
+
+
+# ------------------------------------------------- off-data against real models (digits)
+@pytest.fixture(scope="module")
+def digits_split():
+    """Disjoint training (256), held-out reference (744) and fresh held-out (797) digits."""
+    x = ms.datasets.load("digits").x.reshape(1797, -1).double()
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return x[perm[:256]], x[perm[256:1000]], x[perm[1000:]]
+
+
+def test_untrained_network_samples_are_off_data_and_exact_model_samples_memorized(digits_split):
+    train, held, _ = digits_split
+    # the output layer starts at zero: D = c_skip·x, noise of the data's scale (issue 13)
+    net = ms.ScoreModel.mlp(dim=64, width=64, layers=2, sigma_data=float(train.std())).double()
+    noise = ms.sample(net, n=256, steps=18, generator=torch.Generator().manual_seed(1))
+    for ref in (held, None):
+        assert classify_samples(noise, train, held_out=ref).fractions()["off-data"] >= 0.9
+    exact = ms.EmpiricalDiffusion(train)
+    copies = ms.sample(exact, n=256, steps=72, sigma_min=1e-4,
+                       generator=torch.Generator().manual_seed(2))  # fmt: skip
+    for ref in (held, None):
+        assert classify_samples(copies, train, held_out=ref).fractions()["memorized"] >= 0.95
+
+
+def test_held_out_real_samples_are_rarely_off_data(digits_split):
+    train, held, fresh = digits_split
+    # by construction: at most 1 % of the reference itself lies above its 0.99 quantile
+    own = classify_samples(held, train, held_out=held).fractions()["off-data"]
+    assert own <= 0.01 + 1 / len(held)
+    # fresh real samples: binomial p = 0.01, three standard errors
+    bound = 0.01 + 3 * math.sqrt(0.01 * 0.99 / len(fresh))
+    for ref in (held, None):
+        assert classify_samples(fresh, train, held_out=ref).fractions()["off-data"] <= bound
 
 
 # --------------------------------------------------------------------- Kadkhodaie et al.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -38,13 +39,15 @@ def test_resume_after_crash_skips_finished_jobs_and_matches_uninterrupted(tmp_pa
     assert list(resumed) == [f"k={k}" for k in range(5)]
 
 
-def test_process_pool_equals_in_process(tmp_path):
+def test_process_pool_equals_in_process_and_reports_progress(tmp_path, capsys):
     serial = run_sweep(square_job, _jobs(tmp_path / "s.txt"), tmp_path / "s", progress=False)
-    pool = run_sweep(
-        square_job, _jobs(tmp_path / "p.txt"), tmp_path / "p", workers=2, progress=False
-    )
+    pool = run_sweep(square_job, _jobs(tmp_path / "p.txt"), tmp_path / "p", workers=2)
     pd.testing.assert_frame_equal(_table(serial), _table(pool))
     assert set(_table(serial)["square"]) == {0, 1, 4, 9, 16}
+    pids = set(pd.concat([o["rows"] for o in pool.values()])["pid"])
+    assert os.getpid() not in pids and len(pids) <= 2  # in (at most) two worker processes
+    err = capsys.readouterr().err  # the workers' stages came back through the queue
+    assert all(f"k={k}: square" in err for k in range(5)), err[-2000:]
 
 
 def test_ray_executor_equals_local(tmp_path):
@@ -85,7 +88,8 @@ def test_results_folder_refuses_a_different_config(tmp_path):
         folder.write_config("demo", {"a": 2}, seed=0)
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["config"] == {"a": 1}
-    assert {"torch", "python", "memscape"} <= set(cfg["environment"])
+    assert len(cfg["runs"]) == 2  # the refused call added no run
+    assert {"torch", "python", "memscape", "scipy", "git"} <= set(cfg["runs"][0]["environment"])
 
 
 def test_report_states_checks_with_pass_and_fail(tmp_path):
@@ -146,3 +150,102 @@ def test_cli_lists_every_experiment_and_rejects_bad_options_before_writing(tmp_p
     table = pd.read_parquet(tmp_path / "ok" / "patterns.parquet")
     mine = table[table["N"] == 64]
     assert len(mine) > 0 and (mine["overlap"] > 0.9).all()  # α = 0.05 ≪ α_c
+
+
+# ------------------------------------------------------------------ provenance, threads, progress
+def test_each_job_records_its_own_environment(tmp_path):
+    run_sweep(square_job, _jobs(tmp_path / "log.txt"), tmp_path / "j", progress=False)
+    run = json.loads((tmp_path / "j" / "k=2" / "run.json").read_text())
+    env = run["environment"]
+    for package in ("memscape", "torch", "numpy", "scipy", "scikit-learn", "matplotlib",
+                    "safetensors", "pandas"):  # fmt: skip
+        assert package in env, package
+    assert env["torch_threads"] == run["threads"] >= 1 and env["host"] == run["host"]
+    assert env["git"] is None or len(env["git"]["commit"]) == 40
+    assert run["start"] <= run["end"] and run["seconds"] > 0
+    timing = __import__("memscape.experiments.sweep", fromlist=["job_timings"]).job_timings(
+        tmp_path / "j", ["k=0", "k=1"]
+    )
+    assert list(timing.columns) == ["key", "seconds", "host", "threads", "start", "end"]
+
+
+def test_config_json_keeps_the_history_of_runs(tmp_path):
+    folder = ResultsFolder(tmp_path / "r")
+    for status in ("interrupted", "failed", "finished"):
+        folder.write_config("demo", {"a": 1}, seed=3, data={"data": "abc"})
+        folder.end_run(status)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert [r["status"] for r in cfg["runs"]] == ["interrupted", "failed", "finished"]
+    assert all(r["start"] <= r["end"] and "torch" in r["environment"] for r in cfg["runs"])
+    assert cfg["data"] == {"data": "abc"} and cfg["seed"] == 3
+    with pytest.raises(ValueError, match=r"different data \(data: 'abc', now 'xyz'\)"):
+        folder.write_config("demo", {"a": 1}, seed=3, data={"data": "xyz"})
+    with pytest.raises(ValueError, match=r"different seed \(3, now 4\), config \(a: 1, now 2\)"):
+        folder.write_config("demo", {"a": 2}, seed=4, data={"data": "abc"})
+
+
+def test_a_config_json_from_before_the_history_becomes_its_first_run(tmp_path):
+    old = {"experiment": "demo", "seed": 0, "config": {"a": 1}, "environment": {"torch": "x"},
+           "command": "memscape run demo", "time": "2025-01-01T00:00:00+0000"}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    ResultsFolder(tmp_path).write_config("demo", {"a": 1}, seed=0)
+    runs = json.loads((tmp_path / "config.json").read_text())["runs"]
+    assert runs[0] == {k: old[k] for k in ("command", "time", "environment")} and len(runs) == 2
+
+
+def test_workers_times_threads_never_exceed_the_cores():
+    from memscape.experiments.sweep import plan_workers
+
+    for cores in (1, 2, 3, 8, 64):
+        for budget in range(1, cores + 1):
+            for pending in (0, 1, 2, 5, 100):
+                for workers in (None, 1, 2, 7, 1000):
+                    w, t = plan_workers(workers, pending, budget, cores)
+                    assert w >= 1 and t >= 1 and w * t <= cores
+                    assert w <= max(1, pending)
+                    if workers is None:
+                        assert w == max(1, min(budget, pending))  # one job per core
+                        if pending >= budget:
+                            assert t == 1
+                    if w == 1:
+                        assert t == budget  # a single job uses every core it is given
+
+
+def test_in_process_job_gets_the_threads_planned_and_the_caller_keeps_its_own(tmp_path):
+    from memscape.experiments.sweep import cpu_budget
+
+    before = torch.get_num_threads()
+    run_sweep(square_job, _jobs(tmp_path / "log.txt")[:1], tmp_path / "j", progress=False)
+    run = json.loads((tmp_path / "j" / "k=0" / "run.json").read_text())
+    assert run["threads"] == cpu_budget() and torch.get_num_threads() == before
+
+
+def test_progress_bar_shows_the_stage_of_jobs_in_flight(tmp_path, capsys):
+    from tests._resume_jobs import staged_job
+
+    jobs = [Job(f"k={k}", {"k": k, "seed": 0}) for k in range(3)]
+    run_sweep(staged_job, jobs, tmp_path / "j", description="demo")
+    err = capsys.readouterr().err
+    for k in range(3):
+        for stage in ("start", "train 1/2 10/s", "sample", "census", "probe"):
+            assert f"k={k}: {stage}" in err, (k, stage, err[-2000:])
+    assert "3/3" in err
+
+
+@pytest.mark.parametrize("key", ["a b", "K:2", "σ=0.1", ".hidden", "a/b", ""])
+def test_job_keys_must_be_portable_file_names(tmp_path, key):
+    with pytest.raises(ValueError, match="ASCII"):
+        run_sweep(square_job, [Job(key, {})], tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["with space", "a:b", "ñame", "x/y"])
+def test_results_file_names_must_be_ascii(tmp_path, name):
+    from memscape.experiments import Context
+
+    ctx = Context(ResultsFolder(tmp_path / "r"), seed=0)
+    with pytest.raises(ValueError, match="table name must be ASCII"):
+        ctx.table(name, pd.DataFrame({"a": [1]}))
+    with pytest.raises(ValueError, match="sweep name must be ASCII"):
+        ctx.sweep(square_job, [], name)
+    assert not (tmp_path / "r").exists()

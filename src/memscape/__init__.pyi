@@ -1,6 +1,7 @@
 """Static view of memscape's public names (the package loads them lazily: see ``__init__.py``)."""
 
 from . import (
+    adapters,
     datasets,
     diffusion,
     dynamics,
@@ -12,6 +13,7 @@ from . import (
     theory,
 )
 from ._version import __version__
+from .adapters import from_denoiser, from_diffusers, from_score, load_diffusers
 from .diffusion import (
     EmpiricalDiffusion,
     GaussianMixtureDiffusion,
@@ -61,6 +63,7 @@ __all__ = [
     "TrainRun",
     "TrajectoryRecorder",
     "__version__",
+    "adapters",
     "basin_fractions",
     "basin_map",
     "basin_radius",
@@ -71,11 +74,15 @@ __all__ = [
     "descend",
     "diffusion",
     "dynamics",
+    "from_denoiser",
+    "from_diffusers",
+    "from_score",
     "get_process",
     "hessian_spectrum",
     "io",
     "jacobian_of",
     "landscape",
+    "load_diffusers",
     "log_likelihood",
     "memories",
     "memorization",

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from memscape._validation import check_choice, check_device, check_output_path
 
 app = typer.Typer(
     help="memscape: diffusion models as associative memories.",
@@ -34,15 +39,56 @@ def list_experiments() -> None:
     Console().print(table)
 
 
-# name, annotation, default, help of the options every experiment takes
-_COMMON_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
-    ("out", Path | None, None, "results folder (default: results/<name>)"),
-    ("seed", int, 0, "base seed of every random draw"),
-    ("quick", bool, False, "small, fast configuration"),
-    ("config", Path | None, None, "YAML/JSON file with the same options"),
-    ("workers", int, 1, "jobs run in parallel"),
-    ("executor", str, "local", "local or ray"),
-    ("address", str | None, None, "Ray cluster address"),
+# ---------------------------------------------------------------- errors, signatures
+Options = Sequence[tuple[str, Any, Any]]  # (parameter name, annotation, typer.Option(...))
+
+
+def _message(err: BaseException) -> str:
+    """One line: the error's text (an ``OSError`` as ``reason: file``), newlines folded."""
+    if isinstance(err, OSError) and err.filename is not None:
+        files = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        text = f"{err.strerror or type(err).__name__}: {files}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn a bad input or an unreadable/unwritable file into one ``error:`` line and exit 2.
+
+    Library errors name the argument or file (``ValueError``/``TypeError``; corrupt
+    YAML/JSON, images, ``.npy`` and safetensors files are raised as ``ValueError``); an
+    ``OSError`` is shown with its file.
+    """
+    try:
+        yield
+    except (ValueError, TypeError, ImportError, OSError) as err:
+        typer.secho(f"error: {_message(err)}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _signature(options: Options) -> inspect.Signature:
+    """Keyword-only parameters from ``(name, annotation, typer.Option)`` rows."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature(
+        [inspect.Parameter(n, kw, annotation=tp, default=opt) for n, tp, opt in options]
+    )
+
+
+def _names(options: Options) -> list[str]:
+    return [row[0] for row in options]
+
+
+# the options every experiment takes
+_COMMON_OPTIONS: Options = (
+    ("out", Path | None, typer.Option(None, help="results folder (default: results/<name>)")),
+    ("seed", int, typer.Option(0, help="base seed of every random draw")),
+    ("quick", bool, typer.Option(False, help="small, fast configuration")),
+    ("config", Path | None, typer.Option(None, help="YAML/JSON file with the same options")),
+    ("workers", int | None, typer.Option(None, help="parallel jobs [default: one per core]")),
+    ("executor", str, typer.Option("local", help="local or ray")),
+    ("address", str | None, typer.Option(None, help="Ray cluster address")),
 )
 
 
@@ -70,49 +116,37 @@ def _option_help(spec: dict[str, Any]) -> str:
 
 def _experiment_command(name: str):
     """A typer command for experiment ``name`` with one option per config field."""
-    import inspect
-
     from memscape.config import option_spec
     from memscape.experiments import EXPERIMENTS, run_experiment
 
     exp = EXPERIMENTS[name]
 
     def command(**kwargs):
-        common = {opt[0]: kwargs.pop(opt[0]) for opt in _COMMON_OPTIONS}
+        common = {key: kwargs.pop(key) for key in _names(_COMMON_OPTIONS)}
         overrides = {k: v for k, v in kwargs.items() if v is not None}
         try:
-            folder = run_experiment(name, **common, **overrides)
-        except (ValueError, TypeError) as err:
-            typer.secho(f"error: {err}", fg="red", err=True)
-            raise typer.Exit(2) from None
+            with _errors():
+                out = common["out"] if common["out"] is not None else Path("results") / name
+                common["out"] = check_output_path(out, "--out", folder=True)
+                folder = run_experiment(name, **common, **overrides)
+        except KeyboardInterrupt as err:  # one line: what finished; re-running resumes
+            typer.echo(str(err) or "interrupted; run the same command again to resume", err=True)
+            raise typer.Exit(130) from None
         typer.echo(f"results written to {folder.path}")
 
-    params = [
-        inspect.Parameter(
-            pname, inspect.Parameter.KEYWORD_ONLY, annotation=tp, default=typer.Option(dflt, help=h)
-        )
-        for pname, tp, dflt, h in _COMMON_OPTIONS
-    ]
-    annotation: Any
+    options = list(_COMMON_OPTIONS)
     for fname, spec in option_spec(exp.config).items():
         opt = "--" + fname.replace("_", "-")
         helptext = _option_help(spec)
         if spec["type"] == "bool":
-            param_default = typer.Option(
-                None, f"{opt}/--no-{opt[2:]}", help=helptext, show_default=False
-            )
-            annotation = bool | None
-        else:
-            param_default = typer.Option(
+            param = typer.Option(None, f"{opt}/--no-{opt[2:]}", help=helptext, show_default=False)
+            options.append((fname, bool | None, param))
+        else:  # parsed and validated by build_config (lists: 2,8,32)
+            param = typer.Option(
                 None, opt, help=helptext, show_default=False, metavar=f"<{spec['type']}>"
             )
-            annotation = str | None  # parsed and validated by build_config (lists: 2,8,32)
-        params.append(
-            inspect.Parameter(
-                fname, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=param_default
-            )
-        )
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+            options.append((fname, str | None, param))
+    command.__signature__ = _signature(options)  # type: ignore[attr-defined]
     command.__doc__ = f"{exp.summary} Reproduces: {exp.paper}."
     command.__name__ = name.replace("-", "_")
     return command
@@ -129,14 +163,6 @@ _register_experiment_commands()
 
 
 # ---------------------------------------------------------------- train / sample
-# (diffusion engineer: `train` and `sample` commands go in this section)
-
-
-def _fail(err: Exception) -> typer.Exit:
-    typer.secho(f"error: {err}", fg="red", err=True)
-    return typer.Exit(2)
-
-
 def _loader_options(items: list[str]) -> dict:
     """``key=value`` strings to a dict; values parsed as JSON when they parse (numbers, lists)."""
     import json
@@ -153,84 +179,84 @@ def _loader_options(items: list[str]) -> dict:
     return opts
 
 
-@app.command("train")
-def train_command(
-    data: str = typer.Option(
-        ..., help="data set name (memscape.datasets) or .npy/.npz/folder path"
+_DATA_OPTIONS: Options = (
+    (
+        "data",
+        str,
+        typer.Option(..., help="data set name (memscape.datasets) or .npy/.npz/folder path"),
     ),
-    out: str = typer.Option(..., help="run folder (config.json, losses.csv, model, checkpoint)"),
-    n: int | None = typer.Option(None, help="training-set size K: a seeded subset of the data"),
-    option: list[str] = typer.Option([], help="data loader option key=value (repeatable)"),
-    net: str = typer.Option("mlp", help="mlp or unet"),
-    energy: bool = typer.Option(False, "--energy/--score", help="energy network E(x, sigma)"),
-    precond: str = typer.Option("edm", help="edm, vp or ve (EDM Table 1)"),
-    width: int = typer.Option(256, help="MLP width"),
-    layers: int = typer.Option(4, help="MLP hidden layers"),
-    channels: int = typer.Option(32, help="U-Net base channels"),
-    steps: int = typer.Option(2000, help="optimizer steps"),
-    batch: int = typer.Option(256, help="batch size"),
-    lr: float = typer.Option(1e-3, help="Adam learning rate"),
-    warmup: int = typer.Option(200, help="learning-rate warm-up steps"),
-    ema: float = typer.Option(0.999, help="EMA decay of the weights"),
-    checkpoint_every: int | None = typer.Option(None, help="steps between checkpoints"),
-    seed: int = typer.Option(0, help="seed of the subset, the weights and the training noise"),
-    device: str = typer.Option("cpu", help="torch device"),
-    threads: int | None = typer.Option(None, help="torch CPU threads while training"),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="continue from a checkpoint"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
-) -> None:
-    """Train a diffusion model (EDM loss, Adam, EMA) on a data set into a run folder."""
-    from memscape import ScoreModel, datasets, train
+    ("out", str, typer.Option(..., help="run folder (config.json, losses.csv, model, checkpoint)")),
+    ("n", int | None, typer.Option(None, help="training-set size K: a seeded subset of the data")),
+    ("option", list[str], typer.Option([], help="data loader option key=value (repeatable)")),
+    ("seed", int, typer.Option(0, help="seed of the subset, the weights and the training noise")),
+)
+_NET_OPTIONS: Options = (  # → _network
+    ("net", str, typer.Option("mlp", help="mlp or unet")),
+    ("energy", bool, typer.Option(False, "--energy/--score", help="energy network E(x, sigma)")),
+    ("precond", str, typer.Option("edm", help="edm, vp or ve (EDM Table 1)")),
+    ("width", int, typer.Option(256, help="MLP width")),
+    ("layers", int, typer.Option(4, help="MLP hidden layers")),
+    ("channels", int, typer.Option(32, help="U-Net base channels")),
+)
+_TRAIN_OPTIONS: Options = (  # → memscape.train, unchanged
+    ("steps", int, typer.Option(2000, help="optimizer steps")),
+    ("batch", int, typer.Option(256, help="batch size")),
+    ("lr", float, typer.Option(1e-3, help="Adam learning rate")),
+    ("warmup", int, typer.Option(200, help="learning-rate warm-up steps")),
+    ("ema", float, typer.Option(0.999, help="EMA decay of the weights")),
+    ("checkpoint_every", int | None, typer.Option(None, help="steps between checkpoints")),
+    ("device", str, typer.Option("cpu", help="torch device")),
+    ("threads", int | None, typer.Option(None, help="torch CPU threads while training")),
+    ("resume", bool, typer.Option(True, "--resume/--no-resume", help="continue from a checkpoint")),
+    ("progress", bool, typer.Option(True, "--progress/--no-progress", help="show a progress bar")),
+)
 
-    try:
-        ds = datasets.load(data, n=n, seed=seed, **_loader_options(option))
-        if net == "mlp":
-            if len(ds.event_shape) != 1:
-                raise ValueError(
-                    f"--net mlp needs vector data, got samples of shape {ds.event_shape}"
-                )
-            model = ScoreModel.mlp(
-                ds.dim, width=width, layers=layers, energy=energy, precond=precond, seed=seed
-            )
-        elif net == "unet":
-            if len(ds.event_shape) != 3:
-                raise ValueError(f"--net unet needs images (C, H, W), got {ds.event_shape}")
-            c, h, w = ds.event_shape
-            model = ScoreModel.unet(
-                (c, h, w), channels=channels, energy=energy, precond=precond, seed=seed
-            )
-        else:
-            raise ValueError(f"unknown net {net!r}; expected mlp or unet")
+
+def _network(ds: Any, *, net: str, seed: int, **options: Any) -> Any:
+    """The ``ScoreModel`` of ``--net`` (``mlp`` or ``unet``) for the data's sample shape."""
+    from memscape import ScoreModel
+
+    common = {"energy": options["energy"], "precond": options["precond"], "seed": seed}
+    if net == "mlp":
+        if len(ds.event_shape) != 1:
+            raise ValueError(f"--net mlp needs vector data, got samples of shape {ds.event_shape}")
+        return ScoreModel.mlp(ds.dim, width=options["width"], layers=options["layers"], **common)
+    if len(ds.event_shape) != 3:
+        raise ValueError(f"--net unet needs images (C, H, W), got {ds.event_shape}")
+    return ScoreModel.unet(ds.event_shape, channels=options["channels"], **common)
+
+
+def train_command(**kw: Any) -> None:
+    """Train a diffusion model (EDM loss, Adam, EMA) on a data set into a run folder."""
+    from memscape import datasets, train
+
+    with _errors():
+        out = check_output_path(kw["out"], "--out", folder=True)
+        check_device(kw["device"], "--device")
+        check_choice(kw["net"], ("mlp", "unet"), "--net")
+        ds = datasets.load(kw["data"], n=kw["n"], seed=kw["seed"], **_loader_options(kw["option"]))
+        model = _network(ds, seed=kw["seed"], **{k: kw[k] for k in _names(_NET_OPTIONS)})
         run = train(
-            model,
-            ds,
-            steps=steps,
-            batch=batch,
-            seed=seed,
-            out=out,
-            lr=lr,
-            warmup=warmup,
-            ema=ema,
-            checkpoint_every=checkpoint_every,
-            device=device,
-            progress=progress,
-            resume=resume,
-            threads=threads,
+            model, ds, out=out, seed=kw["seed"], **{k: kw[k] for k in _names(_TRAIN_OPTIONS)}
         )
-    except (ValueError, TypeError, ImportError) as err:
-        raise _fail(err) from None
     last = run.losses["loss"].iloc[-1] if len(run.losses) else float("nan")
     typer.echo(
-        f"trained {steps} steps on {len(ds)} points of {ds.name} ({run.steps_per_second:.0f} "
+        f"trained {kw['steps']} steps on {len(ds)} points of {ds.name} ({run.steps_per_second:.0f} "
         f"steps/s this call), final loss {last:.4g}; run folder {run.path}"
     )
+
+
+train_command.__signature__ = _signature(  # type: ignore[attr-defined]
+    (*_DATA_OPTIONS, *_NET_OPTIONS, *_TRAIN_OPTIONS)
+)
+app.command("train")(train_command)
 
 
 @app.command("sample")
 def sample_command(
     run: str = typer.Argument(..., help="run or model folder (ScoreModel.load)"),
     n: int = typer.Option(1000, help="number of samples"),
-    out: str | None = typer.Option(None, help=".npy file [default: <run>/samples.npy]"),
+    out: str | None = typer.Option(None, help=".npy file (default: <run>/samples.npy)"),
     sampler: str = typer.Option("heun", help="heun, euler, euler_maruyama, ddim or ode"),
     steps: int = typer.Option(18, help="noise levels (Karras et al. 2022 schedule)"),
     sigma_min: float = typer.Option(0.002, help="smallest nonzero noise level"),
@@ -239,17 +265,18 @@ def sample_command(
     device: str = typer.Option("cpu", help="torch device"),
 ) -> None:
     """Sample a trained model and write the samples as a .npy array (N, *event_shape)."""
-    import os
-    from pathlib import Path
-
     import numpy as np
 
     from memscape import ScoreModel, sample
+    from memscape.io import atomic_write
 
-    target = Path(out) if out is not None else Path(run) / "samples.npy"
-    try:
+    with _errors():
+        target = check_output_path(
+            out if out is not None else Path(run) / "samples.npy", "--out", folder=False
+        )
         if target.suffix != ".npy":
-            raise ValueError(f"out must end in .npy, got {target}")
+            raise ValueError(f"--out must end in .npy, got {target}")
+        check_device(device, "--device")
         model = ScoreModel.load(run).to(device)
         x = sample(
             model,
@@ -261,12 +288,8 @@ def sample_command(
             seed=seed,
             device=device,
         )
-    except (ValueError, TypeError) as err:
-        raise _fail(err) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp.npy")
-    np.save(tmp, x.detach().cpu().numpy())
-    os.replace(tmp, target)
+        arr = x.detach().cpu().numpy()
+        atomic_write(target, lambda tmp: np.save(tmp, arr))
     typer.echo(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {target}")
 
 

@@ -169,13 +169,19 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"config file {str(p)!r} does not exist")
-    text = p.read_text()
-    if p.suffix.lower() in (".yaml", ".yml"):
-        import yaml
+    try:  # unreadable, not UTF-8, or not valid YAML/JSON: one error naming the file
+        text = p.read_text()
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
 
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ValueError(f"invalid YAML: {err}") from None
+        else:
+            data = json.loads(text)
+    except (OSError, ValueError) as err:  # json.JSONDecodeError, UnicodeDecodeError too
+        raise ValueError(f"cannot read config file {str(p)!r}: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(p)!r} must hold a mapping of options")
     return data

@@ -4,7 +4,16 @@ Every loader returns a :class:`Dataset` (tensor ``x`` of shape ``(N, *event_shap
 plus value range, σ_data, labels and metadata). Subsets of one seed are nested.
 """
 
-from memscape.datasets import files, real, synthetic
+from memscape.datasets import files, patches, real, synthetic
 from memscape.datasets._core import Dataset, available, load, register
 
-__all__ = ["Dataset", "available", "files", "load", "real", "register", "synthetic"]
+__all__ = [
+    "Dataset",
+    "available",
+    "files",
+    "load",
+    "patches",
+    "real",
+    "register",
+    "synthetic",
+]

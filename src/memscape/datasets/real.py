@@ -5,6 +5,7 @@ All are scaled to ``[−1, 1]``. Nothing is downloaded unless ``download=True`` 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,9 @@ def _torchvision(cls_name: str, root: str | Path | None, train: bool, download: 
         ds = getattr(tvd, cls_name)(str(root), train=train, download=download)
     except RuntimeError as err:
         raise ValueError(f"{cls_name} not found under {root}: {err} (pass download=True)") from err
+    except (OSError, EOFError, ValueError, IndexError, pickle.UnpicklingError) as err:
+        # corrupt or truncated files under root (torchvision reads raw bytes and pickles)
+        raise ValueError(f"cannot read {cls_name} under {root}: {err}") from None
     x = torch.as_tensor(np.asarray(ds.data))
     x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
     labels = torch.as_tensor(np.asarray(ds.targets))

@@ -6,9 +6,13 @@ For training points ``y_1..y_K`` the noised density is the Gaussian mixture
 
 whose energy, score, denoiser and Hessian are closed forms (Ambrogioni 2023; Hoover et al. 2023):
 
-    −log p_σ(x) = ‖x‖²/2σ² − lse_k((xᵀy_k − ‖y_k‖²/2)/σ²) + log K + (d/2) log 2πσ²
+    −log p_σ(x) = −lse_k(−‖x − y_k‖²/2σ²) + log K + (d/2) log 2πσ²
+                = ‖x‖²/2σ² − lse_k((xᵀy_k − ‖y_k‖²/2)/σ²) + log K + (d/2) log 2πσ²
     D(x, σ)     = Σ_k w_k(x) y_k,   w = softmax_k(−‖x − y_k‖²/2σ²)
     ∇²(−log p)  = (I − Cov_w(y)/σ²)/σ².
+
+The expanded second line is what a matmul evaluates; it loses digits in proportion to
+‖x‖²/σ², so the model evaluates the first (see :class:`EmpiricalDiffusion`, Numerics).
 
 ``σ²(−log p_σ − (d/2) log 2πσ²)`` is the modern Hopfield energy at β = 1/σ² with
 per-memory bias ``−‖y_k‖²/2``, and one exact denoising step is one CCCP update.
@@ -21,8 +25,17 @@ from typing import Any
 
 import torch
 
-from memscape._validation import as_sigma, check_tensor
-from memscape.kernels import DEFAULT_CHUNK, SoftmaxStats, streamed_softmax
+from memscape._validation import check_tensor
+from memscape.kernels import (
+    DEFAULT_CHUNK,
+    DistanceStats,
+    MemoryCache,
+    _col,
+    _compute_dtype,
+    _inverse_variance,
+    _log,
+    streamed_distance_softmax,
+)
 from memscape.protocol import EnergyModel
 
 __all__ = ["EmpiricalDiffusion"]
@@ -30,6 +43,13 @@ __all__ = ["EmpiricalDiffusion"]
 
 class EmpiricalDiffusion(EnergyModel):
     """Exact diffusion model (energy ``−log p_σ``) of a finite data set.
+
+    Numerics (translation-stable): data and queries are centred on the data mean when
+    the data lie away from the origin, and the energy re-evaluates each query's leading
+    terms as ``‖x − y_k‖²/2σ²`` directly (:func:`memscape.kernels.streamed_distance_softmax`),
+    so its error scales with the energy, not with ``‖x‖²/σ²``. Queries in float16 or
+    bfloat16 are computed, and returned, in float32; integer queries are cast to the
+    data's dtype. A σ whose σ² or 1/σ² the dtype cannot hold raises ``ValueError``.
 
     Args:
         data: training points ``(K, *event_shape)``; flattened internally to ``(K, d)``.
@@ -45,9 +65,8 @@ class EmpiricalDiffusion(EnergyModel):
             data = data.to(torch.get_default_dtype())
         self.data = data
         self.event_shape = tuple(data.shape[1:])
-        self._flat = data.reshape(data.shape[0], -1)
-        self._half_sq_norms = 0.5 * self._flat.pow(2).sum(1)
         self.chunk_size = chunk_size
+        self._cache = MemoryCache()
 
     def _repr_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"K": len(self), "d": self.dim}
@@ -56,41 +75,51 @@ class EmpiricalDiffusion(EnergyModel):
         return {**fields, "dtype": self.data.dtype}
 
     def __len__(self) -> int:
-        return self._flat.shape[0]
+        return self.data.shape[0]
 
-    def _stats(self, x: torch.Tensor, sigma: Any, covariance: bool = False) -> SoftmaxStats:
+    def _prepare(self, x: Any, sigma: Any) -> tuple[torch.Tensor, Any, Any]:
+        """Checked, flattened states ``(B, d)`` in the compute dtype, σ and β = 1/σ²
+        (floats for a float σ, else ``(B,)``)."""
         x = self._check_x(x)
-        s = as_sigma(sigma, x)
-        flat = self._flat.to(x)
-        return streamed_softmax(
-            x.reshape(x.shape[0], -1),
-            flat,
-            1.0 / s**2,
-            -self._half_sq_norms.to(x),
-            chunk_size=self.chunk_size,
-            covariance=covariance,
-        )
+        x = x.to(_compute_dtype(x, self.data.dtype))
+        s, beta = _inverse_variance(x, sigma)
+        return x.reshape(x.shape[0], -1), s, beta
+
+    def _stats(
+        self, x: torch.Tensor, beta: Any, *, covariance: bool = False, exact: bool = False
+    ) -> DistanceStats:
+        mem = self._cache.get(self.data, x.dtype, x.device)
+        return streamed_distance_softmax(
+            x, mem, beta, chunk_size=self.chunk_size, covariance=covariance,
+            exact_lse=exact, need_lse=exact, name="sigma",
+        )  # fmt: skip
+
+    def _normalizer(self, x: torch.Tensor, s: Any) -> Any:
+        return math.log(len(self)) + 0.5 * self.dim * (math.log(2 * math.pi) + 2 * _log(s))
 
     def log_normalizer(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """The constant ``log K + (d/2) log(2πσ²)`` in ``−log p_σ``: ``(B,)``."""
-        s = as_sigma(sigma, x)
-        return math.log(len(self)) + 0.5 * self.dim * torch.log(2 * math.pi * s**2)
+        xf, s, _ = self._prepare(x, sigma)
+        return torch.as_tensor(self._normalizer(xf, s), dtype=xf.dtype, device=xf.device).expand(
+            xf.shape[0]
+        )
 
     def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
-        """Exact energy ``−log p_σ(x)`` including its normalizing constant: ``(B,)``."""
-        st = self._stats(x, sigma)
-        s2 = as_sigma(sigma, x) ** 2
-        sq = x.reshape(x.shape[0], -1).pow(2).sum(1)
-        return 0.5 * sq / s2 - st.lse + self.log_normalizer(x, sigma)
+        """Exact energy ``−log p_σ(x) = −lse_k(−‖x − y_k‖²/2σ²) + log K + (d/2) log 2πσ²``: ``(B,)``."""
+        xf, s, beta = self._prepare(x, sigma)
+        lse = self._stats(xf, beta, exact=True).lse
+        assert lse is not None
+        return self._normalizer(xf, s) - lse
 
     def denoise(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """Exact denoiser ``E[y | x] = Σ_k softmax_k(−‖x−y_k‖²/2σ²) y_k``, shape of ``x``."""
-        return self._stats(x, sigma).mean.reshape(x.shape)
+        xf, _, beta = self._prepare(x, sigma)
+        return self._stats(xf, beta).mean.reshape(x.shape)
 
     def score(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
-        """Exact score ``(D(x,σ) − x)/σ²``, shape of ``x``."""
-        s2 = as_sigma(sigma, x).reshape(-1, *([1] * (x.ndim - 1))) ** 2
-        return (self.denoise(x, sigma) - x) / s2
+        """Exact score ``(D(x,σ) − x)/σ²`` (the difference formed in centred coordinates)."""
+        xf, _, beta = self._prepare(x, sigma)
+        return (self._stats(xf, beta).drift * _col(beta)).reshape(x.shape)
 
     def update(self, x: torch.Tensor, sigma: Any = None, *, generator: Any = None) -> torch.Tensor:
         """One denoising step ``x ← D(x, σ)`` (a CCCP step on the energy): shape of ``x``."""
@@ -98,38 +127,41 @@ class EmpiricalDiffusion(EnergyModel):
 
     def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form Hessian of ``−log p_σ``: ``(I − Cov_w(y)/σ²)/σ²``, ``(B, d, d)``."""
-        cov = self._stats(x, sigma, covariance=True).cov
+        xf, _, beta = self._prepare(x, sigma)
+        cov = self._stats(xf, beta, covariance=True).cov
         assert cov is not None
-        s2 = as_sigma(sigma, x).reshape(-1, 1, 1) ** 2
-        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
-        return (eye - cov / s2) / s2
+        b = _col(beta, 3)
+        eye = torch.eye(self.dim, dtype=xf.dtype, device=xf.device)
+        return (eye - cov * b) * b
 
     def posterior(
         self, x: torch.Tensor, sigma: Any, index: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Posterior weights ``w_k(x) = p(y_k | x) = softmax_k((xᵀy_k − ‖y_k‖²/2)/σ²)``.
+        """Posterior weights ``w_k(x) = p(y_k | x) = softmax_k(−‖x − y_k‖²/2σ²)``.
 
         Args:
             x: states ``(B, *event_shape)``.
             sigma: noise level (float or ``(B,)``).
             index: optional ``(B,)`` long: return only ``w_{index_b}(x_b)``, as
-                ``exp(ℓ_b − lse_b)`` with ``lse`` from the streamed kernel (no ``B×K``).
+                ``exp(ℓ_b − lse_b)`` with ``ℓ_b = −‖x_b − y_{index_b}‖²/2σ²`` direct and the
+                exact ``lse`` of the streamed kernel (no ``B×K``).
 
         Returns:
             ``(B, K)`` weights (materialized), or ``(B,)`` when ``index`` is given.
         """
-        x = self._check_x(x)
-        s2 = as_sigma(sigma, x).reshape(-1, 1) ** 2
-        flat = self._flat.to(x)
-        xf = x.reshape(x.shape[0], -1)
+        xf, _, beta = self._prepare(x, sigma)
         if index is not None:
             index = check_tensor(index, "index", ndim=1)
             if index.is_floating_point() or index.dtype == torch.bool:
                 raise TypeError(f"index must be an integer tensor, got {index.dtype}")
             if index.shape[0] != x.shape[0] or bool(((index < 0) | (index >= len(self))).any()):
                 raise ValueError(f"index must be ({x.shape[0]},) with entries in [0, {len(self)})")
-            idx = index.to(x.device)
-            logit = ((xf * flat[idx]).sum(1) - self._half_sq_norms.to(x)[idx]) / s2[:, 0]
-            return torch.exp(logit - self._stats(x, sigma).lse)
-        logits = (xf @ flat.T - self._half_sq_norms.to(x)) / s2
+            idx = index.to(xf.device)
+            lse = self._stats(xf, beta, exact=True).lse
+            assert lse is not None
+            mem = self._cache.get(self.data, xf.dtype, xf.device)
+            sq = (mem.shift(xf) - mem.points[idx]).pow(2).sum(1)  # ‖x − y_index‖² directly
+            return torch.exp(-0.5 * beta * sq - lse)
+        mem = self._cache.get(self.data, xf.dtype, xf.device)
+        logits = torch.addmm(-mem.half_sq, mem.shift(xf), mem.points.T) * _col(beta)
         return torch.softmax(logits, dim=1)

@@ -10,7 +10,11 @@ with ``s² = v + σ²`` (Biroli, Bonnaire, de Bortoli & Mézard 2024, §3, Gauss
 As v → 0 this is :class:`~memscape.diffusion.empirical.EmpiricalDiffusion` of the means
 (with weights). For the symmetric pair ``½N(m, vI) + ½N(−m, vI)`` the score is
 ``(m tanh(mᵀx/s²) − x)/s²`` (:meth:`GaussianMixtureDiffusion.symmetric_pair`). The number
-of components K is small, so the posterior is one direct ``(B, K)`` softmax.
+of components K is small, so the posterior is one direct pass of the streamed distance
+kernel (:func:`memscape.kernels.streamed_distance_softmax`): means and states are centred
+on the means' average and the energy evaluates ``‖x − m_k‖²`` directly, so energies keep
+their digits far from the origin. Half-precision states are computed (and returned) in
+float32; a σ with ``v + σ²`` outside the dtype's normal range raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ from typing import Any
 
 import torch
 
-from memscape._validation import as_sigma, check_int, check_positive, check_tensor
+from memscape._validation import check_int, check_positive, check_tensor
+from memscape.kernels import (
+    DistanceStats,
+    MemoryCache,
+    _col,
+    _compute_dtype,
+    _inverse_variance,
+    _log,
+    streamed_distance_softmax,
+)
 from memscape.protocol import EnergyModel
 
 __all__ = ["GaussianMixtureDiffusion"]
@@ -59,6 +72,7 @@ class GaussianMixtureDiffusion(EnergyModel):
         self.weights = weights
         self.variance = float(variance)
         self.event_shape = (means.shape[1],)
+        self._cache = MemoryCache()
 
     @classmethod
     def symmetric_pair(cls, mean: torch.Tensor, variance: float = 1.0) -> GaussianMixtureDiffusion:
@@ -72,43 +86,57 @@ class GaussianMixtureDiffusion(EnergyModel):
     def __len__(self) -> int:
         return self.means.shape[0]
 
-    def _logits(self, x: torch.Tensor, sigma: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(ℓ (B, K), s² (B, 1))``."""
+    def _prepare(self, x: Any, sigma: Any) -> tuple[torch.Tensor, Any, Any]:
+        """States ``(B, d)`` in the compute dtype, σ and ``β = 1/s² = 1/(v + σ²)`` (floats
+        for a float σ, else ``(B,)``)."""
         x = self._check_x(x)
-        s2 = (self.variance + as_sigma(sigma, x) ** 2)[:, None]
-        m = self.means.to(x)
-        logits = (x @ m.T - 0.5 * m.pow(2).sum(1)) / s2 + self.weights.to(x).log()
-        return logits, s2
+        x = x.to(_compute_dtype(x, self.means.dtype))
+        s, beta = _inverse_variance(x, sigma, variance=self.variance)
+        return x, s, beta
+
+    def _stats(
+        self, x: torch.Tensor, beta: Any, *, covariance: bool = False, exact: bool = False
+    ) -> DistanceStats:
+        """Posterior statistics of the logits ``ℓ_k = log w_k − ‖x − m_k‖²/2s²`` (K small: one pass)."""
+        mem = self._cache.get(self.means, x.dtype, x.device, self.weights)
+        log_w = self._cache.extra("log_w", lambda: self.weights.to(x).log())
+        return streamed_distance_softmax(
+            x, mem, beta, log_w, chunk_size=max(len(self), 1), covariance=covariance,
+            exact_lse=exact, need_lse=exact, name="sigma",
+        )  # fmt: skip
 
     def posterior(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """Posterior ``π_k(x) = p(component k | x_σ = x)``: ``(B, d) -> (B, K)``."""
-        return torch.softmax(self._logits(x, sigma)[0], dim=1)
+        x, _, beta = self._prepare(x, sigma)
+        mem = self._cache.get(self.means, x.dtype, x.device, self.weights)
+        logits = torch.addmm(-mem.half_sq, mem.shift(x), mem.points.T) * _col(beta)
+        return torch.softmax(logits + self.weights.to(x).log(), dim=1)
 
     def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
-        """``−log p_σ(x)`` including its normalizing constant: ``(B, d) -> (B,)``."""
-        logits, s2 = self._logits(x, sigma)
-        quad = 0.5 * x.pow(2).sum(1, keepdim=True) / s2
-        return (quad - logits.logsumexp(1, keepdim=True) + 0.5 * self.dim * torch.log(
-            2 * math.pi * s2))[:, 0]  # fmt: skip
+        """``−log p_σ(x) = −lse_k(log w_k − ‖x − m_k‖²/2s²) + (d/2) log 2πs²``: ``(B, d) -> (B,)``."""
+        x, _, beta = self._prepare(x, sigma)
+        lse = self._stats(x, beta, exact=True).lse
+        assert lse is not None
+        return 0.5 * self.dim * (math.log(2 * math.pi) - _log(beta)) - lse
 
     def score(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form score ``(Σ_k π_k m_k − x)/s²``: ``(B, d)``."""
-        logits, s2 = self._logits(x, sigma)
-        return (torch.softmax(logits, 1) @ self.means.to(x) - x) / s2
+        x, _, beta = self._prepare(x, sigma)
+        return self._stats(x, beta).drift * _col(beta)
 
     def denoise(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """Tweedie denoiser ``D(x, σ) = x + σ² score``: ``(B, d)``."""
-        s = as_sigma(sigma, x)[:, None]
-        return x + s**2 * self.score(x, sigma)
+        x, s, beta = self._prepare(x, sigma)
+        return x + _col(s * s * beta) * self._stats(x, beta).drift
 
     def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form Hessian of ``−log p_σ``: ``(I − Cov_π(m)/s²)/s²``, ``(B, d, d)``."""
-        logits, s2 = self._logits(x, sigma)
-        p, m = torch.softmax(logits, 1), self.means.to(x)
-        mean = p @ m
-        cov = torch.einsum("bk,ki,kj->bij", p, m, m) - mean[:, :, None] * mean[:, None, :]
+        x, _, beta = self._prepare(x, sigma)
+        cov = self._stats(x, beta, covariance=True).cov
+        assert cov is not None
+        b = _col(beta, 3)
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
-        return (eye - cov / s2[:, :, None]) / s2[:, :, None]
+        return (eye - cov * b) * b
 
     def covariance(self) -> torch.Tensor:
         """Covariance of the data ``vI + Σ_k w_k (m_k − m̄)(m_k − m̄)ᵀ``: ``(d, d)``."""

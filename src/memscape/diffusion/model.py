@@ -25,7 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from memscape._validation import as_sigma, check_choice, check_int, check_positive
+from memscape._validation import (
+    as_sigma,
+    check_choice,
+    check_device,
+    check_int,
+    check_positive,
+)
 from memscape.diffusion.networks import MLP, UNet
 from memscape.diffusion.preconditioning import Preconditioning, get_preconditioning
 from memscape.io import load_tensors, read_json, save_tensors, write_json
@@ -34,10 +40,69 @@ from memscape.protocol import EnergyModel, Verbatim
 __all__ = ["ScoreModel"]
 
 _NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+# model.json: keys of each network's kwargs (required, optional) and the weight dtypes
+_KWARGS = {
+    "mlp": ({"dim"}, {"width", "layers", "emb_dim", "film"}),
+    "unet": ({"shape"}, {"channels", "channel_mult", "num_res_blocks", "attention", "emb_dim"}),
+}
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def _check_model_json(cfg: Any, *, custom: bool) -> None:
+    """Check every key of a ``model.json`` (written by :attr:`ScoreModel.config`), naming the bad one.
+
+    Raises:
+        ValueError: not an object, a missing or unknown key, a value of the wrong type.
+    """
+    if not isinstance(cfg, dict):
+        raise ValueError(f"must hold a JSON object, got a {type(cfg).__name__}")
+    for key in ("network", "event_shape", "precond", "sigma_data", "energy"):
+        if key not in cfg:
+            raise ValueError(f"missing key {key!r}")
+    kind = cfg["network"]
+    if kind not in (*_NETWORKS, "custom"):
+        raise ValueError(f"key 'network' must be one of mlp, unet, custom; got {kind!r}")
+    if kind == "custom" and not custom:
+        raise ValueError("this model has a custom network: pass network= to load it")
+    shape = cfg["event_shape"]
+    if not (isinstance(shape, list) and shape and all(_is_count(v) for v in shape)):
+        raise ValueError(f"key 'event_shape' must be a list of positive integers, got {shape!r}")
+    if not isinstance(cfg["precond"], (str, dict)):
+        raise ValueError(f"key 'precond' must be a name or an object, got {cfg['precond']!r}")
+    sd = cfg["sigma_data"]
+    if sd is not None and (isinstance(sd, bool) or not isinstance(sd, (int, float)) or sd <= 0):
+        raise ValueError(f"key 'sigma_data' must be null or a positive number, got {sd!r}")
+    if not isinstance(cfg["energy"], bool):
+        raise ValueError(f"key 'energy' must be true or false, got {cfg['energy']!r}")
+    if cfg.get("dtype", "float32") not in _DTYPES:
+        raise ValueError(f"key 'dtype' must be one of {', '.join(_DTYPES)}; got {cfg['dtype']!r}")
+    seed = cfg.get("seed", 0)
+    if not (_is_count(seed) or seed == 0):
+        raise ValueError(f"key 'seed' must be an integer >= 0, got {seed!r}")
+    if kind == "custom":
+        return
+    kwargs = cfg.get("kwargs")
+    if not isinstance(kwargs, dict):
+        raise ValueError(
+            f"key 'kwargs' (the {kind} network's options) must be an object, got {kwargs!r}"
+        )
+    required, optional = _KWARGS[kind]
+    missing, unknown = sorted(required - set(kwargs)), sorted(set(kwargs) - required - optional)
+    if missing:
+        raise ValueError(f"missing key 'kwargs.{missing[0]}'")
+    if unknown:
+        raise ValueError(f"unknown key 'kwargs.{unknown[0]}' for the {kind} network")
+    implied = [kwargs["dim"]] if kind == "mlp" else kwargs["shape"]
+    if implied != shape:
+        raise ValueError(f"key 'event_shape' {shape} does not match the {kind} kwargs ({implied})")
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
 class ScoreModel(nn.Module, EnergyModel):
@@ -264,35 +329,51 @@ class ScoreModel(nn.Module, EnergyModel):
         if not path.is_dir():
             raise ValueError(f"path must be a model or run folder, got missing path {path}")
         cfg = read_json(path / "model.json", "ScoreModel.load")
-        kind = cfg.get("network")
-        if kind == "custom":
-            if network is None:
-                raise ValueError("this model has a custom network: pass network= to load it")
-            model = cls(
-                network,
-                tuple(cfg["event_shape"]),
-                precond=cfg["precond"],
-                sigma_data=cfg["sigma_data"],
-                energy=cfg["energy"],
-            )
-        elif kind in _NETWORKS:
-            kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["kwargs"].items()}
-            model = getattr(cls, kind)(
-                **kwargs,
-                energy=cfg["energy"],
-                precond=cfg["precond"],
-                sigma_data=cfg["sigma_data"],
-                seed=cfg.get("seed", 0),
-            )
-        else:
-            raise ValueError(f"model.json in {path}: unknown network {kind!r}")
+        try:
+            _check_model_json(cfg, custom=network is not None)
+            if cfg["network"] == "custom":
+                model = cls(
+                    network,  # type: ignore[arg-type]  # checked by _check_model_json
+                    tuple(cfg["event_shape"]),
+                    precond=cfg["precond"],
+                    sigma_data=cfg["sigma_data"],
+                    energy=cfg["energy"],
+                )
+            else:
+                kwargs = {
+                    k: tuple(v) if isinstance(v, list) else v for k, v in cfg["kwargs"].items()
+                }
+                model = getattr(cls, cfg["network"])(
+                    **kwargs,
+                    energy=cfg["energy"],
+                    precond=cfg["precond"],
+                    sigma_data=cfg["sigma_data"],
+                    seed=cfg.get("seed", 0),
+                )
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"ScoreModel.load: model.json in {path}: {err}") from None
         model.to(getattr(torch, cfg.get("dtype", "float32")))
         state = load_tensors(path / "model.safetensors", "ScoreModel.load")
+        bad = [
+            k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())
+        ]
+        if bad:
+            raise ValueError(
+                f"ScoreModel.load: weights in {path / 'model.safetensors'} hold NaN or inf "
+                f"({', '.join(bad[:3])}{', …' if len(bad) > 3 else ''}): the training diverged"
+            )
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
             raise ValueError(f"weights in {path} do not match model.json: {err}") from err
         return model
+
+    def to(self, *args: Any, **kwargs: Any) -> ScoreModel:  # type: ignore[override]
+        """``nn.Module.to``, after checking that a requested device exists on this machine."""
+        device = kwargs.get("device", args[0] if args else None)
+        if isinstance(device, (str, torch.device, int)) and not isinstance(device, bool):
+            check_device(device)
+        return super().to(*args, **kwargs)
 
     # ---------------------------------------------------------------- display
     __repr__ = EnergyModel.__repr__  # one line instead of nn.Module's layer tree

@@ -38,7 +38,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from memscape._validation import check_choice, check_int, check_positive, check_tensor
+from memscape._validation import (
+    check_choice,
+    check_device,
+    check_dtype,
+    check_generator,
+    check_int,
+    check_positive,
+    check_tensor,
+)
 from memscape.protocol import Denoiser
 
 __all__ = [
@@ -284,6 +292,7 @@ def sample_heun(
     """
     s = _check(model, x, sigmas)
     check_positive(s_churn, "s_churn", allow_zero=True)
+    generator = check_generator(generator)
     n = len(s) - 1
     step = _Steps(callback)
     for i in range(n):
@@ -330,6 +339,7 @@ def sample_euler_maruyama(
         the states at σ_N, shape of ``x``.
     """
     s = _check(model, x, sigmas)
+    generator = check_generator(generator)
     step = _Steps(callback)
     for i in range(len(s) - 1):
         d = model.denoise(x, s[i])
@@ -469,8 +479,8 @@ def sample(
         sigma_max: the σ grid (:func:`get_sigmas`).
         rho: the σ grid (:func:`get_sigmas`).
         schedule: the σ grid (:func:`get_sigmas`).
-        generator: source of the start noise and any sampler noise; if ``None`` a
-            generator seeded with ``seed`` is used.
+        generator: source of the start noise and any sampler noise (a
+            ``torch.Generator`` or an int seed); if ``None`` one seeded with ``seed``.
         seed: seed of the default generator.
         device: where to sample (default: the model's).
         dtype: in what precision to sample (default: the model's).
@@ -511,8 +521,9 @@ def sample(
         schedule, steps, sigma_min, sigma_max, **({"rho": rho} if schedule == "karras" else {})
     )
     dev0, dt0 = _placement(model)
-    dev = torch.device(device) if device is not None else dev0
-    dt = dtype or dt0
+    dev = check_device(device) if device is not None else dev0
+    dt = check_dtype(dtype) if dtype is not None else dt0
+    generator = check_generator(generator)
     if generator is None:
         check_int(seed, "seed", minimum=0)
         generator = torch.Generator().manual_seed(seed)

@@ -14,8 +14,10 @@ seed), ``losses.csv`` (one row per ``log_every`` steps: step, mean loss, lr),
 ``model.json`` + ``model.safetensors`` (EMA weights, :meth:`ScoreModel.load`) and
 ``checkpoint/`` (weights, EMA, Adam state, generator state; safetensors + JSON, never
 pickle). Every file is written to a temporary name and moved into place; a checkpoint
-folder is swapped in whole. Resuming from a checkpoint gives bit-identical results to
-an uninterrupted run on the CPU.
+folder is swapped in whole, and ``model.json`` is written last: its presence marks a
+finished run. Resuming from a checkpoint gives bit-identical results to an uninterrupted
+run on the CPU. Every ``log_every`` steps the loop reports ``("train", step, steps,
+rate)`` to :func:`memscape.progress.report` (a sweep shows it for the jobs in flight).
 """
 
 from __future__ import annotations
@@ -30,10 +32,18 @@ from typing import Any
 import pandas as pd
 import torch
 
-from memscape._validation import check_int, check_positive, check_tensor
+from memscape._validation import check_device, check_int, check_positive, check_tensor
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
-from memscape.io import environment, load_tensors, read_json, save_tensors, write_json
+from memscape.io import (
+    atomic_write,
+    environment,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
+from memscape.progress import report
 
 __all__ = ["TrainRun", "train"]
 
@@ -137,10 +147,7 @@ def train(
         check_int(checkpoint_every, "checkpoint_every")
     if threads is not None:
         check_int(threads, "threads")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must name a torch device, got {device!r}") from err
+    dev = check_device(device)
     path = None if out is None else Path(out)
     if path is not None and path.exists() and not path.is_dir():
         raise ValueError(f"out must be a folder, but {path} is a file")
@@ -192,9 +199,7 @@ def train(
     losses = pd.DataFrame(trainer.rows, columns=["step", "loss", "lr"])
     if path is not None:
         model.save(path)
-        tmp = path / ".losses.csv.tmp"
-        losses.to_csv(tmp, index=False)
-        tmp.replace(path / "losses.csv")
+        atomic_write(path / "losses.csv", lambda p: losses.to_csv(p, index=False))
     return TrainRun(model=model, losses=losses, path=path, config=config, steps_per_second=rate)
 
 
@@ -277,6 +282,9 @@ class _Trainer:
                 self.rows.append((self.step, mean, lr))
                 bar.set_postfix(loss=f"{mean:.4g}", refresh=False)
                 bar.update(self.step - bar.n)
+                elapsed = time.perf_counter() - t0
+                report("train", step=self.step, steps=steps,
+                       rate=(self.step - start) / elapsed if elapsed > 0 else float("nan"))  # fmt: skip
             if path is not None and every is not None and self.step % every == 0:
                 self.save_checkpoint(path)
         bar.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from memscape._validation import check_choice, check_int
 from memscape.config import load_config_file, make_config, option, option_spec
 from memscape.experiments.results import Check, ResultsFolder
 from memscape.experiments.sweep import (
+    Interrupted,
     Job,
     JobOutput,
     SweepResult,
@@ -72,7 +74,7 @@ class Context:
 
     folder: ResultsFolder
     seed: int
-    workers: int = 1
+    workers: int | None = None  #: ``None``: one per core (see ``sweep.plan_workers``)
     executor: str = "local"
     address: str | None = None
     progress: bool = True
@@ -81,8 +83,10 @@ class Context:
     def sweep(self, fn: Callable[..., JobOutput], jobs: Sequence[Job], name: str) -> SweepResult:
         """Run ``jobs`` through the sweep engine into ``folder/jobs`` (resumable).
 
-        Also writes the table ``timing_<name>`` (key, seconds, host, threads per job).
+        Also writes the table ``timing_<name>`` (key, seconds, host, threads, start, end
+        per job).
         """
+        _check_name(name, "sweep name")
         outputs = run_sweep(
             fn,
             jobs,
@@ -101,6 +105,7 @@ class Context:
         self,
         fn: Callable[..., JobOutput],
         points: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+        /,
         *,
         name: str,
         **fixed: Any,
@@ -116,22 +121,35 @@ class Context:
 
     def figure(self, name: str, nrows: int = 1, ncols: int = 1, **kw: Any):
         """``with ctx.figure(name, 1, 2, figsize=…) as (fig, axes):`` — saved as PNG + SVG."""
+        _check_name(name, "figure name")
         return self.folder.figure(name, nrows, ncols, **kw)
 
     def table(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
         """Write ``table`` as ``<name>.parquet`` and ``.csv``; return it."""
+        _check_name(name, "table name")
         self.folder.write_table(name, table)
         return table
 
     def check(
         self, name: str, measured: float, theory: float, tolerance: float, **kw: Any
     ) -> Check:
-        """Record measured against theory for the report (see :class:`Check`)."""
+        """Record a measured-vs-theory check (``relative``, ``identity``: :class:`Check`)."""
         return self.folder.add_check(name, measured, theory, tolerance, **kw)
 
     def section(self, title: str, markdown: str = "", *tables: pd.DataFrame) -> None:
         """Add a report section: text, then tables."""
         self.folder.add_section(title, markdown, *tables)
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*")
+
+
+def _check_name(name: str, what: str) -> None:
+    """Results file names: ASCII letters, digits and ``. _ = + -`` (no spaces or colons)."""
+    if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
+        raise ValueError(
+            f"{what} must be ASCII letters, digits and . _ = + - (it names files), got {name!r}"
+        )
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -206,7 +224,7 @@ def run_experiment(
     seed: int = 0,
     quick: bool = False,
     config: str | Path | dict[str, Any] | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     executor: str = "local",
     address: str | None = None,
     progress: bool = True,
@@ -215,7 +233,13 @@ def run_experiment(
     """Run experiment ``name`` into the results folder ``out`` and return it.
 
     Everything is validated before any work or file write. Re-running with the
-    same options and ``out`` resumes: finished sweep jobs are not recomputed.
+    same options and ``out`` resumes after any interruption (Ctrl-C, a crash, a
+    killed process): finished jobs are not recomputed, an interrupted training
+    continues from its checkpoint, and the tables come out identical to an
+    uninterrupted run. ``config.json`` pins what the results depend on — options,
+    seed, memscape's version and a content fingerprint of the data (a config's
+    ``data_fingerprint(seed)``, if it has one) — and a run with any of them changed
+    is refused; it also keeps the history of the runs into the folder.
 
     Args:
         name: a key of :data:`EXPERIMENTS` (see ``memscape list``).
@@ -223,22 +247,44 @@ def run_experiment(
         seed: base seed of every random draw.
         quick: apply the experiment's quick overrides (a fast, small run).
         config: a YAML/JSON file or a dict of options (overridden by ``overrides``).
-        workers: sweep execution (local pool or Ray cluster).
+        workers: parallel jobs; ``None``: one per core, one thread each
+            (:func:`~memscape.experiments.sweep.plan_workers`).
         executor: sweep execution (local pool or Ray cluster).
         address: sweep execution (local pool or Ray cluster).
-        progress: show progress bars.
+        progress: show progress bars (with the stage of each job in flight).
         **overrides: options of the experiment's config (override ``config`` and ``quick``).
+
+    Raises:
+        ValueError: bad options, or ``out`` holds results of another config, seed, data
+            or memscape version.
+        Interrupted: Ctrl-C; its message says what finished and that re-running resumes.
     """
     check_choice(name, EXPERIMENTS, "experiment")
     check_int(seed, "seed", minimum=0)
-    check_int(workers, "workers")
+    if workers is not None:
+        check_int(workers, "workers")
     check_choice(executor, ("local", "ray"), "executor")
     exp = EXPERIMENTS[name]
     file = load_config_file(config) if isinstance(config, (str, Path)) else config
     cfg = build_config(exp, quick=quick, file=file, overrides=overrides)
+    fingerprint = getattr(cfg, "data_fingerprint", None)
+    data = fingerprint(seed) if callable(fingerprint) else None
     folder = ResultsFolder(Path(out) if out is not None else Path("results") / name)
-    folder.write_config(name, dataclasses.asdict(cfg), seed)
+    folder.write_config(name, dataclasses.asdict(cfg), seed, data=data)
     ctx = Context(folder, seed, workers, executor, address, progress, quick)
-    exp.run(cfg, ctx)
-    folder.write_report(f"memscape run {name}")
+    try:
+        exp.run(cfg, ctx)
+        folder.write_report(f"memscape run {name}")
+    except KeyboardInterrupt as err:
+        folder.end_run("interrupted")
+        what = str(err) if isinstance(err, Interrupted) else "every job had finished"
+        message = (
+            f"interrupted ({what}); run the same command again to resume "
+            f"(results so far in {folder.path})"
+        )
+        raise Interrupted(message) from None
+    except BaseException:
+        folder.end_run("failed")
+        raise
+    folder.end_run("finished")
     return folder

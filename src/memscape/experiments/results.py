@@ -7,8 +7,10 @@ Every file is written atomically (temporary name in the same folder, then
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -16,23 +18,79 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memscape._version import __version__
 from memscape.io import atomic_write, environment, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Check", "ResultsFolder"]
+__all__ = ["Check", "ResultsFolder", "git_commit", "provenance"]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> dict[str, Any] | None:
+    """The git commit of memscape's source when it runs from a checkout (``None`` otherwise).
+
+    Returns ``{"commit": sha, "dirty": bool}`` (``dirty``: tracked files differ from the
+    commit). An installed package (under ``site-packages``) has no checkout to report.
+    """
+    here = Path(__file__).resolve().parent
+    if "site-packages" in here.parts or "dist-packages" in here.parts:
+        return None
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(here), *args], capture_output=True,
+                                 text=True, timeout=10, check=True)  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status)}
+
+
+def provenance() -> dict[str, Any]:
+    """:func:`memscape.io.environment` (versions, host, threads) plus the git commit."""
+    return {**environment(), "git": git_commit()}
+
+
+def _differences(keys: list[str], old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``"seed (1, now 2)"``, ``"config (steps: 50, now 60)"``, ``"data (data: 3f…, now 9a…)"``."""
+    parts = []
+    for key in keys:
+        a, b = old[key], new[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            items = [f"{k}: {a.get(k)!r}, now {b.get(k)!r}" for k in sorted({*a, *b})
+                     if a.get(k) != b.get(k)]  # fmt: skip
+            parts.append(f"{key} ({'; '.join(items)})")
+        else:
+            parts.append(f"{key} ({a!r}, now {b!r})")
+    return ", ".join(parts)
 
 
 @dataclass
 class Check:
-    """A measured value against its theory, for the report (pass when the gap is within tolerance)."""
+    """A measured value against its theory, for the report (pass when the gap is within tolerance).
+
+    ``identity=True`` marks a check whose two sides are one computation by two routes
+    (e.g. a continuation that solves the very linearization the formula states): it tests
+    the code's consistency, not the theory, and the report shows it as an identity.
+    """
 
     name: str
     measured: float
     theory: float
     tolerance: float
     relative: bool = True  #: compare the relative gap |m − t|/|t| (else the absolute gap)
+    identity: bool = False  #: both sides are one computation (consistency, not a measurement)
 
     @property
     def gap(self) -> float:
@@ -68,27 +126,57 @@ class ResultsFolder:
         return self.path / "jobs"
 
     # -------------------------------------------------------------- config
-    def write_config(self, name: str, config: dict[str, Any], seed: int) -> None:
-        """Write ``config.json`` (experiment, options, seed, versions, command, time).
+    def write_config(
+        self,
+        name: str,
+        config: dict[str, Any],
+        seed: int,
+        *,
+        data: dict[str, str] | None = None,
+    ) -> None:
+        """Write ``config.json``: what the results depend on, and a history of the runs into it.
+
+        The identity of the results — experiment, seed, options, memscape's version and
+        the content fingerprints of the data (``data``: ``{option: sha256}``) — must
+        equal the stored one; each call appends a run record (command, start time,
+        environment, git commit) to ``runs``, so a folder filled by several runs lists
+        every one of them (:meth:`end_run` adds its end time and status).
 
         Raises:
-            ValueError: the folder already holds results of a different config or seed
-                (resuming into it would mix results); use another ``out``.
+            ValueError: the folder holds results of a different config, seed, data or
+                memscape version (resuming into it would mix results), naming what differs.
         """
-        record = {"experiment": name, "seed": seed, "config": config}
-        old = self.read_config()
-        if old is not None and {k: old.get(k) for k in record} != json.loads(json.dumps(record)):
-            raise ValueError(
-                f"out folder {self.path} holds results of a different config or seed; "
-                "choose another --out (or delete the folder)"
-            )
-        full = {
-            **record,
-            "environment": environment(),
-            "command": " ".join(sys.argv),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        identity = {
+            "experiment": name,
+            "seed": seed,
+            "config": config,
+            "memscape": __version__,
+            "data": dict(data or {}),
         }
-        write_json(self.path / "config.json", full)
+        identity = json.loads(json.dumps(identity, default=str))
+        old = self.read_config()
+        runs: list[dict[str, Any]] = []
+        if old is not None:
+            differ = [k for k in identity if k in old and old[k] != identity[k]]
+            if differ:
+                raise ValueError(
+                    f"out folder {self.path} holds results of a different "
+                    f"{_differences(differ, old, identity)}; resuming would mix them: "
+                    "choose another --out (or delete the folder)"
+                )
+            runs = list(old.get("runs", []))
+            if not runs and "environment" in old:  # a config.json from before the history
+                runs = [{k: old[k] for k in ("command", "time", "environment") if k in old}]
+        runs.append({"command": " ".join(sys.argv), "start": _now(), "environment": provenance()})
+        write_json(self.path / "config.json", {**identity, "runs": runs})
+
+    def end_run(self, status: str) -> None:
+        """Record the end time and ``status`` (finished, interrupted, failed) of the latest run."""
+        cfg = self.read_config()
+        if cfg is None or not cfg.get("runs"):
+            return
+        cfg["runs"][-1].update(end=_now(), status=status)
+        write_json(self.path / "config.json", cfg)
 
     def read_config(self) -> dict[str, Any] | None:
         """The stored ``config.json`` or ``None``."""
@@ -157,10 +245,17 @@ class ResultsFolder:
         self.sections.append((title, "\n\n".join(parts)))
 
     def add_check(
-        self, name: str, measured: float, theory: float, tolerance: float, *, relative: bool = True
+        self,
+        name: str,
+        measured: float,
+        theory: float,
+        tolerance: float,
+        *,
+        relative: bool = True,
+        identity: bool = False,
     ) -> Check:
-        """Record a measured-vs-theory comparison for the report; returns it."""
-        check = Check(name, float(measured), float(theory), float(tolerance), relative)
+        """Record a measured-vs-theory comparison (or an ``identity``) for the report; returns it."""
+        check = Check(name, float(measured), float(theory), float(tolerance), relative, identity)
         self.checks.append(check)
         return check
 
@@ -172,14 +267,18 @@ class ResultsFolder:
             lines += [
                 "## Measured against theory",
                 "",
-                "| check | measured | theory | gap | tolerance | result |",
-                "|---|---|---|---|---|---|",
+                "kind: *measurement*, a measured value against an independent prediction; "
+                "*identity*, one computation by two routes (tests the code, not the theory).",
+                "",
+                "| check | kind | measured | theory | gap | tolerance | result |",
+                "|---|---|---|---|---|---|---|",
             ]
             for c in self.checks:
                 kind = "rel." if c.relative else "abs."
                 name = c.name.replace("|", "\\|")
                 lines.append(
-                    f"| {name} | {c.measured:.4g} | {c.theory:.4g} | {c.gap:.3g} ({kind}) | "
+                    f"| {name} | {'identity' if c.identity else 'measurement'} | "
+                    f"{c.measured:.4g} | {c.theory:.4g} | {c.gap:.3g} ({kind}) | "
                     f"{c.tolerance:.3g} | {'PASS' if c.passed else 'FAIL'} |"
                 )
             lines.append("")

@@ -4,21 +4,28 @@ A job is a function of a parameter dict returning named tidy tables (and
 optionally named tensors). Finished jobs live in ``<out>/jobs/<key>/``; that
 folder appears by one atomic rename only when the job is complete, so a crash
 or Ctrl-C loses at most the jobs in flight, and re-running the same command
-skips every finished job. Jobs run in-process (``workers=1``), in a local
-process pool (``workers>1``), or on a Ray cluster (``executor="ray"``).
+skips every finished job. Jobs run in-process (one worker), in a local process
+pool (one worker per core by default, one thread each: never more threads than
+cores), or on a Ray cluster (``executor="ray"``). Each job's folder records its
+own environment (``run.json``: versions, git commit, host, threads, start and
+end), and jobs in flight report their stage to the progress bar
+(:mod:`memscape.progress`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +40,17 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "Interrupted",
     "Job",
     "JobOutput",
     "SweepResult",
+    "cpu_budget",
+    "cpu_cores",
     "grid_jobs",
     "job_seed",
     "job_timings",
     "load_job",
+    "plan_workers",
     "run_sweep",
 ]
 
@@ -89,6 +100,7 @@ def _key_part(value: Any) -> str:
 def grid_jobs(
     name: str,
     points: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    /,
     *,
     seed: int | None = None,
     **fixed: Any,
@@ -129,7 +141,8 @@ class Job:
     """One unit of a sweep.
 
     Attributes:
-        key: unique, filesystem-safe id (e.g. ``"K=32_seed=1"``).
+        key: unique file name of ASCII letters, digits and ``. _ = + -`` (e.g.
+            ``"K=32_seed=1"``): no spaces, colons or path separators.
         params: keyword arguments of the job function (JSON-serializable).
     """
 
@@ -137,25 +150,117 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _run_job(
-    fn: Callable[..., JobOutput], params: dict[str, Any], threads: int | None
-) -> tuple[JobOutput, dict[str, Any]]:
-    """Run one job; return its output and where/how long it ran."""
+_KEY = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; the message says how many jobs had finished (they are kept)."""
+
+
+# ------------------------------------------------------------------ CPU budget
+def cpu_cores() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``; ``os.cpu_count()`` elsewhere)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_budget() -> int:
+    """The cores a sweep uses by default: :func:`cpu_cores`, capped by torch's threads.
+
+    ``torch.get_num_threads()`` follows ``OMP_NUM_THREADS`` and ``torch.set_num_threads``,
+    so a caller that limits torch (a test process, a shared machine) limits the sweep too.
+    """
     import torch
 
+    return max(1, min(cpu_cores(), torch.get_num_threads()))
+
+
+def plan_workers(workers: int | None, pending: int, budget: int, cores: int) -> tuple[int, int]:
+    """``(workers, threads per job)`` of a local sweep, never ``workers × threads > cores``.
+
+    ``workers=None`` takes ``min(budget, pending)``: one job per core. An explicit
+    ``workers`` is capped at ``cores`` and at the pending jobs. Each job gets
+    ``budget // workers`` threads (at least one), so a single job uses every core it
+    is given.
+    """
+    cap = budget if workers is None else min(workers, cores)
+    w = max(1, min(cap, pending))
+    return w, max(1, budget // w)
+
+
+# ------------------------------------------------------------------ running one job
+_QUEUE: Any = None  # in a pool worker: where its jobs' progress reports go
+
+
+def _worker_init(queue: Any, parent: int) -> None:
+    """Pool worker set-up: Ctrl-C is the parent's to handle; die with the parent."""
+    global _QUEUE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _QUEUE = queue
+
+    def watch() -> None:  # an orphaned worker (parent killed) must not go on writing
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _queue_listener(key: str) -> Callable[[str, dict[str, Any]], None]:
+    """Send a job's reports to the parent: a new stage at once, the same stage 4 times a second."""
+    last_stage, last_time = "", 0.0
+
+    def put(stage: str, info: dict[str, Any]) -> None:
+        nonlocal last_stage, last_time
+        now = time.monotonic()
+        if stage != last_stage or now - last_time >= 0.25:
+            last_stage, last_time = stage, now
+            _QUEUE.put_nowait((key, stage, info))
+
+    return put
+
+
+def _run_job(
+    fn: Callable[..., JobOutput],
+    key: str,
+    params: dict[str, Any],
+    threads: int | None,
+    listener: Callable[[str, dict[str, Any]], None] | None = None,
+) -> tuple[JobOutput, dict[str, Any]]:
+    """Run one job with ``threads`` torch threads; return its output and its run record."""
+    import torch
+
+    from memscape.experiments.results import provenance
+    from memscape.progress import listen, report
+
+    if listener is None and _QUEUE is not None:
+        listener = _queue_listener(key)
+    old = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    start = time.perf_counter()
-    output = fn(**params)
+    begin, start = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
+    try:
+        with listen(listener):
+            report("start")
+            output = fn(**params)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
     info = {
         "seconds": time.perf_counter() - start,
         "host": platform.node(),
-        "threads": torch.get_num_threads(),
+        "threads": used,
+        "start": begin,
+        "end": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "environment": {**provenance(), "torch_threads": used},
     }
     return output, info
 
 
 def _save_job(jobs_dir: Path, job: Job, result: tuple[JobOutput, dict[str, Any]]) -> None:
+    """Write a job's folder under a temporary name, then rename it into place (atomic)."""
     import pandas as pd
     import torch
     from safetensors.torch import save_file
@@ -178,7 +283,7 @@ def _save_job(jobs_dir: Path, job: Job, result: tuple[JobOutput, dict[str, Any]]
         if tensors:
             save_file(tensors, str(tmp / "tensors.safetensors"))
         (tmp / "params.json").write_text(json.dumps(job.params, indent=2, default=str))
-        (tmp / "run.json").write_text(json.dumps(info, indent=2))
+        (tmp / "run.json").write_text(json.dumps(info, indent=2, default=str))
         for p in tmp.iterdir():
             make_readable(p)
         make_readable(tmp, folder=True)
@@ -191,14 +296,18 @@ def _save_job(jobs_dir: Path, job: Job, result: tuple[JobOutput, dict[str, Any]]
             shutil.rmtree(tmp)
 
 
+_TIMING = ("seconds", "host", "threads", "start", "end")
+
+
 def job_timings(jobs_dir: Path, keys: Sequence[str]) -> pd.DataFrame:
-    """One row per finished job: ``key``, ``seconds`` it ran, ``host``, ``threads``."""
+    """One row per job: ``key``, ``seconds`` it ran, ``host``, ``threads``, ``start``, ``end``."""
     import pandas as pd
 
     rows = []
     for key in keys:
         p = Path(jobs_dir) / key / "run.json"
-        rows.append({"key": key, **(json.loads(p.read_text()) if p.exists() else {})})
+        run = json.loads(p.read_text()) if p.exists() else {}
+        rows.append({"key": key, **{k: run[k] for k in _TIMING if k in run}})
     return pd.DataFrame(rows)
 
 
@@ -215,12 +324,58 @@ def load_job(jobs_dir: Path, key: str) -> JobOutput:
     return out
 
 
+# ------------------------------------------------------------------ the display
+class _Display:
+    """The progress bar: finished jobs, and the stage each job in flight last reported."""
+
+    def __init__(self, total: int, done: int, description: str, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=done, desc=description, disable=not enabled,
+                        unit="job", dynamic_ncols=True)  # fmt: skip
+        self.enabled = enabled
+        self.stages: dict[str, str] = {}
+        self.last: dict[str, str] = {}  # each job's last stage name
+        self.done: set[str] = set()  # a pool worker's last reports may come after its result
+        self.shown = 0.0
+
+    def report(self, key: str, stage: str, info: dict[str, Any]) -> None:
+        """Show a job's new stage at once, and the same stage's numbers twice a second."""
+        from memscape.progress import describe
+
+        if key in self.done:
+            return
+        self.stages[key] = describe(stage, info)
+        if self.last.get(key) != stage or time.monotonic() - self.shown >= 0.5:
+            self.last[key] = stage
+            self.show()
+
+    def finished(self, key: str) -> None:
+        self.done.add(key)
+        self.stages.pop(key, None)
+        self.last.pop(key, None)
+        self.bar.update()
+        self.show()
+
+    def show(self) -> None:
+        self.shown = time.monotonic()
+        self.bar.set_postfix_str(" | ".join(f"{k}: {s}" for k, s in self.stages.items()))
+
+    def listener(self, key: str) -> Callable[[str, dict[str, Any]], None] | None:
+        return (lambda stage, info: self.report(key, stage, info)) if self.enabled else None
+
+    def close(self) -> None:
+        self.stages.clear()
+        self.bar.close()
+
+
+# ------------------------------------------------------------------ the sweep
 def run_sweep(
     fn: Callable[..., JobOutput],
     jobs: Sequence[Job],
     jobs_dir: Path,
     *,
-    workers: int = 1,
+    workers: int | None = None,
     executor: str = "local",
     address: str | None = None,
     progress: bool = True,
@@ -228,11 +383,20 @@ def run_sweep(
 ) -> SweepResult:
     """Run every unfinished job of a sweep and return all outputs by job key.
 
+    Jobs run in-process when one worker is planned, else in a local process pool
+    (:func:`plan_workers`: by default one worker per core, ``min(cores, pending jobs)``,
+    and never more threads in all than cores), or as Ray tasks. The progress bar shows,
+    for each job in flight, the stage it reports through :mod:`memscape.progress`
+    (training step and steps/s, sampling, census, probe). Ctrl-C stops the workers and
+    raises :class:`Interrupted` saying how many jobs finished; running the sweep again
+    resumes after them.
+
     Args:
         fn: a module-level function (picklable) called as ``fn(**job.params)``.
-        jobs: the sweep; keys must be unique.
+        jobs: the sweep; keys must be unique file names (see :class:`Job`).
         jobs_dir: folder holding one sub-folder per finished job.
-        workers: parallel jobs (local process pool when > 1; Ray tasks in flight).
+        workers: parallel jobs: ``None`` plans one per core (:func:`cpu_budget`); a number
+            is capped at the cores (:func:`cpu_cores`) locally, and is the Ray tasks in flight.
         executor: ``"local"`` or ``"ray"`` (an existing cluster at ``address``, or a
             local Ray instance when ``address`` is None).
         address: Ray cluster address (``ray://host:10001``), for ``executor="ray"``.
@@ -242,49 +406,118 @@ def run_sweep(
     Returns:
         ``{job.key: {table_or_tensor_name: value}}`` in the order of ``jobs``.
     """
-    check_int(workers, "workers")
+    if workers is not None:
+        check_int(workers, "workers")
     check_choice(executor, ("local", "ray"), "executor")
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError("jobs must have unique keys")
-    bad = [k for k in keys if not k or "/" in k or k.startswith(".")]
+    bad = [k for k in keys if not isinstance(k, str) or not _KEY.fullmatch(k)]
     if bad:
-        raise ValueError(f"job keys must be non-empty file names, got {bad[:3]}")
-    from tqdm.auto import tqdm
-
+        raise ValueError(
+            "job keys must be file names of ASCII letters, digits and . _ = + - (no spaces, "
+            f"colons or '/', not starting with '.'), got {bad[:3]}"
+        )
     jobs_dir = Path(jobs_dir)
+    _remove_stale(jobs_dir, keys)
     pending = [j for j in jobs if not (jobs_dir / j.key).is_dir()]
-    bar = tqdm(
-        total=len(jobs),
-        initial=len(jobs) - len(pending),
-        desc=description,
-        disable=not progress,
-        unit="job",
-    )
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    display = _Display(len(jobs), len(jobs) - len(pending), description, progress)
     try:
-        if executor == "ray":
-            _run_ray(fn, pending, jobs_dir, workers, address, bar)
-        elif workers == 1:
-            for job in pending:
-                _save_job(jobs_dir, job, _run_job(fn, job.params, None))
-                bar.update()
+        if not pending:
+            pass
+        elif executor == "ray":
+            _run_ray(fn, pending, jobs_dir, workers, address, display)
         else:
-            import multiprocessing as mp
-
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-                running = {pool.submit(_run_job, fn, j.params, threads): j for j in pending}
-                while running:
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        _save_job(jobs_dir, running.pop(fut), fut.result())
-                        bar.update()
+            w, threads = plan_workers(workers, len(pending), cpu_budget(), cpu_cores())
+            if w == 1:
+                for job in pending:
+                    result = _run_job(fn, job.key, job.params, threads, display.listener(job.key))
+                    _save_job(jobs_dir, job, result)
+                    display.finished(job.key)
+            else:
+                _run_pool(fn, pending, jobs_dir, w, threads, display)
+    except KeyboardInterrupt:
+        done = sum((jobs_dir / k).is_dir() for k in keys)
+        raise Interrupted(f"{description}: {done} of {len(keys)} jobs finished") from None
     finally:
-        bar.close()
+        display.close()
     return SweepResult((k, load_job(jobs_dir, k)) for k in keys)
 
 
-def _run_ray(fn, pending, jobs_dir, workers, address, bar) -> None:
+def _remove_stale(jobs_dir: Path, keys: Sequence[str]) -> None:
+    """Delete the temporary folders a killed run left for these jobs (``.<key>.<random>``)."""
+    if not jobs_dir.is_dir():
+        return
+    mine = set(keys)
+    for p in jobs_dir.glob(".*.*"):
+        if p.is_dir() and p.name[1:].rsplit(".", 1)[0] in mine:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT for a moment (in the main thread): processes spawned now inherit it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _run_pool(fn, pending, jobs_dir, workers, threads, display) -> None:
+    """A spawn process pool; progress comes back through a queue; Ctrl-C kills the workers."""
+    import multiprocessing as mp
+    import queue as queues
+
+    ctx = mp.get_context("spawn")
+    with _sigint_ignored():  # helper processes start with Ctrl-C ignored: no tracebacks from them
+        reports = ctx.Queue()
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(reports, os.getpid()))  # fmt: skip
+        running = {pool.submit(_run_job, fn, j.key, j.params, threads): j for j in pending}
+
+    def drain() -> None:
+        try:
+            for _ in range(1000):
+                display.report(*reports.get_nowait())
+        except (queues.Empty, OSError, ValueError, EOFError):
+            pass
+
+    try:
+        error: BaseException | None = None
+        while running:
+            done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
+            drain()
+            for fut in done:
+                job = running.pop(fut)
+                if fut.cancelled():
+                    continue
+                if fut.exception() is not None:  # keep what the other jobs finish, then raise
+                    error = error or fut.exception()
+                    for other in running:
+                        other.cancel()
+                    continue
+                _save_job(jobs_dir, job, fut.result())
+                display.finished(job.key)
+        if error is not None:
+            raise error
+    except BaseException:
+        procs = getattr(pool, "_processes", None) or {}  # private, but the only handle
+        for proc in list(procs.values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        reports.close()
+        reports.cancel_join_thread()
+
+
+def _run_ray(fn, pending, jobs_dir, workers, address, display) -> None:
     try:
         import ray
     except ImportError as err:  # pragma: no cover - depends on the extra
@@ -297,13 +530,14 @@ def _run_ray(fn, pending, jobs_dir, workers, address, bar) -> None:
         queue = list(pending)
         running: dict[Any, Job] = {}
         while queue or running:
-            while queue and len(running) < max(workers, 1):
+            while queue and len(running) < (workers or len(pending)):
                 job = queue.pop(0)
-                running[remote.remote(fn, job.params, 1)] = job
+                running[remote.remote(fn, job.key, job.params, 1)] = job
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
-                _save_job(jobs_dir, running.pop(ref), ray.get(ref))
-                bar.update()
+                job = running.pop(ref)
+                _save_job(jobs_dir, job, ray.get(ref))
+                display.finished(job.key)
     finally:
         if started_here:
             ray.shutdown()

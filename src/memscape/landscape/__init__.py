@@ -1,5 +1,6 @@
 """Landscape analysis: critical points, Morse index, labels, basins, Morse–Smale graph,
-conservativeness of score fields, continuation and bifurcations, radial profiles, plots.
+conservativeness of score fields, continuation and bifurcations, radial profiles, plots,
+minimum-energy paths, certified saddles and disconnectivity graphs.
 
 Public names are re-exported from the submodules below (the analysis layer: it imports models, never experiments).
 """
@@ -21,11 +22,17 @@ from memscape.landscape.conservative import (
 )
 from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.landscape.critical import CriticalPoints, critical_points
+from memscape.landscape.disconnectivity import (
+    DisconnectivityGraph,
+    disconnectivity_graph,
+    plot_disconnectivity,
+)
 from memscape.landscape.discrete import discrete_fixed_points
 from memscape.landscape.labels import label_points
 from memscape.landscape.morse import HessianSpectrum, hessian_spectrum, is_hyperbolic, morse_index
 from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.landscape.newton import NewtonResult, newton_refine
+from memscape.landscape.paths import MinimumEnergyPath, minimum_energy_path
 from memscape.landscape.plot import (
     plot_bifurcation,
     plot_census,
@@ -33,6 +40,12 @@ from memscape.landscape.plot import (
     plot_morse_smale,
 )
 from memscape.landscape.profiles import RadialProfile, radial_profile
+from memscape.landscape.saddles import (
+    MorseCertificate,
+    SaddleResult,
+    certify_morse_index,
+    refine_saddles,
+)
 from memscape.landscape.snapshots import (
     census_table,
     continuation_snapshots,
@@ -49,16 +62,22 @@ __all__ = [
     "BasinRadius",
     "BifurcationDiagram",
     "CriticalPoints",
+    "DisconnectivityGraph",
     "HessianSpectrum",
+    "MinimumEnergyPath",
+    "MorseCertificate",
     "NewtonResult",
     "RadialProfile",
+    "SaddleResult",
     "basin_fractions",
     "basin_map",
     "basin_radius",
     "census_table",
+    "certify_morse_index",
     "continuation",
     "continuation_snapshots",
     "critical_points",
+    "disconnectivity_graph",
     "discrete_fixed_points",
     "edge_table",
     "hessian_spectrum",
@@ -67,15 +86,18 @@ __all__ = [
     "label_points",
     "landscape_census",
     "line_integral",
+    "minimum_energy_path",
     "morse_index",
     "morse_smale_graph",
     "newton_refine",
     "path_dependence",
     "plot_bifurcation",
     "plot_census",
+    "plot_disconnectivity",
     "plot_landscape",
     "plot_morse_smale",
     "radial_profile",
+    "refine_saddles",
     "relative_energy",
     "score_asymmetry",
     "snapshot_values",

@@ -28,7 +28,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from memscape._validation import check_int, check_positive, check_tensor
+from memscape._validation import (
+    check_device,
+    check_dtype,
+    check_generator,
+    check_int,
+    check_positive,
+    check_tensor,
+)
 from memscape.landscape._cluster import dedupe
 from memscape.landscape._descent import descend_flat
 from memscape.landscape._fields import (
@@ -334,8 +341,9 @@ def critical_points(
         check_positive(dedupe_tol, "dedupe_tol")
     if label_tol is not None:
         check_positive(label_tol, "label_tol")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    generator = check_generator(generator)
+    check_dtype(dtype)
+    device = None if device is None else check_device(device)
     if n_newton_starts is not None:
         check_int(n_newton_starts, "n_newton_starts", minimum=0)
     pats = default_patterns(model) if patterns is None else check_tensor(patterns, "patterns")
@@ -351,6 +359,11 @@ def critical_points(
     if starts is not None:
         starts = check_tensor(starts, "starts", min_ndim=1).to(dtype=dtype, device=device)
     shape = event_shape(model, starts)
+    if starts is not None and tuple(starts.shape[1:]) not in (shape, (torch.Size(shape).numel(),)):
+        raise ValueError(
+            f"starts must have shape (B, *event_shape) = (B, {', '.join(map(str, shape))}) "
+            f"for {type(model).__name__}, got {tuple(starts.shape)}"
+        )
     d = 1
     for s in shape:
         d *= s

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from memscape._validation import check_choice, check_int, check_tensor
+from memscape._validation import check_choice, check_generator, check_int, check_tensor
 from memscape.dynamics.descent import DescentResult, check_mask, descend
 from memscape.protocol import EnergyModel
 
@@ -71,7 +71,7 @@ def overlap(s: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
 
 def random_order(n: int, generator: torch.Generator | None, device: Any) -> torch.Tensor:
     """A random visiting order of ``n`` units (one asynchronous sweep), drawn on the CPU."""
-    return torch.randperm(n, generator=generator).to(device)
+    return torch.randperm(n, generator=check_generator(generator)).to(device)
 
 
 def check_order(order: Any, n: int, device: Any) -> torch.Tensor:
@@ -325,6 +325,7 @@ def retrieve_by_sweeps(
     cue = check_spins(model._check_x(cue, "cue"), "cue")
     check_int(max_steps, "max_steps")
     check_mask(mask, cue)  # validate before any work
+    generator = check_generator(generator)
     stepper = SimpleNamespace(
         update=partial(model.update, mask=mask, **update_kwargs),
         energy=model.energy,

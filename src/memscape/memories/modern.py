@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from memscape._validation import check_positive, check_tensor
 from memscape.dynamics.descent import DescentResult, check_mask, descend
-from memscape.kernels import DEFAULT_CHUNK, streamed_softmax
+from memscape.kernels import (
+    DEFAULT_CHUNK,
+    DistanceStats,
+    MemoryCache,
+    _compute_dtype,
+    streamed_distance_softmax,
+)
 from memscape.protocol import EnergyModel
 from memscape.theory import hopfield_retrieval_bound
 
@@ -25,6 +32,13 @@ class ModernHopfield(EnergyModel):
         M = max_μ ‖x_μ‖.
 
     Update (eq. 3, the CCCP step; never increases E): ``ξ ← X softmax(β(Xᵀξ + c))``.
+
+    Numerics: the logits are evaluated in the distance form
+    ``β(c_μ + ½‖x_μ‖² − ½M²) − β‖ξ − x_μ‖²/2`` (equal to ``β(x_μᵀξ + c_μ) − β(½‖ξ‖² + ½M²)``)
+    with memories and states centred on the memories' mean, so the energy keeps its
+    digits far from the origin and at large β. Half-precision states are computed (and
+    returned) in float32, integer states in the memories' dtype; a β the dtype cannot
+    hold raises ``ValueError``.
 
     Args:
         memories: stored patterns ``(K, d)``, floating point.
@@ -58,6 +72,7 @@ class ModernHopfield(EnergyModel):
         self.bias = bias
         self.chunk_size = chunk_size
         self.event_shape = (memories.shape[1],)
+        self._cache = MemoryCache()
 
     def _repr_fields(self) -> dict[str, Any]:
         k, d = self.memories.shape
@@ -67,31 +82,63 @@ class ModernHopfield(EnergyModel):
         return {**fields, "dtype": self.memories.dtype}
 
     # ------------------------------------------------------------ internals
-    def _stats(self, x: torch.Tensor, covariance: bool = False):
-        x = self._check_x(x)
-        mem = self.memories.to(x)
-        beta = torch.full((x.shape[0],), self.beta, dtype=x.dtype, device=x.device)
-        bias = None if self.bias is None else self.bias.to(x)
-        return streamed_softmax(
-            x, mem, beta, bias, chunk_size=self.chunk_size, covariance=covariance
-        )
+    def _prepare(self, x: Any, name: str = "x") -> tuple[torch.Tensor, float]:
+        """States in the compute dtype and β, after checking β fits that dtype."""
+        x = self._check_x(x, name)
+        x = x.to(_compute_dtype(x, self.memories.dtype))
+        fi = torch.finfo(x.dtype)
+        if not fi.tiny <= self.beta <= 1.0 / fi.tiny:
+            raise ValueError(
+                f"beta = {self.beta:g} is outside what {str(x.dtype).removeprefix('torch.')} "
+                f"represents: beta and 1/beta must be normal numbers, in "
+                f"[{fi.tiny:.3g}, {1 / fi.tiny:.3g}]; use float64 or another beta"
+            )
+        return x, self.beta
+
+    def _stats(
+        self, x: torch.Tensor, beta: float, *, covariance: bool = False, exact: bool = False
+    ) -> DistanceStats:
+        """Softmax statistics of ``ℓ_μ = β(x_μᵀξ + c_μ − ½‖ξ‖² − ½M²) = a_μ − β‖ξ − x_μ‖²/2``.
+
+        ``a_μ = β(c_μ + ½‖x_μ‖² − ½M²)`` (≤ 0 for c = 0): the distance form of eq. 2, whose
+        log-sum-exp is the energy with its ``½‖ξ‖² + ½M²`` already inside.
+        """
+        mem = self._cache.get(self.memories, x.dtype, x.device, self.bias)
+        offset = self._cache.extra("offset", lambda: self._offset(x.dtype, x.device))
+        return streamed_distance_softmax(
+            x, mem, beta, self.beta * offset, chunk_size=self.chunk_size,
+            covariance=covariance, exact_lse=exact, need_lse=exact, name="beta",
+        )  # fmt: skip
+
+    def _offset(self, dtype: torch.dtype, device: Any) -> torch.Tensor:
+        """``c_μ + ½‖x_μ‖² − ½M²`` ``(K,)``, from the memories in their own precision.
+
+        ``½(‖x_μ‖² − ‖x_m‖²)`` is formed as ``½(x_μ − x_m)ᵀ(x_μ + x_m)`` with ``x_m`` the
+        longest memory, so it keeps its digits when the memories lie far from the origin.
+        """
+        mem = self.memories.to(device)
+        longest = mem[mem.pow(2).sum(1).argmax()]
+        off = 0.5 * ((mem - longest) * (mem + longest)).sum(1)
+        if self.bias is not None:
+            off = off + self.bias.to(off)
+        return off.to(dtype)
 
     # ------------------------------------------------------------ protocol
     def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
-        """Ramsauer et al. eq. 2 energy: ``(B, d) -> (B,)``."""
-        st = self._stats(x)
-        k = self.memories.shape[0]
-        big_m2 = self.memories.to(x).pow(2).sum(1).max()
-        return (
-            -st.lse / self.beta
-            + 0.5 * x.pow(2).sum(1)
-            + torch.log(torch.tensor(float(k), dtype=x.dtype)) / self.beta
-            + 0.5 * big_m2
-        )
+        """Ramsauer et al. eq. 2 energy: ``(B, d) -> (B,)``.
+
+        Evaluated as ``−β⁻¹ lse_μ(a_μ − β‖ξ − x_μ‖²/2) + β⁻¹ log K`` with the leading
+        terms' distances direct, so the error scales with the energy, not with ``‖ξ‖²``.
+        """
+        x, beta = self._prepare(x)
+        lse = self._stats(x, beta, exact=True).lse
+        assert lse is not None
+        return (math.log(self.memories.shape[0]) - lse) / self.beta
 
     def score(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form score ``−∇E = X softmax(β(Xᵀξ + c)) − ξ``: ``(B, d) -> (B, d)``."""
-        return self.update(x) - x
+        x, beta = self._prepare(x)
+        return self._stats(x, beta).drift
 
     def update(
         self,
@@ -111,12 +158,13 @@ class ModernHopfield(EnergyModel):
                 update map its noise level, and this network has none (β plays its role:
                 the exact diffusion model at σ is this network at β = 1/σ²).
         """
+        x, beta = self._prepare(x)
+        mean = self._stats(x, beta).mean
         if mask is None:
-            return self._stats(x).mean
-        x = self._check_x(x)
+            return mean
         held = check_mask(mask, x)
         assert held is not None
-        return torch.where(held, x, self._stats(x).mean)
+        return torch.where(held, x, mean)
 
     def retrieve(
         self,
@@ -159,7 +207,8 @@ class ModernHopfield(EnergyModel):
 
     def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form Hessian ``I − β Cov_p(X)`` with ``p`` the softmax weights: ``(B, d, d)``."""
-        cov = self._stats(x, covariance=True).cov
+        x, beta = self._prepare(x)
+        cov = self._stats(x, beta, covariance=True).cov
         assert cov is not None
         eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
         return eye - self.beta * cov
@@ -167,10 +216,10 @@ class ModernHopfield(EnergyModel):
     # ------------------------------------------------------------ diagnostics
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax weights ``softmax(β(Xᵀξ + c))`` over memories: ``(B, K)`` (materialized)."""
-        x = self._check_x(x)
-        logits = x @ self.memories.to(x).T
-        if self.bias is not None:
-            logits = logits + self.bias.to(x)
+        x, _ = self._prepare(x)
+        mem = self._cache.get(self.memories, x.dtype, x.device, self.bias)
+        offset = self._cache.extra("offset", lambda: self._offset(x.dtype, x.device))
+        logits = torch.addmm(offset - mem.half_sq, mem.shift(x), mem.points.T)
         return torch.softmax(self.beta * logits, dim=1)
 
     def separation(self) -> torch.Tensor:

@@ -1,9 +1,17 @@
-"""Memorized / spurious / generalized samples (Pham et al. 2025, "Memorization to
+"""Memorized / spurious / generalized / off-data samples (Pham et al. 2025, "Memorization to
 Generalization: Emergence of Diffusion Models from Associative Memory", §3).
 
 A generated sample is
 
-* **memorized** if its nearest training point lies within ``δ_m``;
+* **off-data** if its nearest-training distance ``d₁`` exceeds a high quantile (default
+  0.99) of the ``d₁`` of *real* samples of the data distribution that are not in the
+  training set — held-out samples, or by default each training point against the others
+  (leave-one-out). Such a sample is farther from the training set than real data ever is:
+  it is not on the data manifold at the resolution the training set resolves (an
+  undertrained network's noise, a diverged sampler). Pham et al.'s generalized samples are
+  new samples *on* the manifold; without this class anything that is neither memorized nor
+  spurious would be called generalized;
+* else **memorized** if its nearest training point lies within ``δ_m``;
 * else **spurious** if its nearest *other generated* sample lies within ``δ_s`` —
   several samples fell into the same attractor, and that attractor is not a
   training point (the spurious states of a Hopfield network past its capacity);
@@ -28,21 +36,30 @@ from memscape.memorization.neighbors import (
     same_point_radius,
 )
 
-__all__ = ["CLASSES", "DEFAULT_DELTA_FRACTION", "SampleClasses", "classify_samples"]
+__all__ = [
+    "CLASSES",
+    "DEFAULT_DELTA_FRACTION",
+    "DEFAULT_OFF_DATA_QUANTILE",
+    "SampleClasses",
+    "classify_samples",
+]
 
 #: Class names; :attr:`SampleClasses.labels` holds indices into this tuple.
-CLASSES = ("memorized", "spurious", "generalized")
+CLASSES = ("memorized", "spurious", "generalized", "off-data")
 
 #: Default δ_m = δ_s = this fraction of the median training nearest-neighbour distance
 #: (the one "same point" rule, :data:`memscape.memorization.neighbors.SAME_POINT_FRACTION`).
 DEFAULT_DELTA_FRACTION = SAME_POINT_FRACTION
+
+#: Default quantile of the real samples' d₁ above which a generated sample is off-data.
+DEFAULT_OFF_DATA_QUANTILE = 0.99
 
 
 @dataclass(frozen=True)
 class SampleClasses:
     """Per-sample distances and classes returned by :func:`classify_samples`.
 
-    All tensors are ``(M,)``, one entry per generated sample.
+    Tensors named per generated sample are ``(M,)``; ``reference_d1`` is ``(H,)``.
     """
 
     d1: torch.Tensor  #: distance to the nearest training point
@@ -53,6 +70,12 @@ class SampleClasses:
     labels: torch.Tensor  #: class index into :data:`CLASSES` (long)
     delta_m: float  #: memorization threshold used
     delta_s: float  #: spurious threshold used
+    #: d₁ of the real reference samples: held-out to the training set (H = len(held_out)),
+    #: or leave-one-out within it (H = K)
+    reference_d1: torch.Tensor
+    off_data_threshold: float  #: a sample with d₁ above this is off-data
+    off_data_quantile: float  #: the quantile of ``reference_d1`` that gave the threshold
+    reference: str  #: ``"held_out"`` or ``"leave_one_out"``
 
     @property
     def names(self) -> list[str]:
@@ -93,49 +116,85 @@ def classify_samples(
     delta_m: float | None = None,
     delta_s: float | None = None,
     *,
+    held_out: torch.Tensor | None = None,
+    off_data_quantile: float = DEFAULT_OFF_DATA_QUANTILE,
     embed: Embed | None = None,
     chunk_size: int = DEFAULT_NN_CHUNK,
     backend: str = "auto",
     device: Any = None,
 ) -> SampleClasses:
-    """Label each generated sample memorized, spurious or generalized (Pham et al. 2025).
+    """Label each generated sample memorized, spurious, generalized or off-data (Pham et al. 2025).
 
-    Default thresholds. Both default to ``δ = ⅓ · median_k min_{j≠k} ‖y_k − y_j‖``,
-    a third of the typical spacing between training points (in ``embed`` space if
-    given): :func:`memscape.memorization.neighbors.same_point_radius`, the same
-    rule that labels critical points ``memory``. Rationale: the training set is the one length scale that does not
-    depend on what the model produced. A sample within a third of the typical
-    spacing of a training point is a copy of it — the same 1/3 as the d₁/d₂
-    criterion of Yoon et al. / Gu et al. with d₂ replaced by its typical value —
-    and two generated samples that close to each other, but not to any training
-    point, sit in one shared attractor that is not a stored pattern. A threshold
-    taken from the generated set would instead move with the very clustering it
-    is meant to detect (a set made of a few tight clusters would shrink its own
-    δ_s). Caveat: ``nearest_generated`` shrinks as more samples are drawn (on a
-    manifold of intrinsic dimension d* it scales like M^(−1/d*)), so spurious
-    counts are comparable only across runs with equal M, ideally M ≲ K; pass
-    explicit thresholds to compare otherwise.
+    Off-data first. With ``held_out`` — real samples of the training distribution that
+    are *not* in ``train`` — the reference distances are their ``d₁`` to the training set;
+    a generated sample is off-data when its ``d₁`` exceeds the ``off_data_quantile``
+    quantile of them (``torch.quantile``, linear interpolation), so at most about
+    ``1 − off_data_quantile`` of fresh real samples are off-data, by construction.
+    Without ``held_out`` the default reference is the training set itself, leave-one-out:
+    each training point's distance to its nearest *other* training point
+    (:func:`memscape.memorization.neighbors.nearest_neighbors` with ``exclude_self``,
+    streamed, no ``K×K`` matrix). A training point against the other ``K − 1`` is a real
+    sample against a training set of one point fewer, so these are draws of the held-out
+    ``d₁`` distribution at ``K − 1`` (slightly larger distances: the default errs towards
+    fewer off-data samples). Caveats: with few training points the quantile is near the
+    largest spacing (at ``K = 2`` it is the distance between the two points — keep a
+    held-out set there); exact duplicates in ``train`` pull the leave-one-out distances to
+    0. Memorized, spurious and generalized are assigned only among the other samples.
+
+    Default thresholds. ``δ_m`` and ``δ_s`` both default to
+    ``δ = ⅓ · median_k min_{j≠k} ‖y_k − y_j‖``, a third of the typical spacing between
+    training points (in ``embed`` space if given):
+    :func:`memscape.memorization.neighbors.same_point_radius`, the same rule that labels
+    critical points ``memory``. Rationale: the training set is the one length scale that
+    does not depend on what the model produced. A sample within a third of the typical
+    spacing of a training point is a copy of it — the same 1/3 as the d₁/d₂ criterion of
+    Yoon et al. / Gu et al. with d₂ replaced by its typical value — and two generated
+    samples that close to each other, but not to any training point, sit in one shared
+    attractor that is not a stored pattern. A threshold taken from the generated set
+    would instead move with the very clustering it is meant to detect (a set made of a
+    few tight clusters would shrink its own δ_s). Caveat: ``nearest_generated`` (taken
+    over all generated samples, off-data ones included) shrinks as more samples are drawn
+    (on a manifold of intrinsic dimension d* it scales like M^(−1/d*)), so spurious counts
+    are comparable only across runs with equal M, ideally M ≲ K; pass explicit thresholds
+    to compare otherwise.
 
     Args:
         generated: ``(M, ...)`` samples (flattened), ``M ≥ 2``.
         train: ``(K, ...)`` training points of the same per-sample size, ``K ≥ 2``.
         delta_m: memorization radius ``δ_m ≥ 0`` (default above). A sample is
-            memorized when ``d₁ ≤ δ_m``.
+            memorized when ``d₁ ≤ δ_m`` (and it is not off-data).
         delta_s: spurious radius ``δ_s ≥ 0`` (default above). A non-memorized
             sample is spurious when its nearest other generated sample is within ``δ_s``.
-        embed: as in :func:`nearest_neighbors`.
+        held_out: ``(H, ...)`` real samples of the same distribution, never in ``train``
+            (``H ≥ 1``; ``H ≳ 100 / (1 − off_data_quantile)`` resolves the quantile);
+            default ``None``: leave-one-out within ``train``.
+        off_data_quantile: quantile ``q ∈ (0, 1]`` of the reference ``d₁``; a sample
+            with ``d₁`` above it is off-data (``q = 1``: above the largest).
+        embed: as in :func:`nearest_neighbors` (applied to ``held_out`` too).
         chunk_size: as in :func:`nearest_neighbors`.
         backend: as in :func:`nearest_neighbors`.
         device: as in :func:`nearest_neighbors`.
 
     Returns:
-        :class:`SampleClasses` (``.fractions()``, ``.table``).
+        :class:`SampleClasses` (``.fractions()``, ``.table``, the reference ``d₁`` and
+        the off-data threshold).
+
+    Raises:
+        ValueError: negative thresholds, ``off_data_quantile`` outside ``(0, 1]``, fewer
+            than 2 generated or training samples, mismatched feature sizes, or a
+            ``held_out`` set whose every row is a training point.
     """
     for value, name in ((delta_m, "delta_m"), (delta_s, "delta_s")):
         if value is not None:
             check_positive(value, name, allow_zero=True)
+    if isinstance(off_data_quantile, bool) or not isinstance(off_data_quantile, (int, float)):
+        raise TypeError(f"off_data_quantile must be a number, got {off_data_quantile!r}")
+    if not 0 < off_data_quantile <= 1:
+        raise ValueError(f"off_data_quantile must be in (0, 1], got {off_data_quantile}")
     check_tensor(generated, "generated", min_ndim=2)
     check_tensor(train, "train", min_ndim=2)
+    if held_out is not None:
+        check_tensor(held_out, "held_out", min_ndim=2)
     if generated.shape[0] < 2:
         raise ValueError(f"generated must hold at least 2 samples, got {generated.shape[0]}")
     if train.shape[0] < 2:
@@ -144,19 +203,43 @@ def classify_samples(
     if embed is not None:
         generated = embed_batches(generated, embed, "generated", batch_size=chunk_size)
         train = embed_batches(train, embed, "train", batch_size=chunk_size)
+        if held_out is not None:
+            held_out = embed_batches(held_out, embed, "held_out", batch_size=chunk_size)
+    width = train[0].numel()
+    for x, name in ((generated, "generated"), (held_out, "held_out")):
+        if x is not None and x[0].numel() != width:
+            raise ValueError(
+                f"{name} and train must have the same number of features, got "
+                f"{x[0].numel()} and {width}"
+            )
     dist, idx = nearest_neighbors(generated, train, 2, **nn)
     d1, d2 = dist[:, 0], dist[:, 1]
     gen_nn, _ = nearest_neighbors(generated, generated, 1, exclude_self=True, **nn)
     nearest_generated = gen_nn[:, 0]
+    if held_out is None:
+        ref, _ = nearest_neighbors(train, train, 1, exclude_self=True, **nn)
+        reference = "leave_one_out"
+    else:
+        ref, _ = nearest_neighbors(held_out, train, 1, **nn)
+        reference = "held_out"
+        if bool((ref[:, 0] == 0).all()):
+            raise ValueError(
+                f"held_out must hold real samples that are not in train: all {len(ref)} "
+                "rows are exact training points"
+            )
+    reference_d1 = ref[:, 0].to(d1.device)
+    threshold = float(torch.quantile(reference_d1.double(), float(off_data_quantile)))
     if delta_m is None or delta_s is None:
         default = same_point_radius(train, **nn)
         delta_m = default if delta_m is None else delta_m
         delta_s = default if delta_s is None else delta_s
-    memorized = d1 <= delta_m
-    spurious = ~memorized & (nearest_generated <= delta_s)
+    off = d1 > threshold
+    memorized = ~off & (d1 <= delta_m)
+    spurious = ~off & ~memorized & (nearest_generated <= delta_s)
     labels = torch.full_like(idx[:, 0], CLASSES.index("generalized"))
     labels[spurious] = CLASSES.index("spurious")
     labels[memorized] = CLASSES.index("memorized")
+    labels[off] = CLASSES.index("off-data")
     return SampleClasses(
         d1,
         d2,
@@ -166,4 +249,8 @@ def classify_samples(
         labels,
         float(delta_m),
         float(delta_s),
+        reference_d1,
+        threshold,
+        float(off_data_quantile),
+        reference,
     )

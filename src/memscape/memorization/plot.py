@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 #: colour of each class of :data:`CLASSES`
-CLASS_COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:green"}
+CLASS_COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:green",
+                "off-data": "tab:gray"}  # fmt: skip
 
 
 def _axes(ax: Any) -> Any:

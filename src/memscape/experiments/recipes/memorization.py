@@ -16,7 +16,11 @@ deterministic sampler from noise shared across K, and measures (:mod:`memscape.m
 
 The exact empirical model (the optimal denoiser of the training set) runs through
 the same pipeline as the theory baseline: it memorizes at every K. Trained models are
-kept in ``models/`` (a re-run loads them). The ``landscapes`` figure is drawn for 2-D data.
+kept in ``models/`` with a checkpoint every 250 steps: a re-run after an interruption
+continues each training from its last checkpoint (bit-identical to an uninterrupted
+run) and loads finished ones. ``config.json`` pins a fingerprint of the data pool, so
+a changed ``--data`` file at the same path is refused. The ``landscapes`` figure is
+drawn for 2-D data.
 
 **Checked against:** a trained model memorizes at the smallest K and not at the
 largest; the exact empirical model memorizes at every K.
@@ -24,6 +28,7 @@ largest; the exact empirical model memorizes at every K.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +39,13 @@ import numpy as np
 import memscape as ms
 from memscape.experiments.registry import Context, option, register
 from memscape.experiments.sweep import grid_jobs, job_seed
+from memscape.progress import report
 
 pd = lazy.load("pandas")
 torch = lazy.load("torch")
 
 SYNTHETIC = ("circle", "gmm", "mixture", "manifold")  # drawn as a pool of `pool` points
+CHECKPOINT_EVERY = 250  # training steps between checkpoints (what an interruption can lose)
 
 
 @dataclass
@@ -72,16 +79,22 @@ class MemorizationConfig:
 
     def validate(self) -> None:
         """Relations between options, the device, the data set (torch loads only if needed)."""
-        if self.device != "cpu":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError):
-                raise ValueError(f"device must name a torch device, got {self.device!r}") from None
+        if self.device != "cpu":  # exists on this machine (before any file is written)
+            from memscape._validation import check_device
+
+            check_device(self.device, "option device")
         if not (self.trained or self.exact_baseline):
             raise ValueError("trained and exact_baseline are both off: nothing to run")
         n = self.pool if self.data in SYNTHETIC else len(load_pool(self, seed=0))
         if max(self.sizes) > n:
             raise ValueError(f"sizes: K = {max(self.sizes)} is larger than the dataset ({n})")
+
+    def data_fingerprint(self, seed: int) -> dict[str, str]:
+        """SHA-256 (16 hex digits) of the pool the training sets are drawn from, for config.json."""
+        x = load_pool(self, seed=seed).x.detach().cpu().contiguous()
+        digest = hashlib.sha256(f"{x.dtype}{tuple(x.shape)}".encode())
+        digest.update(x.numpy().tobytes())
+        return {"data": digest.hexdigest()[:16]}
 
 
 def load_pool(cfg: MemorizationConfig, seed: int) -> Any:
@@ -108,17 +121,18 @@ def memorization_job(
     def make(train: Any, tag: str) -> Any:
         if kind == "exact":
             return ms.EmpiricalDiffusion(train.to(torch.float64))
+        # models/…/tag: a finished run is loaded, an interrupted one continues from its checkpoint
         out = None if models is None else Path(models) / f"K={K}_seed={seed}" / tag
-        if out is not None and (out / "model.json").exists():  # trained by an earlier run
-            return ms.ScoreModel.load(out)
         s = job_seed(run_seed, "model", K, seed, tag) % 2**31
         net = ms.ScoreModel.mlp(dim=train[0].numel(), width=c.width, layers=c.layers,
                                 energy=c.energy, seed=s)  # fmt: skip
         ms.train(net, train.reshape(len(train), -1).float(), steps=c.steps, batch=c.batch,
-                 lr=c.lr, seed=s, out=out, device=c.device, progress=False)  # fmt: skip
+                 lr=c.lr, seed=s, out=out, device=c.device, progress=False, resume=True,
+                 checkpoint_every=CHECKPOINT_EVERY if out is not None else None)  # fmt: skip
         return net
 
-    def draw(model: Any) -> Any:
+    def draw(model: Any, what: str = "") -> Any:
+        report("sample", what=what)
         # the exact score is stiff (Lipschitz ~ 1/σ²): 4x the steps; σ_min 1e-4 resolves close points
         ex = kind == "exact"
         x = ms.sample(model, n=c.samples, shape=tuple(train_a.shape[1:]), sampler=c.sampler,
@@ -138,6 +152,7 @@ def memorization_job(
     # A trained network's score is smooth only to its training error: looser tolerance,
     # and points of one flat attracting manifold closer than δ_m/2 count once.
     loose = kind == "trained"
+    report("census")
     attractors = mz.classify_attractors(
         model, c.census_sigma, train_a, delta_m=cls.delta_m, n_starts=c.census_starts,
         tol=1e-5 if loose else None, dedupe_tol=cls.delta_m / 2 if loose else None,
@@ -146,6 +161,7 @@ def memorization_job(
     picks = [int(i) for n in mz.CLASSES for i in np.flatnonzero(labels == n)[: c.probe_points]]
     probe = pd.DataFrame({"sample": picks, "class": labels[picks], "critical_sigma": np.nan})
     if picks:
+        report("probe")
         probe["critical_sigma"] = mz.critical_sigma(
             model, samples[picks], cls.delta_m, n_trials=c.probe_trials,
             sampler_steps=c.sampler_steps, generator=gen("probe", K, seed)).radius  # fmt: skip
@@ -154,7 +170,7 @@ def memorization_job(
         summary[f"attractors_{n}"] = int((attractors["class"] == n).sum())
         summary[f"critical_sigma_{n}"] = probe.loc[probe["class"] == n, "critical_sigma"].mean()
     if c.pairs and kind == "trained" and 2 * K <= len(pool):
-        twin = draw(make(pool.complement(K, seed=seed).x[:K], "b"))
+        twin = draw(make(pool.complement(K, seed=seed).x[:K], "b"), "twin")
         mean = pool.x.reshape(len(pool), -1).mean(0).to(samples)  # cosine about the data mean
         a, b = (x.reshape(len(x), -1) - mean for x in (samples, twin))
         sim = mz.paired_similarity(a, b, center=False)
@@ -249,8 +265,10 @@ def _figures(cfg: MemorizationConfig, ctx: Context, res: Any, summary: Any, prim
         for j, (k, o) in enumerate(zip(ks, outs, strict=True)):
             m = float(o["train"].abs().max()) * 1.4 + 0.2
             lim = (-m, m)
-            if (saved := ctx.folder.path / "models" / f"K={k}_seed=0" / "a").exists():
-                net = ms.ScoreModel.load(saved).double()
+            if (
+                saved := ctx.folder.path / "models" / f"K={k}_seed=0" / "a" / "model.json"
+            ).exists():
+                net = ms.ScoreModel.load(saved.parent).double()
                 ms.plot_landscape(net, cfg.census_sigma, ax=axes[0, j], xlim=lim, ylim=lim)
             exact = ms.EmpiricalDiffusion(o["train"].to(torch.float64))
             ms.plot_landscape(exact, cfg.census_sigma, ax=axes[1, j], xlim=lim, ylim=lim)

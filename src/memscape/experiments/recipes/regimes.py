@@ -11,8 +11,9 @@ single training points at the **collapse time** ``t_C = ½ ln(1 + σ²/(n^{2/d} 
 * **Collapse**: n points of ``N(0, σ²I_d)``, the mean posterior weight of the end point
   (:func:`memscape.dynamics.collapse_crossing`) crossing ``threshold`` against t_C.
 
-**Checked against:** :func:`memscape.theory.clone_probability` at every cloning time and
-its crossing of :func:`~memscape.theory.clone_probability_at_speciation` ≈ 0.775 against
+**Checked against:** :func:`memscape.theory.clone_probability` at every cloning time (an
+exact binomial test of each measured fraction, the largest |z| against the Bonferroni
+limit of a stated family-wise confidence) and its crossing of :func:`~memscape.theory.clone_probability_at_speciation` ≈ 0.775 against
 t_S (:func:`~memscape.theory.speciation_time`); the collapse time
 :func:`~memscape.theory.collapse_time`.
 """
@@ -29,6 +30,7 @@ import memscape as ms
 from memscape.experiments.registry import Context, option, register
 
 pd = lazy.load("pandas")
+scipy = lazy.load("scipy")
 torch = lazy.load("torch")
 
 OFFSETS = (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -43,6 +45,8 @@ class RegimesConfig:
     clone_offsets: tuple[float, ...] = option(OFFSETS, "cloning times t − t_S")
     pairs: int = option(2000, "cloned pairs per (d, cloning time)", ge=1)
     steps: int = option(200, "Euler–Maruyama steps from noise to t ≈ 0", ge=2)
+    confidence: float = option(0.99, "family-wise confidence of the clone-probability test",
+                               gt=0, lt=1)  # fmt: skip
     collapse_dims: tuple[int, ...] = option((16, 32), "dimensions d of the collapse runs", ge=1)
     collapse_sizes: tuple[int, ...] = option((4000, 16000), "training-set sizes n", ge=2)
     variance: float = option(1.0, "variance σ² per coordinate of the training data", gt=0)
@@ -121,17 +125,23 @@ def run(cfg: RegimesConfig, ctx: Context) -> None:
     rows = []
     for d, grp in cloning.sort_values("t").groupby("d"):
         gap = (grp["same_class"] - grp["theory"]).abs()
-        se = np.sqrt(grp["theory"] * (1 - grp["theory"]) / grp["pairs"])
-        a = math.sqrt(d) * cfg.mean_scale
+        same = (grp["same_class"] * grp["pairs"]).round().astype(int)
+        # exact two-sided binomial p-value of each count under the exact probability, as |z|
+        pv = [scipy.stats.binomtest(k, n, p).pvalue for k, n, p in zip(same, grp["pairs"],
+              grp["theory"], strict=True)]  # fmt: skip
+        z, a = scipy.stats.norm.isf(np.divide(pv, 2)), math.sqrt(d) * cfg.mean_scale
         rows.append({**grp.iloc[0][["d", "Lambda", "t_S", "t_S_data"]].to_dict(),
                      "crossing": ms.dynamics.fit_crossing(grp["t"], grp["same_class"], level),
                      "crossing_exact": ms.theory.clone_probability_crossing(a, level),
-                     "max_abs_gap": float(gap.max()), "max_z": float((gap / se).max())})  # fmt: skip
+                     "max_abs_gap": float(gap.max()), "max_z": float(z.max()),
+                     "z_limit": float(scipy.stats.norm.isf((1 - cfg.confidence) / (2 * len(grp)))),
+                     "times": len(grp)})  # fmt: skip
     speciation = ctx.table("speciation", pd.DataFrame(rows).astype({"d": int}))
 
     for r in speciation.itertuples():
-        ctx.check(f"clone probability vs exact, max |gap|, d={r.d}", r.max_abs_gap, 0.0,
-                  4 / math.sqrt(cfg.pairs) + 0.01, relative=False)  # fmt: skip
+        ctx.check(f"clone probability vs exact: largest |z| of {r.times} exact binomial tests "
+                  f"(pass below z = {r.z_limit:.2f}: {cfg.confidence:.0%} family-wise), d={r.d}",
+                  r.max_z, 0.0, r.z_limit, relative=False)  # fmt: skip
         ctx.check(f"crossing of {level:.3f} vs exact finite-d crossing, d={r.d}", r.crossing,
                   r.crossing_exact, cfg.ts_tolerance, relative=False)  # fmt: skip
     top = speciation.loc[speciation["d"].idxmax()]
@@ -174,7 +184,10 @@ SPECIATION = (
     "Two Gaussians ±m, m = {c.mean_scale:g}·(1, …, 1), unit variance, so Λ = dμ̃² + 1 and "
     "t_S = ½ ln Λ (`t_S_data`: the same from the top eigenvalue of the covariance of 20d + "
     "2000 samples). {c.pairs} pairs of clones per cloning time, Euler–Maruyama with the exact "
-    "score ({c.steps} steps). `crossing` is where the measured same-class fraction falls "
+    "score ({c.steps} steps). `max_z`: the largest |z| (from the exact two-sided binomial "
+    "p-value) of the measured fractions against the exact probability; `z_limit`: the "
+    "Bonferroni limit at {c.confidence:.0%} family-wise confidence over the cloning times. "
+    "`crossing` is where the measured same-class fraction falls "
     "through {level:.4f}, the d → ∞ value at t_S (E_{{q∼N(1,1)}}[ς(2q)² + ς(−2q)²]); "
     "`crossing_exact` is where the exact finite-d curve does. With unit variance the cloning "
     "probability depends on d only through ‖m‖: at finite d φ(t_S) lies below 0.775 (its "
