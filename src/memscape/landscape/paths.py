@@ -29,13 +29,13 @@ Hessian-vector products, certified by Lanczos), started from the highest point o
 the polyline next to the maximal image (bisection on the directional derivative). The barrier of a pair is the
 highest saddle energy minus ``E(a)``.
 
-One model call per iteration: the forces are ``∇E = −s`` (:func:`memscape.score_of`),
-and the profile the tangents and the climbing image need is the trapezoidal line
-integral of ``∇E`` over the images, so energy and score-only models are relaxed
-alike. The reported profile is the energy at the converged images or, for
-score-only models, the Gauss–Legendre line integral ``E(R_i) − E(a) = −∫ s·dR``
-along the path (:func:`~memscape.landscape.conservative.line_integral`), so
-``energies[:, 0] = 0``.
+Score-only models: the forces are ``∇E = −s`` (:func:`memscape.score_of`), the
+profile the tangents and the climbing image need is the trapezoidal line integral of
+``∇E`` over the images, and the reported profile is the Gauss–Legendre line integral
+``E(R_i) − E(a) = −∫ s·dR`` along the converged path
+(:func:`~memscape.landscape.conservative.line_integral`), so ``energies[:, 0] = 0``.
+(Energy models use their energies: the trapezoidal profile drifts when a band
+crosses a sharp col with few images, and then misplaces the climbing image.)
 
 Scales: the step sizes come from an estimate ``L`` of the largest ``|λ|`` of the
 Hessian over the initial images (power iteration on Hessian-vector products; the
@@ -59,18 +59,17 @@ from memscape.landscape._fields import (
     event_shape,
     flat_score,
     has_energy,
-    hvp_operator,
     slice_sigma,
 )
 from memscape.landscape.conservative import line_integral
-from memscape.landscape.saddles import refine_saddles
+from memscape.landscape.saddles import refine_saddles, symmetric_hvp
 from memscape.protocol import ScoreOrDenoiser
 
 __all__ = ["MinimumEnergyPath", "minimum_energy_path"]
 
 # FIRE parameters (Bitzek et al. 2006, the values recommended in the paper)
 FIRE_N_MIN, FIRE_F_INC, FIRE_F_DEC, FIRE_ALPHA, FIRE_F_ALPHA = 5, 1.1, 0.5, 0.1, 0.99
-POWER_ITERATIONS = 30
+POWER_ITERATIONS = 20
 FIRE_DT_MAX = 1.0  # Δt_max·√L
 BISECTIONS = 40  # line search for the top of the path next to a maximal image
 CLIMB_AFTER = 10.0  # the climbing image is chosen once the band's force is ≤ 10·tol
@@ -170,20 +169,24 @@ class _Band:
     def evaluate(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradients of the interior images ``(n, N−2, d)`` and the profile ``(n, N)``.
 
-        The profile is the trapezoidal line integral of ``∇E`` over the images (from
-        ``E(a)``): it needs no energy call, and its ``O(h³)`` error per segment does
-        not move the converged band (only its tangents and climbing image use it).
+        The profile is the energy of the images, or for score-only models the
+        trapezoidal line integral of ``∇E`` over them (from ``E(a) = 0``); only the
+        tangents and the climbing image use it.
         """
         n, big_n, d = x.shape
         m = big_n - 2
         inner = x[:, 1:-1].reshape(n * m, d)
-        g = -flat_score(self.model, inner, _per_point(self.sigma, rows, m), self.shape)
-        g = g.reshape(n, m, d)
+        sig = _per_point(self.sigma, rows, m)
+        g = -flat_score(self.model, inner, sig, self.shape).reshape(n, m, d)
+        ends = self.e_ends[rows]
+        if self.energy:
+            e_in = self.model.energy(inner.reshape(n * m, *self.shape), sig).detach()
+            return g, torch.cat([ends[:, :1], e_in.reshape(n, m), ends[:, 1:]], dim=1)
         ga = self.g_ends[rows]
         full = torch.cat([ga[:, :1], g, ga[:, 1:]], dim=1)
         de = 0.5 * ((full[:, 1:] + full[:, :-1]) * (x[:, 1:] - x[:, :-1])).sum(-1)
         e = torch.cat([torch.zeros_like(de[:, :1]), de.cumsum(1)], dim=1)
-        return g, e + self.e_ends[rows, :1]
+        return g, e
 
     def profile(self, x: torch.Tensor) -> torch.Tensor:
         """The reported profile ``(P, N)``: energies, or Gauss–Legendre line integrals."""
@@ -254,7 +257,7 @@ def _reparametrize(x: torch.Tensor) -> torch.Tensor:
 
 def _curvature(model: Any, pts: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> float:
     """Largest ``|λ|`` of the Hessian (symmetric part) over flat points ``(B, d)``, by power iteration."""
-    hvp = hvp_operator(model, pts, sigma, shape)
+    hvp = symmetric_hvp(model, pts, sigma, shape)
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(pts.shape, generator=gen, dtype=torch.float64).to(pts)
     lam = torch.zeros(pts.shape[0], dtype=pts.dtype, device=pts.device)
@@ -410,9 +413,9 @@ def _relax_neb(
             new = rows[start]
             climb[new] = e[start, 1:-1].argmax(1) + 1
             v[new], dt[new], alpha[new], n_pos[new] = 0.0, 0.1 * dt_max, FIRE_ALPHA, 0
-            fmax[new] = float("inf")
             f[start] = _neb_force(xa[start], g[start], e[start], spring, climb[new])
             fm = f.norm(dim=-1).amax(1)
+            fmax[rows] = fm
         keep = (fm > ftol) | (climb[rows] < 0)
         if it == max_iter or not bool(keep.any()):
             break

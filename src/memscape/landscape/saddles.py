@@ -135,16 +135,17 @@ class SaddleResult:
         return self.converged & c.certified & (c.morse_index == 1)
 
 
-def _hvp_at(model: Any, x1: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> Any:
-    """``v ↦ ½(H + Hᵀ)v`` at one flat state ``(1, d)``, the score's graph built once.
+def symmetric_hvp(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> Any:
+    """``v ↦ ½(H + Hᵀ)v`` at flat states ``(B, d)`` (``v`` ``(B, d)``), the score's graph built once.
 
     Energy models: ``Hv = −(∂s/∂x)ᵀv``, one backward pass through the score (the
     model's closed form, else ``−∇E`` kept differentiable; ``H`` is symmetric).
     Score-only models: ``−(Jᵀv + Jv)/2``, ``Jv`` by the double-backward trick.
     """
+    b = x.shape[0]
     with torch.enable_grad():
-        xg = x1.detach().clone().requires_grad_(True)
-        s = score_with_graph(model, xg.reshape(1, *shape), sigma).reshape(1, -1)
+        xg = x.detach().clone().requires_grad_(True)
+        s = score_with_graph(model, xg.reshape(b, *shape), sigma).reshape(b, -1)
         if has_energy(model):
 
             def hvp(v: torch.Tensor) -> torch.Tensor:
@@ -192,7 +193,7 @@ class _Local:
             return
         from scipy.sparse.linalg import LinearOperator
 
-        hvp = _hvp_at(self.model, xt, self.sigma, self.shape)
+        hvp = symmetric_hvp(self.model, xt, self.sigma, self.shape)
 
         def matvec(v: np.ndarray) -> np.ndarray:
             hv = hvp(self.torch(np.asarray(v, dtype=np.float64).reshape(-1)))

@@ -13,8 +13,9 @@ single training points at the **collapse time** ``t_C = ½ ln(1 + σ²/(n^{2/d} 
 
 **Checked against:** :func:`memscape.theory.clone_probability` at every cloning time (an
 exact binomial test of each measured fraction, the largest |z| against the Bonferroni
-limit of a stated family-wise confidence) and its crossing of :func:`~memscape.theory.clone_probability_at_speciation` ≈ 0.775 against
-t_S (:func:`~memscape.theory.speciation_time`); the collapse time
+limit of a stated family-wise confidence) and its crossing of
+:func:`~memscape.theory.clone_probability_at_speciation` ≈ 0.775 against t_S
+(:func:`~memscape.theory.speciation_time`); the collapse time
 :func:`~memscape.theory.collapse_time`.
 """
 
@@ -130,12 +131,12 @@ def run(cfg: RegimesConfig, ctx: Context) -> None:
         pv = [scipy.stats.binomtest(k, n, p).pvalue for k, n, p in zip(same, grp["pairs"],
               grp["theory"], strict=True)]  # fmt: skip
         z, a = scipy.stats.norm.isf(np.divide(pv, 2)), math.sqrt(d) * cfg.mean_scale
+        z_limit = float(scipy.stats.norm.isf((1 - cfg.confidence) / (2 * len(grp))))
         rows.append({**grp.iloc[0][["d", "Lambda", "t_S", "t_S_data"]].to_dict(),
                      "crossing": ms.dynamics.fit_crossing(grp["t"], grp["same_class"], level),
                      "crossing_exact": ms.theory.clone_probability_crossing(a, level),
                      "max_abs_gap": float(gap.max()), "max_z": float(z.max()),
-                     "z_limit": float(scipy.stats.norm.isf((1 - cfg.confidence) / (2 * len(grp)))),
-                     "times": len(grp)})  # fmt: skip
+                     "z_limit": z_limit, "times": len(grp)})  # fmt: skip
     speciation = ctx.table("speciation", pd.DataFrame(rows).astype({"d": int}))
 
     for r in speciation.itertuples():
