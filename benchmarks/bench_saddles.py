@@ -1,9 +1,11 @@
-"""Benchmark of minimum-energy paths, certified saddles and the disconnectivity graph.
+"""Benchmark of the landscape atlas: minimum-energy paths, certified saddles, merge tree.
 
 The exact diffusion model (memscape.EmpiricalDiffusion) of ``K`` natural-image patches
-(the ``patches`` data set: colour 32×32, d = 3072, by default K = 100): the minima
-near each patch (fixed points of the exact denoiser), the climbing-image NEB between
-every minimum and its ``--neighbors`` nearest minima (all pairs in one batch per
+(the ``patches`` data set: colour 32×32, d = 3072, by default K = 100) through
+memscape.landscape.landscape_atlas: the minima near each patch (fixed points of the
+exact denoiser), the path between
+every minimum and its ``--neighbors`` nearest minima by the simplified string
+method (``--method neb`` for the climbing-image band; all pairs in one batch per
 chunk), each profile maximum refined and certified as an index-1 saddle (Lanczos on
 Hessian-vector products), and the merge tree of the minima. Prints the wall time of
 each stage, the counts, and the machine (memscape.io.cpu_name).
@@ -25,7 +27,7 @@ import torch
 
 import memscape as ms
 from memscape.io import cpu_name
-from memscape.landscape import disconnectivity_graph, minimum_energy_path
+from memscape.landscape import landscape_atlas
 from memscape.memorization import nearest_neighbors
 
 
@@ -38,6 +40,8 @@ def main() -> None:
     parser.add_argument("--sigma-factor", type=float, default=0.25,
                         help="σ as a multiple of the median nearest-neighbour distance")  # fmt: skip
     parser.add_argument("--images", type=int, default=12, help="images per band")
+    parser.add_argument("--method", default="string", choices=("string", "neb"),
+                        help="path method (the string is the robust one on rugged exact models)")  # fmt: skip
     parser.add_argument("--chunk", type=int, default=64, help="pairs per NEB batch")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -62,46 +66,26 @@ def main() -> None:
     print(f"K={args.k}, d={d}, sigma={sigma:.4g} ({args.sigma_factor} × median NN distance)")
 
     t0 = time.perf_counter()
-    minima = ms.descend(model, y, sigma, tol=1e-12, max_steps=5000).x.reshape(args.k, -1)
-    t_min = time.perf_counter() - t0
-    _, idx = nearest_neighbors(minima, minima, args.neighbors, exclude_self=True)
-    pairs = sorted({(min(i, int(j)), max(i, int(j))) for i in range(args.k) for j in idx[i]})
-    print(f"minima: {t_min:.2f} s; {len(pairs)} distinct {args.neighbors}-NN pairs")
 
-    t0 = time.perf_counter()
-    rows, n_saddles, n_cert, iters, shape = [], 0, 0, [], y.shape[1:]
-    for c in range(0, len(pairs), args.chunk):
-        chunk = pairs[c : c + args.chunk]
-        a = minima[[i for i, _ in chunk]].reshape(-1, *shape)
-        b = minima[[j for _, j in chunk]].reshape(-1, *shape)
-        t1 = time.perf_counter()
-        res = minimum_energy_path(model, a, b, sigma, images=args.images)
-        iters += res.iterations.tolist()
-        n_saddles += res.saddles.shape[0]
-        n_cert += int((res.saddle_index == 1).sum())
-        e_a = res.energies[:, 0]
-        for p, (i, j) in enumerate(chunk):
-            if torch.isfinite(res.barrier[p]):
-                rows.append((i, j, float(res.barrier[p] + e_a[p])))
-        print(
-            f"  pairs {c + len(chunk)}/{len(pairs)}: {time.perf_counter() - t1:.1f} s", flush=True
-        )
-    t_paths = time.perf_counter() - t0
+    def progress(done: int, total: int) -> None:
+        print(f"  pairs {done}/{total}: {time.perf_counter() - t0:.1f} s", flush=True)
+
+    atlas = landscape_atlas(model, sigma, y, neighbors=args.neighbors, method=args.method,
+                            images=args.images, chunk=args.chunk, progress=progress)  # fmt: skip
+    wall = time.perf_counter() - t0
+    pairs = atlas.pairs
+    finite = atlas.barriers.barrier[np.isfinite(atlas.barriers.barrier)]
     print(
-        f"paths + saddles: {t_paths:.1f} s ({t_paths / len(pairs):.3f} s/pair); NEB iterations "
-        f"median {int(np.median(iters))}, max {max(iters)}; saddles {n_saddles}, "
-        f"certified index 1: {n_cert}"
+        f"atlas: {wall:.1f} s ({wall / max(len(pairs), 1):.3f} s/pair); minima {len(atlas.minima)} "
+        f"of {args.k} patches (certified index 0: {int((atlas.barriers.morse_index == 0).sum())}); "
+        f"{len(pairs)} {args.neighbors}-NN pairs, saddles "
+        f"{int(pairs.saddles.sum())}, pairs all certified index 1: {int(pairs.certified.sum())}, "
+        f"paths converged: {int(pairs.converged.sum())}"
     )
-    t0 = time.perf_counter()
-    energies = model.energy(minima.reshape(-1, *shape), sigma).cpu().numpy()
-    graph = disconnectivity_graph(energies, rows)
-    t_graph = time.perf_counter() - t0
-    finite = graph.barriers.barrier[np.isfinite(graph.barriers.barrier)]
     print(
-        f"disconnectivity graph: {t_graph:.2f} s; {len(graph.roots)} connected set(s); "
-        f"barrier median {finite.median():.4g}, min {finite.min():.4g}, max {finite.max():.4g}"
+        f"disconnectivity graph: {len(atlas.graph.roots)} connected set(s); barrier median "
+        f"{finite.median():.4g}, min {finite.min():.4g}, max {finite.max():.4g}"
     )
-    print(f"total {t_min + t_paths + t_graph:.1f} s")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ minimum-energy paths, certified saddles and disconnectivity graphs.
 Public names are re-exported from the submodules below (the analysis layer: it imports models, never experiments).
 """
 
+from memscape.landscape.atlas import LandscapeAtlas, landscape_atlas
 from memscape.landscape.basins import (
     BasinMap,
     BasinRadius,
@@ -64,6 +65,7 @@ __all__ = [
     "CriticalPoints",
     "DisconnectivityGraph",
     "HessianSpectrum",
+    "LandscapeAtlas",
     "MinimumEnergyPath",
     "MorseCertificate",
     "NewtonResult",
@@ -84,6 +86,7 @@ __all__ = [
     "is_conservative",
     "is_hyperbolic",
     "label_points",
+    "landscape_atlas",
     "landscape_census",
     "line_integral",
     "minimum_energy_path",

@@ -12,10 +12,13 @@ gradient is parallel to the path, ``∇E⊥ = 0``. Both methods relax a chain of
   eq. 5): the highest image feels ``−∇E + 2(∇E·τ)τ`` and no spring, so it climbs to
   the saddle. It is chosen once the plain band has relaxed to ``10·tol`` (or after a
   quarter of ``max_iter``) and kept: re-choosing it every step makes two images that
-  straddle a sharp col take turns, and FIRE then stalls. The band is relaxed by FIRE (Bitzek et al. 2006, Phys. Rev. Lett. 97,
-  170201; the parameters of the paper, ``N_min = 5``, ``f_inc = 1.1``, ``f_dec = 0.5``,
-  ``α = 0.1``, ``f_α = 0.99``), the optimiser ASE and pele use for bands: the NEB
-  force is not a gradient, so line-search methods (L-BFGS) do not apply as such.
+  straddle a sharp col take turns, and FIRE then stalls. The band is relaxed by FIRE
+  (Bitzek et al. 2006, Phys. Rev. Lett. 97, 170201; the parameters of the paper,
+  ``N_min = 5``, ``f_inc = 1.1``, ``f_dec = 0.5``, ``α = 0.1``, ``f_α = 0.99``, and one
+  addition: every uphill step also shrinks ``Δt_max`` by 0.8), the optimiser ASE and
+  pele use for bands: the NEB force is not a gradient, so line-search methods
+  (L-BFGS) do not apply as such. On rugged high-d landscapes (the exact model of
+  image patches) the band can fold; the string is then the robust choice.
 - **Simplified string method** (E, Ren & Vanden-Eijnden 2007, J. Chem. Phys. 126,
   164103, §II): each iteration moves every interior image by one steepest-descent
   step ``R ← R − Δt ∇E(R)`` and then redistributes the images at equal arc length
@@ -26,8 +29,8 @@ gradient is parallel to the path, ``∇E⊥ = 0``. Both methods relax a chain of
 Every interior maximum of the energy profile is then refined to an index-1 saddle
 by :func:`~memscape.landscape.saddles.refine_saddles` (eigenvector-following on
 Hessian-vector products, certified by Lanczos), started from the highest point of
-the polyline next to the maximal image (bisection on the directional derivative). The barrier of a pair is the
-highest saddle energy minus ``E(a)``.
+the polyline next to the maximal image (bisection on the directional derivative).
+The barrier of a pair is the highest saddle energy minus ``E(a)``.
 
 Score-only models: the forces are ``∇E = −s`` (:func:`memscape.score_of`), the
 profile the tangents and the climbing image need is the trapezoidal line integral of
@@ -37,12 +40,13 @@ profile the tangents and the climbing image need is the trapezoidal line integra
 (Energy models use their energies: the trapezoidal profile drifts when a band
 crosses a sharp col with few images, and then misplaces the climbing image.)
 
-Scales: the step sizes come from an estimate ``L`` of the largest ``|λ|`` of the
-Hessian over the initial images (power iteration on Hessian-vector products; the
-climbing image feels ``|λ₁|`` of the saddle it climbs to, so the band is sampled):
-FIRE's ``Δt_max = 1/√L`` and the string's ``Δt = 1/L`` (the stability limits are
-``2/√L`` and ``2/L``), the spring ``k = L/10`` (its discrete Laplacian adds at most
-``4k`` of stiffness), and the default force tolerance ``10⁻³ L |b − a|`` (the saddles are refined after).
+Scales, per pair: the step sizes come from an estimate ``L`` of the largest ``|λ|``
+of the Hessian over the pair's initial images (power iteration on Hessian-vector
+products; the climbing image feels ``|λ₁|`` of the saddle it climbs to, so the band
+is sampled): FIRE's ``Δt_max = 1/√L`` and the string's ``Δt = 1/L`` (the stability
+limits are ``2/√L`` and ``2/L``), the spring ``k = L/10`` (its discrete Laplacian adds
+at most ``4k`` of stiffness), the default force tolerance ``10⁻³ L |b − a|`` (the
+saddles are refined after), and one image moves at most half a segment per step.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ __all__ = ["MinimumEnergyPath", "minimum_energy_path"]
 FIRE_N_MIN, FIRE_F_INC, FIRE_F_DEC, FIRE_ALPHA, FIRE_F_ALPHA = 5, 1.1, 0.5, 0.1, 0.99
 POWER_ITERATIONS = 20
 FIRE_DT_MAX = 1.0  # Δt_max·√L
+FIRE_DT_SHRINK = 0.8  # Δt_max shrinks by this on every uphill step
 BISECTIONS = 40  # line search for the top of the path next to a maximal image
 CLIMB_AFTER = 10.0  # the climbing image is chosen once the band's force is ≤ 10·tol
 
@@ -224,13 +229,13 @@ def _tangents(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
 
 
 def _neb_force(
-    x: torch.Tensor, g: torch.Tensor, e: torch.Tensor, spring: float, climb: torch.Tensor
+    x: torch.Tensor, g: torch.Tensor, e: torch.Tensor, spring: torch.Tensor, climb: torch.Tensor
 ) -> torch.Tensor:
     """NEB force on the interior images ``(n, N−2, d)``; image ``climb`` (≥ 1) climbs (HUJ eq. 5)."""
     tau = _tangents(x, e)
     gpar = (g * tau).sum(-1, keepdim=True)
     seg = (x[:, 1:] - x[:, :-1]).norm(dim=-1)
-    f = -(g - gpar * tau) + spring * (seg[:, 1:] - seg[:, :-1])[..., None] * tau
+    f = -(g - gpar * tau) + spring[:, None, None] * (seg[:, 1:] - seg[:, :-1])[..., None] * tau
     on = (climb >= 1).nonzero()[:, 0]
     c = climb[on] - 1
     f[on, c] = -g[on, c] + 2 * gpar[on, c] * tau[on, c]
@@ -255,8 +260,8 @@ def _reparametrize(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _curvature(model: Any, pts: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> float:
-    """Largest ``|λ|`` of the Hessian (symmetric part) over flat points ``(B, d)``, by power iteration."""
+def _curvature(model: Any, pts: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """Largest ``|λ|`` of the Hessian (symmetric part) at flat points ``(B, d)``: ``(B,)``, by power iteration."""
     hvp = symmetric_hvp(model, pts, sigma, shape)
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(pts.shape, generator=gen, dtype=torch.float64).to(pts)
@@ -266,7 +271,7 @@ def _curvature(model: Any, pts: torch.Tensor, sigma: Any, shape: tuple[int, ...]
         hv = hvp(v)
         lam = (v * hv).sum(1).abs()
         v = hv
-    return max(float(lam.max()), 1e-12)
+    return lam.clamp_min(1e-12)
 
 
 def minimum_energy_path(
@@ -300,8 +305,8 @@ def minimum_energy_path(
         method: ``"neb"`` (climbing-image NEB, FIRE) or ``"string"`` (simplified string).
         climbing: NEB only: the highest image climbs to the saddle.
         spring: NEB spring constant ``k`` (default ``L/10``, module doc).
-        tol: converged when the largest image force is ≤ ``tol`` (default ``10⁻³ L |b − a|``,
-            the largest over the pairs).
+        tol: converged when the largest image force is ≤ ``tol`` (default
+            ``10⁻³ L |b − a|`` per pair, module doc).
         max_iter: iteration cap.
         initial: optional starting images ``(P, N, *event_shape)`` or ``(N, *event_shape)``
             (end points included; replaced by ``a`` and ``b``), default the straight line.
@@ -345,14 +350,13 @@ def minimum_energy_path(
     if bool((chord == 0).any()):
         raise ValueError("a and b must differ in every pair (a zero-length path has no saddle)")
 
-    lip = _curvature(
-        model, x.reshape(p * images, d), _per_point(sigma, torch.arange(p), images), shape
-    )
-    k = 0.1 * lip if spring is None else float(spring)
-    ftol = 1e-3 * lip * float(chord.max()) if tol is None else float(tol)
+    sig = _per_point(sigma, torch.arange(p), images)
+    lip = _curvature(model, x.reshape(p * images, d), sig, shape).reshape(p, images).amax(1)
+    k = 0.1 * lip if spring is None else torch.full_like(lip, float(spring))
+    ftol = 1e-3 * lip * chord if tol is None else torch.full_like(lip, float(tol))
 
     band = _Band(model, sigma, shape, torch.cat([fa, fb], dim=1))
-    seg0 = float(chord.min()) / (images - 1)
+    seg0 = chord / (images - 1)
     if method == "neb":
         x, its, fmax = _relax_neb(band, x, k, climbing, ftol, max_iter, seg0, lip)
     else:
@@ -375,26 +379,31 @@ def minimum_energy_path(
     )
 
 
-def _cap(dx: torch.Tensor, maxstep: float) -> torch.Tensor:
-    """Shorten each image's displacement ``(n, M, d)`` to at most ``maxstep``."""
+def _cap(dx: torch.Tensor, maxstep: torch.Tensor) -> torch.Tensor:
+    """Shorten each image's displacement ``(n, M, d)`` to at most ``maxstep`` ``(n,)``."""
     norm = dx.norm(dim=-1, keepdim=True)
-    return dx * torch.clamp(maxstep / norm.clamp_min(1e-300), max=1.0)
+    return dx * torch.clamp(maxstep[:, None, None] / norm.clamp_min(1e-300), max=1.0)
 
 
 def _relax_neb(
     band: _Band,
     x: torch.Tensor,
-    spring: float,
+    spring: torch.Tensor,
     climbing: bool,
-    ftol: float,
+    ftol: torch.Tensor,
     max_iter: int,
-    seg0: float,
-    lip: float,
+    seg0: torch.Tensor,
+    lip: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """FIRE (Bitzek et al. 2006) on the NEB force, one FIRE state per band."""
+    """FIRE (Bitzek et al. 2006) on the NEB force, one FIRE state (and scale ``(P,)``) per band.
+
+    Each uphill step (``P = F·v < 0``) also shrinks ``Δt_max`` by ``FIRE_DT_SHRINK``: a
+    band that meets a region stiffer than its initial images (a sharp col next to an
+    end point) otherwise settles into a limit cycle between ``Δt`` growth and reset.
+    """
     p = x.shape[0]
     dt_max = FIRE_DT_MAX * lip**-0.5
-    dt = torch.full((p,), 0.1 * dt_max, dtype=x.dtype, device=x.device)
+    dt = 0.1 * dt_max
     alpha = torch.full_like(dt, FIRE_ALPHA)
     n_pos = torch.zeros(p, dtype=torch.long, device=x.device)
     v = torch.zeros_like(x[:, 1:-1])
@@ -405,18 +414,18 @@ def _relax_neb(
     for it in range(max_iter + 1):
         xa = x[rows]
         g, e = band.evaluate(xa, rows)
-        f = _neb_force(xa, g, e, spring, climb[rows])
+        f = _neb_force(xa, g, e, spring[rows], climb[rows])
         fm = f.norm(dim=-1).amax(1)
         fmax[rows] = fm
-        start = (climb[rows] < 0) & ((fm <= CLIMB_AFTER * ftol) | (it >= max_iter // 4))
+        start = (climb[rows] < 0) & ((fm <= CLIMB_AFTER * ftol[rows]) | (it >= max_iter // 4))
         if bool(start.any()):  # the highest image starts climbing: fixed, FIRE restarts
             new = rows[start]
             climb[new] = e[start, 1:-1].argmax(1) + 1
-            v[new], dt[new], alpha[new], n_pos[new] = 0.0, 0.1 * dt_max, FIRE_ALPHA, 0
-            f[start] = _neb_force(xa[start], g[start], e[start], spring, climb[new])
+            v[new], dt[new], alpha[new], n_pos[new] = 0.0, 0.1 * dt_max[new], FIRE_ALPHA, 0
+            f[start] = _neb_force(xa[start], g[start], e[start], spring[new], climb[new])
             fm = f.norm(dim=-1).amax(1)
             fmax[rows] = fm
-        keep = (fm > ftol) | (climb[rows] < 0)
+        keep = (fm > ftol[rows]) | (climb[rows] < 0)
         if it == max_iter or not bool(keep.any()):
             break
         rows, f = rows[keep], f[keep]
@@ -429,10 +438,11 @@ def _relax_neb(
         downhill = power >= 0
         vr = torch.where(downhill[:, None, None], (1 - al) * vr + al * vn * f / fn, 0.0)
         n_pos[rows] = torch.where(downhill, n_pos[rows] + 1, 0)
+        dt_max[rows] = torch.where(downhill, dt_max[rows], dt_max[rows] * FIRE_DT_SHRINK)
         grow = downhill & (n_pos[rows] > FIRE_N_MIN)
         dt[rows] = torch.where(
             grow,
-            torch.clamp(dt[rows] * FIRE_F_INC, max=dt_max),
+            torch.minimum(dt[rows] * FIRE_F_INC, dt_max[rows]),
             torch.where(downhill, dt[rows], dt[rows] * FIRE_F_DEC),
         )
         alpha[rows] = torch.where(
@@ -440,17 +450,22 @@ def _relax_neb(
         )
         step = dt[rows][:, None, None]
         vr = vr + step * f
-        x[rows, 1:-1] += _cap(step * vr, 0.5 * seg0)
+        x[rows, 1:-1] += _cap(step * vr, 0.5 * seg0[rows])
         v[rows] = vr
     return x, its, fmax
 
 
 def _relax_string(
-    band: _Band, x: torch.Tensor, ftol: float, max_iter: int, seg0: float, lip: float
+    band: _Band,
+    x: torch.Tensor,
+    ftol: torch.Tensor,
+    max_iter: int,
+    seg0: torch.Tensor,
+    lip: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Simplified string: a steepest-descent step, then equal-arc-length reparametrization."""
     p = x.shape[0]
-    dt = 1.0 / lip
+    dt = (1.0 / lip)[:, None, None]
     its = torch.zeros(p, dtype=torch.long)
     fmax = torch.full((p,), float("inf"), dtype=x.dtype, device=x.device)
     rows = torch.arange(p)
@@ -458,12 +473,12 @@ def _relax_string(
         xa = x[rows]
         g, _ = band.evaluate(xa, rows)
         moved = xa.clone()
-        moved[:, 1:-1] -= _cap(dt * g, 0.5 * seg0)
+        moved[:, 1:-1] -= _cap(dt[rows] * g, 0.5 * seg0[rows])
         moved = _reparametrize(moved)
-        fm = (moved - xa).norm(dim=-1).amax(1) / dt
+        fm = (moved - xa).norm(dim=-1).amax(1) / dt[rows, 0, 0]
         x[rows], fmax[rows] = moved, fm
         its[rows] += 1
-        rows = rows[fm > ftol]
+        rows = rows[fm > ftol[rows]]
         if rows.numel() == 0:
             break
     return x, its, fmax
