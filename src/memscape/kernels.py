@@ -178,6 +178,17 @@ def _col(beta: Any, ndim: int = 2) -> Any:
     return beta
 
 
+def posterior_hessian(cov: torch.Tensor, beta: Any) -> torch.Tensor:
+    """Hessian of ``−log p`` for a Gaussian-smoothed density: ``β(I − β Cov_post)``, ``(B, d, d)``.
+
+    ``Cov_post`` is the posterior covariance of the centres and ``β`` the inverse noise
+    variance (1/σ² for the exact model, 1/(v + σ²) for an isotropic mixture).
+    """
+    b = _col(beta, 3)
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+    return (eye - cov * b) * b
+
+
 def _log(v: Any) -> Any:
     """``log`` of a float or a tensor."""
     return torch.log(v) if isinstance(v, torch.Tensor) else math.log(v)

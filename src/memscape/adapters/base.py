@@ -228,7 +228,23 @@ def _module_dtype(fn: Any) -> torch.dtype | None:
     return None
 
 
-class DenoiserModel(AdaptedModel):
+class _CallableModel(AdaptedModel):
+    """Shared part of the function adapters: ``fn(x, sigma, **kw)`` run in its own dtype."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], event_shape: Any, **kw: Any) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable as fn(x, sigma), got {type(fn).__name__}")
+        kw["name"] = kw.get("name") or _describe(fn)
+        super().__init__(event_shape, **kw)
+        self.fn = fn
+
+    def _call(self, x: torch.Tensor, sigma: torch.Tensor, kw: dict[str, Any], what: str):
+        dtype = _module_dtype(self.fn) or x.dtype
+        out = self.fn(x.to(dtype), sigma.to(dtype), **kw)
+        return self._check_output(out, x, what)
+
+
+class DenoiserModel(_CallableModel):
     """A callable ``fn(x, sigma, **kw) -> D(x, σ)`` as a memscape model (:func:`from_denoiser`).
 
     ``fn`` gets ``x`` ``(B, *event_shape)`` and σ as a ``(B,)`` tensor (the k-diffusion and
@@ -237,17 +253,8 @@ class DenoiserModel(AdaptedModel):
     back) and without an autograd graph unless ``x`` requires grad.
     """
 
-    def __init__(self, fn: Callable[..., torch.Tensor], event_shape: Any, **kw: Any) -> None:
-        if not callable(fn):
-            raise TypeError(f"fn must be callable as fn(x, sigma), got {type(fn).__name__}")
-        kw["name"] = kw.get("name") or _describe(fn)
-        super().__init__(event_shape, **kw)
-        self.fn = fn
-
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
-        dtype = _module_dtype(self.fn) or x.dtype
-        out = self.fn(x.to(dtype), sigma.to(dtype), **kw)
-        return self._check_output(out, x, "denoised x")
+        return self._call(x, sigma, kw, "denoised x")
 
     def _run(self, fn: Callable[[], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         if not x.requires_grad and isinstance(self.fn, nn.Module):
@@ -256,24 +263,15 @@ class DenoiserModel(AdaptedModel):
         return super()._run(fn, x)
 
 
-class ScoreFunctionModel(AdaptedModel):
+class ScoreFunctionModel(_CallableModel):
     """A callable ``fn(x, sigma, **kw) -> s(x, σ)`` as a memscape model (:func:`from_score`).
 
     The denoiser is ``D(x, σ) = x + σ² s(x, σ)`` (Tweedie; EDM eq. 3). ``fn`` runs as given
     (it may use autograd inside, e.g. ``−∇E`` of an energy network).
     """
 
-    def __init__(self, fn: Callable[..., torch.Tensor], event_shape: Any, **kw: Any) -> None:
-        if not callable(fn):
-            raise TypeError(f"fn must be callable as fn(x, sigma), got {type(fn).__name__}")
-        kw["name"] = kw.get("name") or _describe(fn)
-        super().__init__(event_shape, **kw)
-        self.fn = fn
-
     def _score(self, x: torch.Tensor, sigma: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
-        dtype = _module_dtype(self.fn) or x.dtype
-        out = self.fn(x.to(dtype), sigma.to(dtype), **kw)
-        return self._check_output(out, x, "score")
+        return self._call(x, sigma, kw, "score")
 
 
 def from_denoiser(

@@ -34,6 +34,7 @@ from memscape.kernels import (
     _compute_dtype,
     _inverse_variance,
     _log,
+    posterior_hessian,
     streamed_distance_softmax,
 )
 from memscape.protocol import EnergyModel
@@ -130,9 +131,7 @@ class EmpiricalDiffusion(EnergyModel):
         xf, _, beta = self._prepare(x, sigma)
         cov = self._stats(xf, beta, covariance=True).cov
         assert cov is not None
-        b = _col(beta, 3)
-        eye = torch.eye(self.dim, dtype=xf.dtype, device=xf.device)
-        return (eye - cov * b) * b
+        return posterior_hessian(cov, beta)
 
     def posterior(
         self, x: torch.Tensor, sigma: Any, index: torch.Tensor | None = None

@@ -32,6 +32,7 @@ from memscape.kernels import (
     _compute_dtype,
     _inverse_variance,
     _log,
+    posterior_hessian,
     streamed_distance_softmax,
 )
 from memscape.protocol import EnergyModel
@@ -134,9 +135,7 @@ class GaussianMixtureDiffusion(EnergyModel):
         x, _, beta = self._prepare(x, sigma)
         cov = self._stats(x, beta, covariance=True).cov
         assert cov is not None
-        b = _col(beta, 3)
-        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
-        return (eye - cov * b) * b
+        return posterior_hessian(cov, beta)
 
     def covariance(self) -> torch.Tensor:
         """Covariance of the data ``vI + Σ_k w_k (m_k − m̄)(m_k − m̄)ᵀ``: ``(d, d)``."""
