@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from memscape.experiments.results import cpu_name
+from memscape.runs.results import cpu_name
 from memscape.memorization import faiss_available, nearest_neighbors
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from memscape.experiments.registry import EXPERIMENTS
-from memscape.experiments.results import Check, ResultsFolder
+from memscape.runs.results import Check, ResultsFolder
 from tests._checks import assert_checks_measure, recipe_checks
 
 SNIPPET = """

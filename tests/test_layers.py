@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "memscape.progress",
         "memscape.numeric",
     ),
-    ("memscape.protocol", "memscape.kernels"),
+    ("memscape.protocol", "memscape.kernels", "memscape.runs"),
     ("memscape.dynamics.descent",),  # the one descent loop, used by the memories
     ("memscape.datasets", "memscape.diffusion.processes", "memscape.theory"),
     ("memscape.memories", "memscape.diffusion", "memscape.adapters"),

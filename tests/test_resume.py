@@ -25,7 +25,7 @@ import torch
 
 import memscape.experiments.recipes.memorization as recipe
 from memscape.experiments import run_experiment, run_sweep
-from memscape.experiments.sweep import Interrupted, _Display, grid_jobs
+from memscape.runs.sweep import Interrupted, _Display, grid_jobs
 
 TABLES = ("samples", "summary", "attractors", "probe")
 
@@ -125,7 +125,8 @@ def test_changed_data_at_the_same_path_is_refused(tmp_path, monkeypatch):
 
 
 def test_another_memscape_version_is_refused(tmp_path, monkeypatch):
-    from memscape.experiments import ResultsFolder, results
+    from memscape.runs import results
+    from memscape.runs.results import ResultsFolder
 
     folder = ResultsFolder(tmp_path / "r")
     folder.write_config("demo", {"a": 1}, seed=0)

@@ -163,7 +163,7 @@ def test_each_job_records_its_own_environment(tmp_path):
     assert env["torch_threads"] == run["threads"] >= 1 and env["host"] == run["host"]
     assert env["git"] is None or len(env["git"]["commit"]) == 40
     assert run["start"] <= run["end"] and run["seconds"] > 0
-    timing = __import__("memscape.experiments.sweep", fromlist=["job_timings"]).job_timings(
+    timing = __import__("memscape.runs.sweep", fromlist=["job_timings"]).job_timings(
         tmp_path / "j", ["k=0", "k=1"]
     )
     assert list(timing.columns) == ["key", "seconds", "host", "threads", "start", "end"]
@@ -194,7 +194,7 @@ def test_a_config_json_from_before_the_history_becomes_its_first_run(tmp_path):
 
 
 def test_workers_times_threads_never_exceed_the_cores():
-    from memscape.experiments.sweep import plan_workers
+    from memscape.runs.sweep import plan_workers
 
     for cores in (1, 2, 3, 8, 64):
         for budget in range(1, cores + 1):
@@ -212,7 +212,7 @@ def test_workers_times_threads_never_exceed_the_cores():
 
 
 def test_in_process_job_gets_the_threads_planned_and_the_caller_keeps_its_own(tmp_path):
-    from memscape.experiments.sweep import cpu_budget
+    from memscape.runs.sweep import cpu_budget
 
     before = torch.get_num_threads()
     run_sweep(square_job, _jobs(tmp_path / "log.txt")[:1], tmp_path / "j", progress=False)

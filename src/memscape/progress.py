@@ -2,7 +2,7 @@
 
 Library code calls :func:`report` (``report("train", step=1200, steps=3000, rate=310.0)``);
 nothing happens unless a listener is installed with :func:`listen`, so the calls cost a
-global lookup. The sweep engine (:mod:`memscape.experiments.sweep`) listens to each job it
+global lookup. The sweep engine (:mod:`memscape.runs.sweep`) listens to each job it
 runs — in-process directly, in a process pool through a queue — and shows the stage of
 the jobs in flight. A listener that fails never breaks the work that reports to it.
 

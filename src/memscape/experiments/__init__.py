@@ -1,4 +1,4 @@
-"""``memscape run`` experiments: the registry, results folders, the sweep engine.
+"""``memscape run`` experiments: the registry and the recipes (runs: :mod:`memscape.runs`).
 
 The recipes live in :mod:`memscape.experiments.recipes`, one module per
 experiment; importing this package registers every one of them (no import list).
@@ -14,8 +14,8 @@ from memscape.experiments.registry import (
     register,
     run_experiment,
 )
-from memscape.experiments.results import Check, ResultsFolder
-from memscape.experiments.sweep import Job, SweepResult, grid_jobs, job_seed, load_job, run_sweep
+from memscape.runs.results import Check, ResultsFolder
+from memscape.runs.sweep import Job, SweepResult, grid_jobs, job_seed, load_job, run_sweep
 
 discover()
 

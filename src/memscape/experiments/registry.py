@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from memscape._validation import check_choice, check_int
 from memscape.config import load_config_file, make_config, option, option_spec
-from memscape.experiments.results import Check, ResultsFolder
-from memscape.experiments.sweep import (
+from memscape.runs.results import Check, ResultsFolder
+from memscape.runs.sweep import (
     Interrupted,
     Job,
     JobOutput,
@@ -113,7 +113,7 @@ class Context:
         """One job per grid point, ``fn(**point, **fixed, seed=<job seed>)``, resumable.
 
         Keys are ``<name>_<axis>=<value>_…``; each job's ``seed`` comes from the run
-        seed, ``name`` and the point (:func:`~memscape.experiments.sweep.job_seed`),
+        seed, ``name`` and the point (:func:`~memscape.runs.sweep.job_seed`),
         so results do not depend on the grid around them. Use
         :meth:`SweepResult.table` to concatenate a table over the jobs.
         """
@@ -248,7 +248,7 @@ def run_experiment(
         quick: apply the experiment's quick overrides (a fast, small run).
         config: a YAML/JSON file or a dict of options (overridden by ``overrides``).
         workers: parallel jobs; ``None``: one per core, one thread each
-            (:func:`~memscape.experiments.sweep.plan_workers`).
+            (:func:`~memscape.runs.sweep.plan_workers`).
         executor: sweep execution (local pool or Ray cluster).
         address: sweep execution (local pool or Ray cluster).
         progress: show progress bars (with the stage of each job in flight).

@@ -34,7 +34,7 @@ import numpy as np
 
 import memscape as ms
 from memscape.experiments.registry import Context, option, register
-from memscape.experiments.sweep import job_seed
+from memscape.runs.sweep import job_seed
 
 pd = lazy.load("pandas")
 torch = lazy.load("torch")

@@ -38,7 +38,7 @@ import numpy as np
 
 import memscape as ms
 from memscape.experiments.registry import Context, option, register
-from memscape.experiments.sweep import grid_jobs, job_seed
+from memscape.runs.sweep import grid_jobs, job_seed
 from memscape.progress import report
 
 pd = lazy.load("pandas")

@@ -232,7 +232,7 @@ def _run_job(
     """Run one job with ``threads`` torch threads; return its output and its run record."""
     import torch
 
-    from memscape.experiments.results import provenance
+    from memscape.runs.results import provenance
     from memscape.progress import listen, report
 
     if listener is None and _QUEUE is not None:
