@@ -1,5 +1,5 @@
 """The exact diffusion model against naive references and closed forms, and the
-key identity of DESIGN.md: exact diffusion energy = modern Hopfield energy at β = 1/σ²."""
+key identity of the design (docs/concepts.md): exact diffusion energy = modern Hopfield energy at β = 1/σ²."""
 
 from __future__ import annotations
 

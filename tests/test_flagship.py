@@ -83,7 +83,7 @@ def test_exact_model_memorizes_at_every_k_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_circle_quick_run_goes_from_memorization_to_generalization(tmp_path):
-    """Calibration (DESIGN.md): memorized fraction ≈ 1 at K = 2, small at large K."""
+    """Calibration (docs/concepts.md): memorized fraction ≈ 1 at K = 2, small at large K."""
     out = tmp_path / "quick"
     run_experiment("memorization", out, quick=True, progress=False)
     summary = pd.read_parquet(out / "summary.parquet")

@@ -8,6 +8,7 @@ that the command line's help path loads no heavy library.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,22 @@ def test_cli_answers_without_heavy_imports(args):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout[-500:] + out.stderr[-2000:]
+
+
+def test_docs_cite_papers_not_internal_notes():
+    """Docstrings and docs cite papers and equations: never DESIGN.md or "seed 000" labels.
+
+    (Those name files outside the repository that a reader cannot open.)
+    """
+    root = SRC.parent.parent
+    texts = [*SRC.rglob("*.py"), *(root / "docs").rglob("*.md"), root / "README.md"]
+    pattern = re.compile(r"DESIGN\.md|\bseed \d{3}\b")
+    bad = [
+        f"{p.relative_to(root)}:{i}"
+        for p in texts
+        if "_generated" not in p.parts
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not bad, f"internal references (cite the paper instead): {bad}"
+    assert pattern.search("see seed 002") and not pattern.search("seed 2 of 3")  # can fail

@@ -183,7 +183,7 @@ def test_cli_train_and_sample(tmp_path):
 
 @pytest.mark.slow
 def test_memorization_falls_with_training_set_size():
-    """DESIGN.md calibration (d₁/d₂ < 1/3, 3500 steps, 18 Heun steps): circle 1.00 at K = 2 and
+    """Calibration (d₁/d₂ < 1/3, 3500 steps, 18 Heun steps): circle 1.00 at K = 2 and
     0.03 at K = 1024; digits 0.99 at K = 4 and 0.02 at K = 64."""
     frac = {}
     for name, dim, sizes in (("circle", 2, (2, 1024)), ("digits", 64, (4, 64))):

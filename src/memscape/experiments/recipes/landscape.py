@@ -82,7 +82,7 @@ def landscape_job(
     "landscape",
     config=LandscapeConfig,
     summary="Critical points, basins, Morse–Smale graph and figure of one 2-D landscape.",
-    paper="Ambrogioni 2023 (seed 000, Morse–Smale); Ramsauer et al. 2020; Milnor (Euler char.)",
+    paper="Ambrogioni 2023 (Morse–Smale); Ramsauer et al. 2020; Milnor (Euler char.)",
     quick={"n_starts": 300, "basin_samples": 1000, "resolution": 60, "basin_resolution": 40},
     figures={
         "landscape": "contours, score stream lines, basins and critical points by index",

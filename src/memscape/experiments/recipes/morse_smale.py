@@ -1,6 +1,6 @@
 """``memscape run morse-smale``: the sequence of bifurcations of a landscape along generation.
 
-Ambrogioni 2023 (seed 000): along a generic one-parameter family, a gradient flow
+Ambrogioni 2023 (generative diffusion and associative memory as Morse–Smale flows): along a generic one-parameter family, a gradient flow
 stays Morse–Smale except at isolated parameter values where critical points are
 born or die in saddle-node (fold) bifurcations (pitchforks when a symmetry is
 present) or where a saddle connection changes the Morse–Smale graph. Generation in
@@ -109,7 +109,7 @@ def family_job(system: str, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     "morse-smale",
     config=MorseSmaleConfig,
     summary="Bifurcations and Morse–Smale graphs along generation: exact, trained, Hopfield.",
-    paper="Ambrogioni 2023, seed 000 (Morse–Smale dynamics of generative diffusion)",
+    paper="Ambrogioni 2023 (Morse–Smale dynamics of generative diffusion)",
     quick={"train_steps": 1000, "width": 64, "samples": 1024, "steps": 20, "n_starts": 100,
            "resolution": 30},
     figures={
