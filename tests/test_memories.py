@@ -12,6 +12,7 @@ import torch
 
 from memscape import ClassicalHopfield, DenseAM, ModernHopfield
 from memscape.memories import overlap
+from memscape.memories.base import AssociativeMemory
 
 
 def spins(k: int, n: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -349,7 +350,8 @@ def _split(fn):
     params = list(inspect.signature(fn).parameters.values())[1:]
     positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
     keyword = [p for p in params if p.kind is p.KEYWORD_ONLY]
-    assert len(positional) + len(keyword) == len(params), fn  # no *args / **kwargs
+    options = [p for p in params if p.kind is p.VAR_KEYWORD]  # the model's update options
+    assert len(positional) + len(keyword) + len(options) == len(params), fn  # no *args
     return positional, keyword
 
 
@@ -357,6 +359,7 @@ def _split(fn):
 def test_retrieve_and_update_share_one_signature(cls):
     """retrieve(cue, *, mask, max_steps, generator, record, <model options>) and
     update(x, *, mask, generator, sigma, <model options>) on every memory."""
+    assert cls.retrieve is AssociativeMemory.retrieve  # one retrieve, not three alike
     positional, keyword = _split(cls.retrieve)
     assert positional == ["cue"]
     assert tuple(p.name for p in keyword[: len(SHARED_RETRIEVE)]) == SHARED_RETRIEVE
@@ -371,6 +374,16 @@ def test_retrieve_and_update_share_one_signature(cls):
     assert positional == ["x"]
     assert tuple(p.name for p in keyword[: len(SHARED_UPDATE)]) == SHARED_UPDATE
     assert all(p.default is None for p in keyword)
+
+
+@pytest.mark.parametrize("cls", MEMORIES, ids=lambda c: c.__name__)
+def test_retrieve_refuses_options_its_update_lacks(cls):
+    p = spins(3, 12, 5)
+    model = cls(p)
+    with pytest.raises(TypeError, match=r"unknown options \['colour'\]"):
+        model.retrieve(p, colour="red")
+    with pytest.raises(ValueError, match="tol"):
+        model.retrieve(p, tol=0.0)
 
 
 def _mask_cases():

@@ -112,3 +112,22 @@ def test_bifurcation_diagram_plot(tmp_path):
     assert path.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="y"):
         plot_bifurcation(diagram, y="x7")
+
+
+def test_bifurcation_diagram_projected_on_a_direction():
+    """Pair (±1, ±1)/√2 in 2-D: on the diagonal the branches sit at ±1 (and 0); x0 sees 1/√2."""
+    r = 2**-0.5
+    model = ms.EmpiricalDiffusion(torch.tensor([[r, r], [-r, -r]], dtype=F64))
+    diagram = ms.continuation(
+        model, "sigma", start=2.0, stop=0.2, starts=torch.zeros(1, 2, dtype=F64), reseed=0
+    )
+    ax = plot_bifurcation(diagram, y=[2.0, 2.0], ylabel="diagonal")
+    assert ax.get_ylabel() == "diagonal"
+    ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines()])
+    # minima at x = ±m(σ)(1, 1)/√2 with m → 1 as σ → 0: the projection reaches ≈ ±1, x0 only 1/√2
+    assert ys.max() > 0.95 and ys.min() < -0.95 and np.abs(ys).max() <= 1 + 1e-9
+    (marks,) = scatters(ax)
+    assert np.allclose(marks.get_offsets(), [[1.0, 0.0]], rtol=1e-3, atol=1e-6)  # pitchfork σ = a
+    for bad in ([1.0], [0.0, 0.0], [np.nan, 1.0]):
+        with pytest.raises(ValueError, match="direction"):
+            plot_bifurcation(diagram, y=bad)

@@ -24,17 +24,9 @@ from typing import Any
 
 import torch
 
+from memscape import kernels
 from memscape._validation import check_int, check_positive, check_tensor
-from memscape.kernels import (
-    DistanceStats,
-    MemoryCache,
-    _col,
-    _compute_dtype,
-    _inverse_variance,
-    _log,
-    posterior_hessian,
-    streamed_distance_softmax,
-)
+from memscape.kernels import DistanceStats, MemoryCache, posterior_hessian
 from memscape.protocol import EnergyModel
 
 __all__ = ["GaussianMixtureDiffusion"]
@@ -91,8 +83,8 @@ class GaussianMixtureDiffusion(EnergyModel):
         """States ``(B, d)`` in the compute dtype, σ and ``β = 1/s² = 1/(v + σ²)`` (floats
         for a float σ, else ``(B,)``)."""
         x = self._check_x(x)
-        x = x.to(_compute_dtype(x, self.means.dtype))
-        s, beta = _inverse_variance(x, sigma, variance=self.variance)
+        x = x.to(kernels._compute_dtype(x, self.means.dtype))
+        s, beta = kernels._inverse_variance(x, sigma, variance=self.variance)
         return x, s, beta
 
     def _stats(
@@ -101,7 +93,7 @@ class GaussianMixtureDiffusion(EnergyModel):
         """Posterior statistics of the logits ``ℓ_k = log w_k − ‖x − m_k‖²/2s²`` (K small: one pass)."""
         mem = self._cache.get(self.means, x.dtype, x.device, self.weights)
         log_w = self._cache.extra("log_w", lambda: self.weights.to(x).log())
-        return streamed_distance_softmax(
+        return kernels.streamed_distance_softmax(
             x, mem, beta, log_w, chunk_size=max(len(self), 1), covariance=covariance,
             exact_lse=exact, need_lse=exact, name="sigma",
         )  # fmt: skip
@@ -110,7 +102,7 @@ class GaussianMixtureDiffusion(EnergyModel):
         """Posterior ``π_k(x) = p(component k | x_σ = x)``: ``(B, d) -> (B, K)``."""
         x, _, beta = self._prepare(x, sigma)
         mem = self._cache.get(self.means, x.dtype, x.device, self.weights)
-        logits = torch.addmm(-mem.half_sq, mem.shift(x), mem.points.T) * _col(beta)
+        logits = torch.addmm(-mem.half_sq, mem.shift(x), mem.points.T) * kernels._col(beta)
         return torch.softmax(logits + self.weights.to(x).log(), dim=1)
 
     def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
@@ -118,17 +110,17 @@ class GaussianMixtureDiffusion(EnergyModel):
         x, _, beta = self._prepare(x, sigma)
         lse = self._stats(x, beta, exact=True).lse
         assert lse is not None
-        return 0.5 * self.dim * (math.log(2 * math.pi) - _log(beta)) - lse
+        return 0.5 * self.dim * (math.log(2 * math.pi) - kernels._log(beta)) - lse
 
     def score(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form score ``(Σ_k π_k m_k − x)/s²``: ``(B, d)``."""
         x, _, beta = self._prepare(x, sigma)
-        return self._stats(x, beta).drift * _col(beta)
+        return self._stats(x, beta).drift * kernels._col(beta)
 
     def denoise(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """Tweedie denoiser ``D(x, σ) = x + σ² score``: ``(B, d)``."""
         x, s, beta = self._prepare(x, sigma)
-        return x + _col(s * s * beta) * self._stats(x, beta).drift
+        return x + kernels._col(s * s * beta) * self._stats(x, beta).drift
 
     def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form Hessian of ``−log p_σ``: ``(I − Cov_π(m)/s²)/s²``, ``(B, d, d)``."""

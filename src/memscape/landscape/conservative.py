@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from memscape._validation import check_int, check_positive, check_tensor
 from memscape.landscape._fields import check_model, check_sigma, event_shape, score_with_graph
@@ -119,13 +120,8 @@ def line_integral(
 
 
 def relative_energy(
-    model: ScoreOrDenoiser,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    sigma: Any = None,
-    *,
-    n_nodes: int = 32,
-) -> torch.Tensor:
+    model: ScoreOrDenoiser, a: Tensor, b: Tensor, sigma: Any = None, *, n_nodes: int = 32
+) -> Tensor:
     """``E(b) − E(a)`` of a (possibly score-only) model by the straight-path integral: ``(B,)``.
 
     Raya & Ambrogioni 2023 recover the potential of a diffusion model's learned score

@@ -189,8 +189,9 @@ def plot_bifurcation(
     diagram: BifurcationDiagram,
     ax: Any = None,
     *,
-    y: str | int | None = None,
+    y: Any = None,
     legend: bool = True,
+    ylabel: str | None = None,
 ) -> Axes:
     """Bifurcation diagram: a coordinate (or the energy) of every branch against the parameter.
 
@@ -201,15 +202,26 @@ def plot_bifurcation(
     Args:
         diagram: a :class:`~memscape.landscape.continuation.BifurcationDiagram`.
         ax: Axes to draw on (default a new Agg figure).
-        y: ``"energy"``, a coordinate column (``"x0"``, ...) or a coordinate number.
+        y: ``"energy"``, a coordinate column (``"x0"``, ...), a coordinate number, or a
+            direction ``(d,)`` to project the states on (a symmetry-adapted coordinate,
+            e.g. a principal axis, where critical points that share a coordinate part).
             Default: the coordinate with the largest range over the branches.
         legend: add a legend of Morse indices and bifurcation kinds.
+        ylabel: the y-axis label (default: the column, or "projection on the direction").
 
     Returns:
         The Axes (``ax.figure`` is the Figure).
     """
-    br = diagram.branches
+    br, bif = diagram.branches, diagram.bifurcations
     coords = diagram.coordinates
+    if y is not None and not isinstance(y, (str, int)):
+        u = np.asarray(y, dtype=float).ravel()
+        if len(u) != len(coords) or not np.isfinite(u).all() or not u.any():
+            raise ValueError(f"y as a direction must be {len(coords)} finite numbers, not all 0")
+        u = u / np.linalg.norm(u)
+        br = br.assign(projection=br[coords].to_numpy(float) @ u)
+        bif = bif.assign(projection=bif[coords].to_numpy(float).reshape(len(bif), -1) @ u)
+        y, coords, ylabel = "projection", ["projection"], ylabel or "projection on the direction"
     if isinstance(y, int) and not isinstance(y, bool):
         y = f"x{y}"
     if y is None:  # the most varying coordinate; the energy when d > 32 (one "x" column)
@@ -226,14 +238,13 @@ def plot_bifurcation(
             stop = min(hi + 1, len(idx))  # join to the next piece
             ax.plot(p[lo:stop], v[lo:stop], color=color, lw=1.6, ls="-" if i == 0 else "--")
             seen.add(i)
-    bif = diagram.bifurcations
     for kind, rows in bif.groupby("kind"):
         ax.scatter(rows["parameter"], rows[y], marker=KIND_MARKERS.get(str(kind), "o"), s=50,
                    c="k", zorder=5, label=str(kind))  # fmt: skip
     if diagram.log:
         ax.set_xscale("log")
     ax.set_xlabel(diagram.parameter)
-    ax.set_ylabel(y)
+    ax.set_ylabel(ylabel or y)
     if legend and (seen or len(bif)):
         styles = [_index_style(i) for i in sorted(seen)]
         handles = [

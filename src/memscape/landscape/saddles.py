@@ -45,16 +45,8 @@ import numpy as np
 import torch
 
 from memscape._validation import check_int, check_positive, check_tensor
-from memscape.landscape._fields import (
-    check_model,
-    check_sigma,
-    event_shape,
-    flat_hessian,
-    flat_score,
-    has_energy,
-    score_with_graph,
-    slice_sigma,
-)
+from memscape.landscape import _fields
+from memscape.landscape._fields import check_model, check_sigma, event_shape, has_energy
 from memscape.landscape.morse import asymmetry, is_hyperbolic, morse_index
 from memscape.landscape.newton import default_tol
 from memscape.protocol import ScoreOrDenoiser
@@ -145,7 +137,7 @@ def symmetric_hvp(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...
     b = x.shape[0]
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
-        s = score_with_graph(model, xg.reshape(b, *shape), sigma).reshape(b, -1)
+        s = _fields.score_with_graph(model, xg.reshape(b, *shape), sigma).reshape(b, -1)
         if has_energy(model):
 
             def hvp(v: torch.Tensor) -> torch.Tensor:
@@ -180,14 +172,19 @@ class _Local:
         return torch.as_tensor(x, device=self.like.device).to(self.like.dtype).reshape(1, -1)
 
     def grad(self, x: np.ndarray) -> np.ndarray:
-        g = -flat_score(self.model, self.torch(x), self.sigma, self.shape)
+        g = -_fields.flat_score(self.model, self.torch(x), self.sigma, self.shape)
         return g.double().cpu().numpy().reshape(-1)
 
     def at(self, x: np.ndarray) -> None:
         """Set the Hessian (dense) or its product operator (Lanczos) at ``x``."""
         xt = self.torch(x)
         if self.dense:
-            h = flat_hessian(self.model, xt, self.sigma, self.shape)[0].double().cpu().numpy()
+            h = (
+                _fields.flat_hessian(self.model, xt, self.sigma, self.shape)[0]
+                .double()
+                .cpu()
+                .numpy()
+            )
             self.h_full = h
             self.h = 0.5 * (h + h.T)
             return
@@ -310,10 +307,10 @@ def refine_saddles(
     x: torch.Tensor,
     sigma: Any = None,
     *,
+    k: int = 6,
     tol: float | None = None,
     max_iter: int = 100,
     max_step: float | torch.Tensor | None = None,
-    k: int = 6,
 ) -> SaddleResult:
     """Refine states to index-1 saddles of ``E(·, σ)`` by eigenvector-following (module doc).
 
@@ -348,7 +345,7 @@ def refine_saddles(
     its = torch.zeros(b, dtype=torch.long)
     modes = torch.zeros_like(flat)
     for i in range(b):
-        loc = _Local(model, slice_sigma(sigma, torch.tensor([i])), shape, flat)
+        loc = _Local(model, _fields.slice_sigma(sigma, torch.tensor([i])), shape, flat)
         xi, gn_i, it_i, v1 = _refine_one(
             loc,
             flat[i].double().cpu().numpy(),
@@ -364,7 +361,7 @@ def refine_saddles(
     unset = modes.abs().sum(1) == 0  # converged at the start: take the certificate's mode
     if bool(unset.any()):
         rows = unset.nonzero()[:, 0]
-        modes[unset] = _lowest_modes(model, out[unset], slice_sigma(sigma, rows), shape)
+        modes[unset] = _lowest_modes(model, out[unset], _fields.slice_sigma(sigma, rows), shape)
     energy = torch.full((b,), float("nan"), dtype=flat.dtype, device=flat.device)
     if has_energy(model):
         energy = model.energy(out.reshape(x.shape), sigma).detach()
@@ -393,7 +390,7 @@ def _lowest_modes(
     """Lowest eigenvector of each flat state ``(n, d)``: ``(n, d)``."""
     rows = []
     for i in range(flat.shape[0]):
-        loc = _Local(model, slice_sigma(sigma, torch.tensor([i])), shape, flat)
+        loc = _Local(model, _fields.slice_sigma(sigma, torch.tensor([i])), shape, flat)
         loc.at(flat[i].double().cpu().numpy())
         rows.append(torch.as_tensor(loc.lowest(1, None, 1e-8)[1][:, 0]))
     return torch.stack(rows).to(flat)
@@ -428,7 +425,7 @@ def certify_morse_index(
     top = torch.empty(b, dtype=torch.float64)
     asym = torch.zeros(b, dtype=torch.float64)
     for i in range(b):
-        sig = slice_sigma(sigma, torch.tensor([i]))
+        sig = _fields.slice_sigma(sigma, torch.tensor([i]))
         loc = _Local(model, sig, shape, flat)
         loc.at(flat[i].double().cpu().numpy())
         vals[i] = torch.as_tensor(loc.lowest(k, None, LANCZOS_TOL)[0])
@@ -460,7 +457,7 @@ def _hutchinson_asymmetry(
         sig = sigma.expand(m)
     with torch.enable_grad():
         xg = x1.detach().expand(m, d).clone().requires_grad_(True)
-        s = score_with_graph(model, xg.reshape(m, *shape), sig).reshape(m, d)
+        s = _fields.score_with_graph(model, xg.reshape(m, *shape), sig).reshape(m, d)
         (jt_z,) = torch.autograd.grad(s, xg, grad_outputs=z, retain_graph=True)
         u = torch.zeros_like(z, requires_grad=True)
         (jt_u,) = torch.autograd.grad(s, xg, grad_outputs=u, create_graph=True)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-from memscape._validation import check_choice, check_generator, check_int, check_tensor
-from memscape.dynamics.descent import DescentResult, check_mask, descend
-from memscape.protocol import EnergyModel
+from memscape._validation import check_choice, check_generator, check_tensor
+from memscape.dynamics.descent import check_mask
+from memscape.memories.base import AssociativeMemory, check_spins
 
 __all__ = ["ClassicalHopfield", "overlap"]
 
@@ -44,14 +42,6 @@ def serial(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
-
-
-def check_spins(s: Any, name: str, *, ndim: int = 2) -> torch.Tensor:
-    """Return ``s`` after checking it is a finite tensor of rank ``ndim`` holding only ±1."""
-    s = check_tensor(s, name, ndim=ndim)
-    if not bool(((s == 1) | (s == -1)).all()):
-        raise ValueError(f"{name} must contain only +1 and -1 entries")
-    return s
 
 
 def overlap(s: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
@@ -103,7 +93,7 @@ def _storkey(p: torch.Tensor) -> torch.Tensor:
     return w
 
 
-class ClassicalHopfield(EnergyModel):
+class ClassicalHopfield(AssociativeMemory):
     """Binary Hopfield network storing ±1 patterns (Hopfield 1982).
 
     Learning rules (all give a symmetric ``W`` with zero diagonal):
@@ -128,6 +118,9 @@ class ClassicalHopfield(EnergyModel):
         rule: learning rule, one of ``"hebbian"``, ``"pseudoinverse"``, ``"storkey"``.
         mode: default update mode, ``"async"`` or ``"sync"``.
     """
+
+    spins = True
+    default_tol = 0.5  # ±1 states change by 0 or 2: no change is a fixed point
 
     def __init__(
         self, patterns: torch.Tensor, rule: str = "hebbian", *, mode: str = "async"
@@ -223,33 +216,6 @@ class ClassicalHopfield(EnergyModel):
         )
         return _async_sweep(x, j, order, None if free is None else ~free)
 
-    def retrieve(
-        self,
-        cue: torch.Tensor,
-        *,
-        mask: torch.Tensor | None = None,
-        max_steps: int = 100,
-        generator: torch.Generator | None = None,
-        record: bool = False,
-        mode: str | None = None,
-    ) -> DescentResult:
-        """Sweep from ``cue`` to a fixed point or ``max_steps`` (via :func:`memscape.descend`).
-
-        Args:
-            cue: ±1 start states ``(B, N)``.
-            mask: bool ``(N,)`` or ``(B, N)``; ``True`` units are held fixed at the cue
-                during every sweep (partial-cue retrieval).
-            max_steps: sweep cap.
-            generator: seeds the asynchronous visiting orders.
-            record: keep the trajectory (states, energy, score norm per sweep).
-            mode: ``"async"`` or ``"sync"``; defaults to ``self.mode``.
-
-        Returns:
-            :class:`memscape.DescentResult`; ``converged`` marks fixed points.
-        """
-        mode = check_choice(self.mode if mode is None else mode, MODES, "mode")
-        return retrieve_by_sweeps(self, cue, mask, max_steps, generator, record, mode=mode)
-
 
 def _async_sweep(
     x: torch.Tensor, j: torch.Tensor, order: torch.Tensor, free: torch.Tensor | None
@@ -310,36 +276,3 @@ def _flip_block(
         sp[r, first] = new
         hp[r] += 2 * new[:, None] * jpp[first]
         cursor[r] = first + 1
-
-
-def retrieve_by_sweeps(
-    model: Any,
-    cue: torch.Tensor,
-    mask: torch.Tensor | None,
-    max_steps: int,
-    generator: torch.Generator | None,
-    record: bool,
-    **update_kwargs: Any,
-) -> DescentResult:
-    """Run ``descend`` with ``model.update`` bound to ``update_kwargs`` and the mask."""
-    cue = check_spins(model._check_x(cue, "cue"), "cue")
-    check_int(max_steps, "max_steps")
-    check_mask(mask, cue)  # validate before any work
-    generator = check_generator(generator)
-    stepper = SimpleNamespace(
-        update=partial(model.update, mask=mask, **update_kwargs),
-        energy=model.energy,
-        score=model.score,
-        has_energy=True,
-    )
-    # ±1 states change by 0 or 2: a sweep with no change is a fixed point.
-    return descend(
-        stepper,
-        cue,
-        method="update",
-        tol=0.5,
-        max_steps=max_steps,
-        mask=mask,
-        record=record,
-        generator=generator,
-    )

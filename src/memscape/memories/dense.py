@@ -7,16 +7,14 @@ from typing import Any
 import torch
 
 from memscape._validation import check_choice, check_int
-from memscape.dynamics.descent import DescentResult, check_mask
+from memscape.dynamics.descent import check_mask
 from memscape.kernels import SoftmaxStats, streamed_softmax
+from memscape.memories.base import AssociativeMemory, check_spins
 from memscape.memories.classical import (
     check_order,
-    check_spins,
     random_order,
-    retrieve_by_sweeps,
     serial,
 )
-from memscape.protocol import EnergyModel
 
 __all__ = ["DenseAM"]
 
@@ -24,7 +22,7 @@ INTERACTIONS = ("polynomial", "rectified_polynomial", "exponential")
 MAX_POWER = 1000  # 2^-n, the smallest normalized leading gain term, stays a normal float64
 
 
-class DenseAM(EnergyModel):
+class DenseAM(AssociativeMemory):
     """Binary dense associative memory with interaction function ``F``.
 
     Energy (Krotov & Hopfield 2016, eq. 1), for ±1 patterns ``ξ_μ`` and state ``σ``::
@@ -64,6 +62,9 @@ class DenseAM(EnergyModel):
         n: power of the polynomial interactions (integer, ``2 ≤ n ≤ 1000``; n = 2 is the
             classical Hopfield network); ignored for ``"exponential"``.
     """
+
+    spins = True
+    default_tol = 0.5  # ±1 states change by 0 or 2: no change is a fixed point
 
     def __init__(self, patterns: torch.Tensor, interaction: str = "polynomial", n: int = 3) -> None:
         patterns = check_spins(patterns, "patterns")
@@ -181,27 +182,3 @@ class DenseAM(EnergyModel):
         if self.interaction == "rectified_polynomial":
             up, down = up.clamp_min(0), down.clamp_min(0)
         return (up.pow(self.n) - down.pow(self.n)).sum(1)
-
-    def retrieve(
-        self,
-        cue: torch.Tensor,
-        *,
-        mask: torch.Tensor | None = None,
-        max_steps: int = 100,
-        generator: torch.Generator | None = None,
-        record: bool = False,
-    ) -> DescentResult:
-        """Sweep from ``cue`` to a fixed point or ``max_steps`` (via :func:`memscape.descend`).
-
-        Args:
-            cue: ±1 start states ``(B, N)``.
-            mask: bool ``(N,)`` or ``(B, N)``; ``True`` units are held fixed at the cue
-                during every sweep (partial-cue retrieval).
-            max_steps: sweep cap.
-            generator: seeds the visiting orders.
-            record: keep the trajectory (states, energy, score norm per sweep).
-
-        Returns:
-            :class:`memscape.DescentResult`; ``converged`` marks fixed points.
-        """
-        return retrieve_by_sweeps(self, cue, mask, max_steps, generator, record)

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from memscape._validation import check_positive, check_tensor
-from memscape.dynamics.descent import DescentResult, check_mask, descend
+from memscape._validation import check_generator, check_int, check_positive, check_tensor
+from memscape.dynamics.descent import check_mask, descend
 from memscape.kernels import (
     DEFAULT_CHUNK,
     DistanceStats,
@@ -16,13 +16,13 @@ from memscape.kernels import (
     _compute_dtype,
     streamed_distance_softmax,
 )
-from memscape.protocol import EnergyModel
+from memscape.memories.base import AssociativeMemory, Mask, Seed
 from memscape.theory import hopfield_retrieval_bound
 
-__all__ = ["ModernHopfield"]
+__all__ = ["ModernHopfield", "critical_beta_by_descent"]
 
 
-class ModernHopfield(EnergyModel):
+class ModernHopfield(AssociativeMemory):
     """Continuous modern Hopfield network with inverse temperature β.
 
     Energy (Ramsauer et al. 2020, eq. 2), for memories ``X = (x_1..x_K)`` and
@@ -48,6 +48,8 @@ class ModernHopfield(EnergyModel):
             energy of the memories (see :class:`memscape.EmpiricalDiffusion`).
         chunk_size: memories per chunk of the streamed softmax.
     """
+
+    default_tol = 1e-6  # max-abs change of one CCCP update at a fixed point
 
     def __init__(
         self,
@@ -141,12 +143,7 @@ class ModernHopfield(EnergyModel):
         return self._stats(x, beta).drift
 
     def update(
-        self,
-        x: torch.Tensor,
-        *,
-        mask: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        sigma: Any = None,
+        self, x: torch.Tensor, *, mask: Mask = None, generator: Seed = None, sigma: Any = None
     ) -> torch.Tensor:
         """One CCCP update ``ξ ← X softmax(β(Xᵀξ + c))`` (eq. 3): ``(B, d) -> (B, d)``.
 
@@ -165,45 +162,6 @@ class ModernHopfield(EnergyModel):
         held = check_mask(mask, x)
         assert held is not None
         return torch.where(held, x, mean)
-
-    def retrieve(
-        self,
-        cue: torch.Tensor,
-        *,
-        mask: torch.Tensor | None = None,
-        max_steps: int = 100,
-        generator: torch.Generator | None = None,
-        record: bool = False,
-        tol: float = 1e-6,
-    ) -> DescentResult:
-        """Iterate CCCP updates from ``cue`` until the max-abs change is below ``tol``.
-
-        Runs through :func:`memscape.descend` (``method="update"``); the energy never
-        increases along the iterates (Ramsauer et al. 2020, Theorem 1).
-
-        Args:
-            cue: start states (queries) ``(B, d)``.
-            mask: bool ``(d,)`` or ``(B, d)``; ``True`` entries are held fixed at the cue
-                (partial-cue retrieval).
-            max_steps: update cap.
-            generator: ignored (the update is deterministic); shared calling convention.
-            record: keep the trajectory (states, energy, score norm per update).
-            tol: convergence tolerance on the max-abs change of one update.
-
-        Returns:
-            :class:`memscape.DescentResult`.
-        """
-        cue = self._check_x(cue, "cue")
-        return descend(
-            self,
-            cue,
-            method="update",
-            tol=tol,
-            max_steps=max_steps,
-            mask=mask,
-            record=record,
-            generator=generator,
-        )
 
     def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """Closed-form Hessian ``I − β Cov_p(X)`` with ``p`` the softmax weights: ``(B, d, d)``."""
@@ -262,3 +220,54 @@ class ModernHopfield(EnergyModel):
         delta = self.separation().to(xi)[idx]
         dist = (xi - mem[idx]).norm(dim=1)
         return hopfield_retrieval_bound(self.beta, delta, k, big_m, dist)
+
+
+def critical_beta_by_descent(
+    memories: torch.Tensor,
+    *,
+    steps: int = 5000,
+    bisections: int = 14,
+    perturbations: int = 8,
+    generator: torch.Generator | int | None = None,
+) -> list[dict[str, Any]]:
+    """β at which the mean of the memories stops attracting the update, by dynamics alone.
+
+    The mean ``x̄`` of centred memories is a fixed point of the CCCP update; it loses
+    stability at ``β_c = 1/λ_max(Cov)`` (the Hessian there is ``I − β Cov``;
+    :func:`memscape.theory.critical_beta`). This measures ``β_c`` without a Hessian or the
+    formula: from ``perturbations`` random displacements of norm 10⁻⁶ of ``x̄``, ``steps``
+    updates at β; the mean is stable when none grows. β is bisected in
+    ``[0.9/tr Cov, 1.1·d/tr Cov]`` (``1/λ_max`` lies in ``[1/tr Cov, d/tr Cov]``).
+
+    Args:
+        memories: ``(K, d)`` stored patterns.
+        steps: updates per stability test.
+        bisections: bisection steps of β.
+        perturbations: random starts per test.
+        generator: ``torch.Generator`` or seed of the perturbations.
+
+    Returns:
+        One dict per bisection step: ``beta``, ``grew`` and the bracket ``low``, ``high``
+        after it (``β_c ∈ [low, high]``).
+    """
+    x = check_tensor(memories, "memories", ndim=2)
+    for value, name in (
+        (steps, "steps"),
+        (bisections, "bisections"),
+        (perturbations, "perturbations"),
+    ):
+        check_int(value, name)
+    generator = check_generator(generator)
+    mean = x.mean(0)
+    u = torch.randn(perturbations, x.shape[1], generator=generator, dtype=x.dtype)
+    start = mean + 1e-6 * u / u.norm(dim=1, keepdim=True)
+    trace = float(((x - mean) ** 2).sum(1).mean())
+    lo, hi, rows = 0.9 / trace, 1.1 * x.shape[1] / trace, []
+    for _ in range(bisections):
+        beta = 0.5 * (lo + hi)
+        end = descend(ModernHopfield(x, beta=beta), start.clone(), method="update", tol=1e-300,
+                      max_steps=steps).x  # fmt: skip
+        grew = bool(((end - mean).norm(dim=1) > (start - mean).norm(dim=1)).any())
+        lo, hi = (lo, beta) if grew else (beta, hi)
+        rows.append({"beta": beta, "grew": grew, "low": lo, "high": hi})
+    return rows

@@ -14,13 +14,11 @@ Hopfield network ``E(ξ) = −β⁻¹ log Σ_μ exp(β x_μᵀξ) + ½ξᵀξ + 
   β, 1 (single memories) for large β;
 * **the bifurcation of the global fixed point**: for centred memories (data set
   ``gaussian``) ξ = 0 is a fixed point with Hessian ``I − β Cov``, which loses
-  stability at ``β_c = 1/λ_max(Cov)`` (:func:`memscape.theory.critical_beta`).
-  **Measured** by descent dynamics, with no Hessian: the update map is iterated from
-  small perturbations of the mean, and β is bisected between the loads where they die
-  out and where one grows (:func:`memscape.descend`; bracket from the trace of Cov, no
-  theory). The pseudo-arclength continuation in β (:func:`memscape.continuation`) and the
-  zero of the smallest Hessian eigenvalue at the mean solve the very linearization
-  ``I − β Cov`` the formula states: they are reported as identities.
+  stability at ``β_c = 1/λ_max(Cov)`` (:func:`memscape.theory.critical_beta`),
+  **measured** by descent dynamics with no Hessian
+  (:func:`memscape.memories.modern.critical_beta_by_descent`). Continuation in β and the
+  zero of λ_min of the Hessian at the mean solve the very linearization ``I − β Cov``
+  the formula states: they are reported as identities.
 
 **Checked against:** :func:`memscape.theory.hopfield_retrieval_bound` (every query
 within the bound, decay rate Δ in β) and :func:`memscape.theory.critical_beta` (measured
@@ -30,7 +28,6 @@ by descent dynamics; continuation and the Hessian at the mean as identities).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import lazy_loader as lazy
@@ -38,6 +35,7 @@ import numpy as np
 
 import memscape as ms
 from memscape.experiments.registry import Context, option, register
+from memscape.memories.modern import critical_beta_by_descent
 from memscape.numeric import level_crossing
 
 pd = lazy.load("pandas")
@@ -77,11 +75,6 @@ class ModernHopfieldConfig:
             raise ValueError(f"dim must be > memories ({self.memories}), got {self.dim}")
 
 
-def _data(K: int, data_seed: int):
-    """``(K, 2)`` centred anisotropic Gaussian points (data set ``gaussian``)."""
-    return ms.datasets.load("gaussian", size=K, data_seed=data_seed).x
-
-
 def retrieval_job(delta: float, radius: float, betas: list, K: int, d: int, seed: int) -> dict:
     """One update from a query at distance ``radius`` of each memory, for every β.
 
@@ -103,7 +96,7 @@ def retrieval_job(delta: float, radius: float, betas: list, K: int, d: int, seed
 
 def metastable_job(factor: float, K: int, threshold: float, data_seed: int, seed: int) -> dict:
     """Descend from each stored point at β = factor·β_c; metastable size at its fixed point."""
-    x = _data(K, data_seed)
+    x = ms.datasets.load("gaussian", size=K, data_seed=data_seed).x
     beta = factor * ms.theory.critical_beta(x)
     net = ms.ModernHopfield(x, beta=beta)
     res = ms.descend(net, x.clone(), method="update", tol=1e-12, max_steps=5000)
@@ -114,30 +107,15 @@ def metastable_job(factor: float, K: int, threshold: float, data_seed: int, seed
 
 
 def stability_job(K: int, steps: int, bisections: int, data_seed: int, seed: int) -> dict:
-    """β at which the mean of the data stops attracting, by descent dynamics (no Hessian).
-
-    From 8 random perturbations of size 10⁻⁶ of the mean, ``steps`` updates at β: the
-    mean is stable when none grows. β is bisected in ``[0.9/tr Cov, 1.1·d/tr Cov]``
-    (``1/λ_max`` lies in ``[1/tr, d/tr]``). One row per bisection step.
-    """
-    x = _data(K, data_seed)
-    u = torch.randn(8, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    start = x.mean(0) + 1e-6 * u / u.norm(dim=1, keepdim=True)
-    trace = float(((x - x.mean(0)) ** 2).sum(1).mean())
-    lo, hi, rows = 0.9 / trace, 1.1 * x.shape[1] / trace, []
-    for _ in range(bisections):
-        beta = 0.5 * (lo + hi)
-        net = ms.ModernHopfield(x, beta=beta)
-        end = ms.descend(net, start.clone(), method="update", tol=1e-300, max_steps=steps).x
-        grew = bool(((end - x.mean(0)).norm(dim=1) > (start - x.mean(0)).norm(dim=1)).any())
-        lo, hi = (lo, beta) if grew else (beta, hi)
-        rows.append({"beta": beta, "grew": grew, "low": lo, "high": hi})
+    """β at which the mean stops attracting, by descent (:func:`critical_beta_by_descent`)."""
+    x = ms.datasets.load("gaussian", size=K, data_seed=data_seed).x
+    rows = critical_beta_by_descent(x, steps=steps, bisections=bisections, generator=seed)
     return {"stability": pd.DataFrame(rows)}
 
 
 def bifurcation_job(K: int, stop_factor: float, data_seed: int, seed: int) -> dict:
     """Continuation from ξ = 0 over β, and λ_min of the Hessian at the mean across β."""
-    x = _data(K, data_seed)
+    x = ms.datasets.load("gaussian", size=K, data_seed=data_seed).x
     beta_c = ms.theory.critical_beta(x)
     diagram = ms.continuation(
         lambda beta: ms.ModernHopfield(x, beta=beta),
@@ -187,9 +165,9 @@ def run(cfg: ModernHopfieldConfig, ctx: Context) -> None:
     bif = {name: ctx.table(name, table) for name, table in res["bifurcation"].items()}
     res = ctx.grid(stability_job, [{}], name="stability", steps=cfg.stability_steps,
                    bisections=cfg.bisections, **data)  # fmt: skip
-    stability = ctx.table("stability", res.table("stability"))
-    bracket = stability.iloc[-1][["low", "high"]].to_numpy(float)
-    points = _data(K, ctx.seed)
+    bracket = ctx.table("stability", res.table("stability")).iloc[-1][["low", "high"]]
+    bracket = bracket.to_numpy(float)
+    points = ms.datasets.load("gaussian", size=K, data_seed=ctx.seed).x
     beta_c = T.critical_beta(points)
     axis = torch.linalg.eigh(points.T @ points).eigenvectors[:, -1].numpy()  # top principal axis
 
@@ -201,8 +179,7 @@ def run(cfg: ModernHopfieldConfig, ctx: Context) -> None:
         if fit["beta"].nunique() >= 3:
             slope = np.polyfit(fit["beta"], np.log(fit["error"]), 1)[0]
             ctx.check(f"decay rate of the error in β, Δ = {delta:g}", -slope, delta, 0.02)
-    below = meta[meta["beta_factor"] < 1]
-    if len(below):
+    if len(below := meta[meta["beta_factor"] < 1]):
         size = float(below["size"].mean()) / K
         ctx.check("metastable size / K below β_c (global average)", size, 1.0, 0.0, relative=False)
     forks = bif["bifurcations"][bif["bifurcations"]["kind"] == "pitchfork"]
@@ -236,21 +213,12 @@ def run(cfg: ModernHopfieldConfig, ctx: Context) -> None:
         ax2.set(xlabel="β", ylabel=f"metastable size (weights > {cfg.threshold})")
         ax2.set_title(f"Metastable states ({K} points in 2-D)")
         ax2.legend(fontsize=7)
-        br = bif["branches"]
-        cols = [c for c in br.columns if re.fullmatch(r"x_?\d+", c)]
-        for _, grp in br.groupby("branch"):
-            proj, stable = grp[cols].to_numpy() @ axis, grp["stable"].to_numpy()
-            ax3.plot(grp["parameter"], np.where(stable, proj, np.nan), "-", c="C0", lw=1.5)
-            ax3.plot(grp["parameter"], np.where(stable, np.nan, proj), "--", c="C3", lw=1.5)
-        ax3.plot([], [], "C0-", label="minimum")
-        ax3.plot([], [], "C3--", label="saddle")
-        y = bif["bifurcations"][cols].to_numpy() @ axis
-        ax3.plot(bif["bifurcations"]["parameter"], y, "ko", ms=5, label="detected bifurcation")
-        ax3.axvline(beta_c, c="k", ls=":", lw=1, label="β_c = 1/λ_max(Cov)")
-        ax3.axvspan(*bracket, color="C2", alpha=0.3, label="β_c by descent (bracket)")
-        ax3.set(xlabel="β", ylabel="critical point along the top principal axis")
-        ax3.set_title("Bifurcation of the global fixed point")
-        ax3.legend(fontsize=7)
+        diagram = ms.BifurcationDiagram("beta", False, bif["branches"], bif["bifurcations"])
+        ms.plot_bifurcation(diagram, ax3, y=axis, ylabel="critical point on the top principal axis")
+        ax3.axvline(beta_c, c="k", ls=":", lw=1)
+        ax3.axvspan(*bracket, color="C2", alpha=0.3)
+        ax3.set_title(f"Bifurcation of the global fixed point (dotted: β_c = {beta_c:.3f}, "
+                      "band: by descent)", fontsize=9)  # fmt: skip
     summary = retrieval.groupby(["delta", "radius", "beta"], as_index=False).agg(
         error=("error", "max"), bound=("bound", "min")
     )
@@ -273,12 +241,10 @@ def run(cfg: ModernHopfieldConfig, ctx: Context) -> None:
     ctx.section(
         "Bifurcation of the global fixed point",
         "Pseudo-arclength continuation in β from ξ = 0 (memscape.continuation). ξ = 0 loses "
-        f"stability where an eigenvalue of I − β Cov crosses zero, β_c = {beta_c:.4f}; "
-        f"measured by descent dynamics (perturbations of 10⁻⁶, {cfg.stability_steps} updates, "
-        f"{cfg.bisections} bisections): β_c ∈ [{bracket[0]:.5g}, {bracket[1]:.5g}]. The "
-        "data have no symmetry, so the crossing is generically transcritical (reported as "
-        "'pitchfork': an eigenvalue through zero without a turn); a subcritical branch "
-        "leaving it turns back at a fold below β_c, where a second minimum appears before "
-        "the mean loses stability. Detected bifurcations:",
+        f"stability where an eigenvalue of I − β Cov crosses zero, β_c = {beta_c:.4f}; by "
+        f"descent dynamics ({cfg.stability_steps} updates, {cfg.bisections} bisections): "
+        f"β_c ∈ [{bracket[0]:.5g}, {bracket[1]:.5g}]. Without symmetry the crossing is "
+        "generically transcritical (an eigenvalue through zero without a turn: 'pitchfork'); a "
+        "subcritical branch turns back at a fold below β_c. Detected bifurcations:",
         bif["bifurcations"],
     )
