@@ -229,7 +229,7 @@ def test_progress_bar_shows_the_stage_of_jobs_in_flight(tmp_path, capsys):
     for k in range(3):
         for stage in ("start", "train 1/2 10/s", "sample", "census", "probe"):
             assert f"k={k}: {stage}" in err, (k, stage, err[-2000:])
-    assert "3/3" in err
+    assert "3.0/3 jobs" in err
 
 
 @pytest.mark.parametrize("key", ["a b", "K:2", "σ=0.1", ".hidden", "a/b", ""])
@@ -249,3 +249,31 @@ def test_results_file_names_must_be_ascii(tmp_path, name):
     with pytest.raises(ValueError, match="sweep name must be ASCII"):
         ctx.sweep(square_job, [], name)
     assert not (tmp_path / "r").exists()
+
+
+def test_progress_bar_counts_jobs_in_flight_for_its_eta(monkeypatch):
+    """The bar's count (and so tqdm's ETA) includes the work of the jobs in flight."""
+    from memscape.runs import sweep
+
+    clock = [100.0]
+    monkeypatch.setattr(sweep.time, "monotonic", lambda: clock[0])
+    d = sweep._Display(total=10, done=2, description="jobs", enabled=True)
+    d.report("a", "start", {})
+    d.report("a", "train", {"step": 150, "steps": 600, "rate": 100.0})
+    d.report("b", "train", {"step": 600, "steps": 600})
+    assert d.bar.n == pytest.approx(2 + 0.25 + 0.95)  # training fractions, capped below 1
+    d.report("a", "train", {"step": 0, "steps": 600, "what": "b"})  # a second training
+    assert d.bar.n == pytest.approx(2 + 0.25 + 0.95)  # never moves back
+    clock[0] = 140.0
+    d.finished("a")  # ran 40 s: from now on in-flight jobs count by time
+    clock[0] = 150.0
+    d.report("b", "sample", {})
+    assert d.bar.n == pytest.approx(3 + min(50 / 40, 0.95))
+    d.report("c", "start", {})
+    clock[0] = 160.0
+    d.show()
+    assert d.bar.n == pytest.approx(3 + 0.95 + 10 / 40)
+    d.close()
+    assert d.bar.n == 3  # the final count is finished jobs only
+    assert sweep.progress_fraction("train", {"step": 3, "steps": 0}) is None
+    assert sweep.progress_fraction("census", {"step": 3, "steps": 4}) is None

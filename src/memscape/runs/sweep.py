@@ -232,8 +232,8 @@ def _run_job(
     """Run one job with ``threads`` torch threads; return its output and its run record."""
     import torch
 
-    from memscape.runs.results import provenance
     from memscape.progress import listen, report
+    from memscape.runs.results import provenance
 
     if listener is None and _QUEUE is not None:
         listener = _queue_listener(key)
@@ -326,17 +326,28 @@ def load_job(jobs_dir: Path, key: str) -> JobOutput:
 
 # ------------------------------------------------------------------ the display
 class _Display:
-    """The progress bar: finished jobs, and the stage each job in flight last reported."""
+    """The progress bar: finished jobs, and the stage each job in flight last reported.
+
+    The count includes the jobs in flight, so the bar's ETA (tqdm's rate over the count)
+    accounts for work under way: an in-flight job counts as the fraction of the mean
+    finished job's time it has run (at most 0.95), or, before any job of this run has
+    finished, as the fraction of its training steps done (:func:`progress_fraction`).
+    """
 
     def __init__(self, total: int, done: int, description: str, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
+        fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} jobs [{elapsed}<{remaining}{postfix}]"
         self.bar = tqdm(total=total, initial=done, desc=description, disable=not enabled,
-                        unit="job", dynamic_ncols=True)  # fmt: skip
+                        bar_format=fmt, dynamic_ncols=True)  # fmt: skip
         self.enabled = enabled
         self.stages: dict[str, str] = {}
         self.last: dict[str, str] = {}  # each job's last stage name
         self.done: set[str] = set()  # a pool worker's last reports may come after its result
+        self.count = float(done)  # finished jobs
+        self.started: dict[str, float] = {}  # monotonic start of each job in flight
+        self.trained: dict[str, float] = {}  # fraction of its training steps each has done
+        self.durations: list[float] = []  # seconds of the jobs finished in this run
         self.shown = 0.0
 
     def report(self, key: str, stage: str, info: dict[str, Any]) -> None:
@@ -345,6 +356,9 @@ class _Display:
 
         if key in self.done:
             return
+        self.started.setdefault(key, time.monotonic())
+        if (f := progress_fraction(stage, info)) is not None:
+            self.trained[key] = max(self.trained.get(key, 0.0), f)
         self.stages[key] = describe(stage, info)
         if self.last.get(key) != stage or time.monotonic() - self.shown >= 0.5:
             self.last[key] = stage
@@ -352,13 +366,24 @@ class _Display:
 
     def finished(self, key: str) -> None:
         self.done.add(key)
+        if key in self.started:
+            self.durations.append(time.monotonic() - self.started.pop(key))
+        self.trained.pop(key, None)
         self.stages.pop(key, None)
         self.last.pop(key, None)
-        self.bar.update()
+        self.count += 1
         self.show()
+
+    def in_flight(self) -> float:
+        """The finished-job equivalents of the jobs in flight."""
+        if self.durations:
+            mean, now = sum(self.durations) / len(self.durations), time.monotonic()
+            return sum(min((now - t) / mean, 0.95) for t in self.started.values())
+        return sum(min(f, 0.95) for f in self.trained.values())
 
     def show(self) -> None:
         self.shown = time.monotonic()
+        self.bar.n = min(self.count + self.in_flight(), float(self.bar.total))
         self.bar.set_postfix_str(" | ".join(f"{k}: {s}" for k, s in self.stages.items()))
 
     def listener(self, key: str) -> Callable[[str, dict[str, Any]], None] | None:
@@ -366,7 +391,20 @@ class _Display:
 
     def close(self) -> None:
         self.stages.clear()
+        self.bar.n = self.count
         self.bar.close()
+
+
+def progress_fraction(stage: str, info: Mapping[str, Any]) -> float | None:
+    """How far a job is by one report: ``step/steps`` of a training, else ``None`` (unknown)."""
+    step, steps = info.get("step"), info.get("steps")
+    if (
+        stage != "train"
+        or not isinstance(step, (int, float))
+        or not isinstance(steps, (int, float))
+    ):
+        return None
+    return min(max(step / steps, 0.0), 1.0) if steps > 0 else None
 
 
 # ------------------------------------------------------------------ the sweep

@@ -26,13 +26,15 @@ import lazy_loader as lazy
 
 import memscape as ms
 from memscape.experiments.registry import Context, option, register
+from memscape.runs.explorer import write_explorer
 from memscape.runs.sweep import job_seed
 
 pd = lazy.load("pandas")
 torch = lazy.load("torch")
 
 DATASETS = ("polygon", "lattice", "bimodal")
-TABLES = ("critical_points", "basins", "edges", "data", "box")
+TABLES = ("critical_points", "basins", "edges", "data", "box", "branches", "bifurcations")
+EXPLORER_RESOLUTION = 80  #: the explorer's grid nodes per axis at most (the page stays small)
 
 
 @dataclass
@@ -50,6 +52,10 @@ class LandscapeConfig:
     basin_samples: int = option(4000, "Monte-Carlo starts for basins", ge=10)
     resolution: int = option(120, "grid nodes per axis of the figure", ge=10)
     basin_resolution: int = option(80, "basin-map nodes per axis", ge=4)
+    span: float = option(2.0, "explorer: σ from σ·span down to σ/span (β from β/span² to "
+                         "β·span²)", gt=1)  # fmt: skip
+    frames: int = option(24, "explorer: slider values", ge=2)
+    steps: int = option(30, "explorer: initial continuation steps over the range", ge=4)
 
     def validate(self) -> None:
         """``k`` must suit ``data``."""
@@ -64,17 +70,31 @@ def build_model(kind: str, data: Any, sigma: float, beta: float) -> tuple[Any, A
     return ms.ModernHopfield(data, beta), None
 
 
+def explored_range(model: str, sigma: float, beta: float, span: float) -> tuple[str, float, float]:
+    """``(parameter, start, stop)`` of the explorer: σ decreasing or β increasing (generation)."""
+    if model == "diffusion":
+        return "sigma", sigma * span, sigma / span
+    return "beta", beta / span**2, beta * span**2
+
+
 def landscape_job(
     model: str, data: str, k: int, sigma: float, beta: float, n_starts: int, basin_samples: int,
-    seed: int,
+    span: float, steps: int, seed: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """The whole analysis of one landscape (one sweep job)."""
+    """The whole analysis of one landscape, and the continuation of its family (one job)."""
     pts = ms.datasets.load(data, size=k, data_seed=seed).x
     m, sig = build_model(model, pts, sigma, beta)
     g = torch.Generator().manual_seed(job_seed(seed, "census"))
     out = ms.landscape.landscape_census(m, sig, pts, n_starts=n_starts,
                                         basin_samples=basin_samples, generator=g)  # fmt: skip
     out["data"] = pd.DataFrame(pts.numpy(), columns=["x0", "x1"])
+    name, start, stop = explored_range(model, sigma, beta, span)
+    fam = m if model == "diffusion" else (lambda b: ms.ModernHopfield(pts, b))
+    bd = ms.landscape.continuation(fam, name, start=start, stop=stop, steps=steps,
+                                   census_kwargs={"n_starts": n_starts, "patterns": pts},
+                                   generator=torch.Generator().manual_seed(job_seed(seed, name)))  # fmt: skip
+    out["branches"] = bd.branches
+    out["bifurcations"] = bd.bifurcations.assign(branches=bd.bifurcations["branches"].map(str))
     return out
 
 
@@ -83,15 +103,22 @@ def landscape_job(
     config=LandscapeConfig,
     summary="Critical points, basins, Morse–Smale graph and figure of one 2-D landscape.",
     paper="Ambrogioni 2023 (Morse–Smale); Ramsauer et al. 2020; Milnor (Euler char.)",
-    quick={"n_starts": 300, "basin_samples": 1000, "resolution": 60, "basin_resolution": 40},
+    quick={
+        "n_starts": 300,
+        "basin_samples": 1000,
+        "resolution": 60,
+        "basin_resolution": 40,
+        "frames": 12,
+        "steps": 16,
+    },
     figures={
         "landscape": "contours, score stream lines, basins and critical points by index",
         "morse_smale_graph": "saddle → minimum edges",
     },
-)
+)  # and explorer.html: the landscape in the browser, a slider over σ (or β)
 def run(cfg: LandscapeConfig, ctx: Context) -> None:
     """One job: census, basins, Morse–Smale edges; tables, Euler check, two figures."""
-    fields = ("model", "data", "k", "sigma", "beta", "n_starts", "basin_samples")
+    fields = ("model", "data", "k", "sigma", "beta", "n_starts", "basin_samples", "span", "steps")
     res = ctx.grid(landscape_job, [{}], name="landscape", **{f: getattr(cfg, f) for f in fields})
     out = {name: ctx.table(name, res["landscape"][name]) for name in TABLES}
     pts = out["critical_points"]
@@ -123,3 +150,25 @@ def run(cfg: LandscapeConfig, ctx: Context) -> None:
     ctx.section("Morse–Smale graph", "Edges saddle → minimum traced by descending from ±ε along "
                 f"each saddle's unstable eigenvector; Morse–Smale (no saddle connection): {ms_}.",
                 out["edges"].round(4))  # fmt: skip
+    _explorer(cfg, ctx, out, title, (xlim, ylim))
+
+
+def _explorer(cfg: LandscapeConfig, ctx: Context, out: dict[str, Any], title: str,
+              box: tuple[Any, Any]) -> None:  # fmt: skip
+    """``explorer.json`` and ``explorer.html``: the family around the run's σ (or β)."""
+    from memscape.landscape.explorer import explorer_data, explorer_family, explorer_values
+
+    name, start, stop = explored_range(cfg.model, cfg.sigma, cfg.beta, cfg.span)
+    data = torch.tensor(out["data"][["x0", "x1"]].to_numpy())
+    bd = ms.BifurcationDiagram(name, True, out["branches"], out["bifurcations"])
+    here = cfg.sigma if name == "sigma" else cfg.beta
+    values = explorer_values(start, stop, cfg.frames, log=True, include=[here])
+    fam = explorer_family(lambda v: build_model(cfg.model, data, v, v), bd, values, patterns=data,
+                          xlim=box[0], ylim=box[1], name=cfg.model, description=title,
+                          resolution=min(cfg.resolution, EXPLORER_RESOLUTION))  # fmt: skip
+    page = write_explorer(ctx.folder.path, explorer_data(f"memscape run landscape: {title}",
+                                                         [fam], experiment="landscape"))  # fmt: skip
+    ctx.section("Explorer", f"`{page.name}` (beside this report, one offline page): the "
+                f"landscape for {name} from {start:.3g} to {stop:.3g} with a slider, critical "
+                "points by Morse index and the bifurcation diagram with a cursor at the "
+                f"slider's value ({len(out['bifurcations'])} bifurcations in the range).")  # fmt: skip
