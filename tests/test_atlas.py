@@ -88,3 +88,34 @@ def test_atlas_rejects_score_only_models_and_bad_options():
         landscape_atlas(model, 0.3, starts, method="dimer")
     with pytest.raises(ValueError, match="one noise level"):
         landscape_atlas(model, torch.tensor([0.3, 0.3, 0.3]), starts)
+
+
+def test_a_path_through_a_middle_minimum_is_joined_by_a_verified_chain_of_saddles():
+    """Three points on a line: the path 0 → 2 crosses minimum 1; its two saddles each join
+    a neighbouring pair, so the pair (0, 2) joins at the higher of the two cols — found
+    here by bounded Brent on the energy along the line (the saddles lie on it by symmetry
+    of the energy about the line)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import logsumexp
+
+    y = np.array([[0.0, 0.0], [1.0, 0.0], [2.3, 0.0]])
+    sigma = 0.3
+    model = ms.EmpiricalDiffusion(torch.tensor(y))
+    atlas = landscape_atlas(model, sigma, torch.tensor(y), neighbors=2, images=15)
+    assert len(atlas.minima) == 3 and atlas.pairs.verified.all()
+    order = np.argsort(atlas.minima[:, 0].numpy())  # minima from left to right
+
+    def energy(t):  # the exact energy up to a constant, along the line y = 0
+        return -logsumexp(-((y - [t, 0.0]) ** 2).sum(1) / (2 * sigma**2))
+
+    cols = [-minimize_scalar(lambda t: -energy(t), bounds=b, method="bounded",
+                             options={"xatol": 1e-12}).fun for b in ((0.2, 0.8), (1.2, 2.0))]  # fmt: skip
+    offset = float(model.energy(atlas.minima[[order[1]]], sigma)) - minimize_scalar(
+        energy, bounds=(0.8, 1.2), method="bounded", options={"xatol": 1e-12}
+    ).fun  # memscape's energy minus this one: a constant
+    ends = atlas.pairs.set_index(["i", "j"])["energy"]
+    outer = tuple(sorted((int(order[0]), int(order[2]))))
+    assert ends[outer] == pytest.approx(max(cols) + offset, abs=1e-7)
+    assert atlas.graph.join_energy(*outer) == pytest.approx(max(cols) + offset, abs=1e-7)
+    verified = atlas.edges[atlas.edges.verified]
+    assert sorted(verified.energy.round(6)) == sorted(np.round(np.array(cols) + offset, 6))

@@ -91,6 +91,21 @@ def test_merge_order_barriers_and_partners_match_the_grid(landscape):
     assert np.allclose(table.merge_energy - table.energy, table.barrier, equal_nan=True)
 
 
+def test_join_energy_is_the_grid_minimax_between_two_minima(landscape):
+    """On a line the only path from x_i to x_j is the interval: join level = its grid max."""
+    mins, _, e_min, saddles = landscape
+    graph = disconnectivity_graph(e_min, saddles)
+    for i, j in itertools.combinations(range(len(mins)), 2):
+        top = VALUES[mins[i] : mins[j] + 1].max()
+        assert graph.join_energy(i, j) == pytest.approx(top, abs=1e-8)
+    assert graph.join_energy(3, 3) == e_min[3]
+    apart = disconnectivity_graph([0.0, 1.0, -1.0], [(0, 1, 3.0)])
+    assert apart.join_energy(0, 1) == 3.0 and apart.join_energy(0, 2) == np.inf
+    for bad in (-1, 3, 1.0, True):
+        with pytest.raises(ValueError, match="minima"):
+            apart.join_energy(0, bad)
+
+
 def test_tree_structure_and_redundant_saddles(landscape):
     _, _, e_min, saddles = landscape
     n = len(e_min)

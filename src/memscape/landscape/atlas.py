@@ -10,12 +10,17 @@ database of minima and the transition states between neighbours; here:
 2. each minimum is joined to its ``neighbors`` nearest minima by a minimum-energy path
    (:func:`~memscape.landscape.paths.minimum_energy_path`, batched over pairs), whose
    profile maxima are refined to certified index-1 saddles;
-3. the highest point of each path (its highest saddle, or an end point) is the
-   energy at which the pair's basins join (no path between them need rise higher), and the merge tree of those joins is the
-   disconnectivity graph (:func:`~memscape.landscape.disconnectivity.disconnectivity_graph`),
-   with the minima labelled ``memory`` / ``mixture`` / ``spurious`` against the
-   model's patterns within their same-point radius
-   (:func:`~memscape.landscape.labels.label_points`).
+3. each certified saddle is tested for what it connects (a descent from it toward the
+   path images on either side; Wales 2003, §6.1): a saddle whose two descents end at
+   two known minima is an edge of the merge tree at its energy. A pair is
+   ``verified`` when a chain of such saddles joins its two minima (its level: the
+   highest saddle on the chain); otherwise (refinement wandered to a saddle off the
+   path, or the descents end elsewhere) the pair's edge is the path's highest image,
+   an estimate of its col, not verified;
+4. the merge tree of the edges is the disconnectivity graph
+   (:func:`~memscape.landscape.disconnectivity.disconnectivity_graph`), with the minima
+   labelled ``memory`` / ``mixture`` / ``spurious`` against the model's patterns within
+   their same-point radius (:func:`~memscape.landscape.labels.label_points`).
 
 Only nearest-neighbour pairs are joined, so a barrier is an upper bound when the
 lowest col of a minimum leads to a minimum outside its ``neighbors`` nearest.
@@ -23,6 +28,7 @@ lowest col of a minimum leads to a minimum outside its ``neighbors`` nearest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +51,10 @@ from memscape.protocol import ScoreOrDenoiser
 __all__ = ["LandscapeAtlas", "landscape_atlas"]
 
 DEDUPE_FRACTION = 1e-4  # minima closer than this × the patterns' spacing are one (as the census)
+JOIN_FRACTION = (
+    1e-2  # a descent from a saddle ending within this × the spacing reached that minimum
+)
+SIDE_STEP = 0.5  # descents from a saddle start this fraction of the way to its path neighbours
 
 
 @dataclass
@@ -54,12 +64,15 @@ class LandscapeAtlas:
     Attributes:
         minima: ``(M, *event_shape)`` distinct minima.
         start_minimum: ``(S,)`` long, the minimum each start descended to.
-        pairs: one row per joined pair: ``i``, ``j`` (minima), ``energy`` (the level
-            at which the path joins them: its highest saddle, or the higher end point
-            when that is higher or the profile has no interior maximum, so no barrier
-            was resolved),
-            ``saddles`` (count on the path), ``certified`` (all of them certified
-            index-1 saddles), ``converged`` (the path).
+        pairs: one row per joined pair: ``i``, ``j`` (minima), ``energy`` (the level at
+            which they join: the highest saddle on a chain of verified saddles from ``i``
+            to ``j``, else the path's highest image or end point), ``saddles`` (count on
+            the path), ``certified`` (all of them certified index-1 saddles),
+            ``verified`` (a chain of saddles that descend to known minima joins them),
+            ``converged`` (the path).
+        edges: the merge tree's input, one row per edge: ``i``, ``j``, ``energy``,
+            ``verified`` (a saddle whose descents reach ``i`` and ``j``; else a pair's
+            unverified path level).
         saddle_points: ``(len(pairs), *event_shape)`` the highest saddle of each path
             (NaN rows where none).
         graph: the :class:`~memscape.landscape.disconnectivity.DisconnectivityGraph`.
@@ -68,6 +81,7 @@ class LandscapeAtlas:
     minima: torch.Tensor
     start_minimum: torch.Tensor
     pairs: pd.DataFrame
+    edges: pd.DataFrame
     saddle_points: torch.Tensor
     graph: DisconnectivityGraph
 
@@ -158,41 +172,101 @@ def landscape_atlas(
         _, nn = nearest_neighbors(minima, minima, min(neighbors, m - 1), exclude_self=True)
         pairs = sorted({(min(i, int(j)), max(i, int(j))) for i in range(m) for j in nn[i]})
     rows: list[dict[str, Any]] = []
+    edges: list[tuple[int, int, float, bool]] = []  # the merge tree's (i, j, E, verified)
     tops = torch.full((len(pairs), d), float("nan"), dtype=minima.dtype, device=minima.device)
     for c in range(0, len(pairs), chunk):
         part = pairs[c : c + chunk]
         a = minima[[i for i, _ in part]].reshape(-1, *shape)
         b = minima[[j for _, j in part]].reshape(-1, *shape)
         res = minimum_energy_path(field, a, b, sigma, images=images, method=method)
+        joins = _saddle_joins(field, res, minima, sigma, shape, JOIN_FRACTION * scale, max_steps)
         for p, (i, j) in enumerate(part):
-            mine = (res.saddle_pair == p).nonzero()[:, 0]
-            top = max(float(energy[i]), float(energy[j]))
-            if mine.numel():
-                best = mine[res.saddle_energy[mine].argmax()]
-                top = max(top, float(res.saddle_energy[best]))
-                tops[c + p] = res.saddles[best].reshape(-1)
+            mine = (res.saddle_pair == p).nonzero()[:, 0].tolist()
+            links = [(*joins[s], float(res.saddle_energy[s])) for s in mine if joins[s][0] >= 0]
+            level = _chain_level(links, i, j)
+            if level is None:  # no chain of connected saddles: the path's highest image
+                level = max(float(res.energies[p].max()), float(energy[i]), float(energy[j]))
+                edges.append((i, j, level, False))
+            edges.extend((a, b, e, True) for a, b, e in links)
+            if links:
+                top = max(
+                    mine,
+                    key=lambda s: float(res.saddle_energy[s]) if joins[s][0] >= 0 else -math.inf,
+                )
+                tops[c + p] = res.saddles[top].reshape(-1)
             rows.append(
                 {
                     "i": i,
                     "j": j,
-                    "energy": top,
-                    "saddles": int(mine.numel()),
-                    "certified": bool(mine.numel()) and bool((res.saddle_index[mine] == 1).all()),
+                    "energy": level,
+                    "saddles": len(mine),
+                    "certified": bool(mine) and bool((res.saddle_index[mine] == 1).all()),
+                    "verified": _chain_level(links, i, j) is not None,
                     "converged": bool(res.converged[p]),
                 }
             )
         if progress is not None:
             progress(min(c + chunk, len(pairs)), len(pairs))
-    table = pd.DataFrame(rows, columns=["i", "j", "energy", "saddles", "certified", "converged"])
-    graph = disconnectivity_graph(
-        energy.cpu().numpy(), table[["i", "j", "energy"]].to_numpy(), labels
-    )
+    columns = ["i", "j", "energy", "saddles", "certified", "verified", "converged"]
+    table = pd.DataFrame(rows, columns=columns)
+    edge_table = pd.DataFrame(edges, columns=["i", "j", "energy", "verified"])
+    edge_table = edge_table.drop_duplicates(["i", "j", "energy"], ignore_index=True)
+    graph = disconnectivity_graph(energy.cpu().numpy(), edge_table[["i", "j", "energy"]], labels)
     cert = certify_morse_index(field, minima.reshape(m, *shape), sigma, k=2)
     graph.barriers["morse_index"] = cert.morse_index.tolist()
     return LandscapeAtlas(
         minima=minima.reshape(m, *shape),
         start_minimum=start_minimum,
         pairs=table,
+        edges=edge_table,
         saddle_points=tops.reshape(len(pairs), *shape),
         graph=graph,
     )
+
+
+def _saddle_joins(
+    model: ScoreOrDenoiser,
+    res: Any,
+    minima: torch.Tensor,
+    sigma: Any,
+    shape: tuple[int, ...],
+    radius: float,
+    max_steps: int,
+) -> list[tuple[int, int]]:
+    """The two minima each certified saddle of ``res`` connects, ``(−1, −1)`` if not two known.
+
+    The connection test of transition-state databases (Wales 2003, §6.1): descend from
+    the saddle a step toward the path images on either side of it (its unstable
+    direction, on a converged path); the saddle joins minima ``a ≠ b`` when the two
+    descents end within ``radius`` of them.
+    """
+    n = len(res.saddle_pair)
+    out = [(-1, -1)] * n
+    keep = [s for s in range(n) if int(res.saddle_index[s]) == 1]
+    if not keep:
+        return out
+    flat = res.saddles[keep].reshape(len(keep), -1)
+    path = res.path.reshape(*res.path.shape[:2], -1)
+    k = res.saddle_image[keep]
+    p = res.saddle_pair[keep]
+    sides = [path[p, (k - 1).clamp_min(0)], path[p, (k + 1).clamp_max(path.shape[1] - 1)]]
+    starts = torch.cat([flat + SIDE_STEP * (side - flat) for side in sides])
+    ends, _ = descend_flat(model, starts, sigma, shape, max_steps=max_steps)
+    dist, near = torch.cdist(ends, minima.reshape(len(minima), -1)).min(1)
+    near = torch.where(dist <= radius, near, -1).reshape(2, len(keep))
+    for r, s in enumerate(keep):
+        a, b = int(near[0, r]), int(near[1, r])
+        if a >= 0 and b >= 0 and a != b:
+            out[s] = (min(a, b), max(a, b))
+    return out
+
+
+def _chain_level(links: list[tuple[int, int, float]], i: int, j: int) -> float | None:
+    """The highest saddle on the chain of ``links`` joining ``i`` to ``j`` (``None``: none)."""
+    reach = {i: -math.inf}
+    for _ in links:  # a chain is at most len(links) long
+        for a, b, e in links:
+            for u, v in ((a, b), (b, a)):
+                if u in reach and (v not in reach or max(reach[u], e) < reach[v]):
+                    reach[v] = max(reach[u], e)
+    return reach.get(j)

@@ -19,6 +19,7 @@ each connected set never dies (``inf``).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,22 @@ class DisconnectivityGraph:
         """``(dying minimum, partner, merge energy)`` of each merge, lowest energy first."""
         t = self.barriers[self.barriers.partner >= 0].sort_values("merge_energy", kind="stable")
         return [(int(r.minimum), int(r.partner), float(r.merge_energy)) for r in t.itertuples()]
+
+    def join_energy(self, i: int, j: int) -> float:
+        """The energy at which minima ``i`` and ``j`` join: their lowest common merge.
+
+        The minimax connection level of the two (the lowest ``max E`` over known paths
+        between them); ``inf`` when no known saddle joins their sets, ``E_i`` when
+        ``i == j``.
+        """
+        n = len(self.barriers)
+        for m in (i, j):
+            if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 0 <= m < n:
+                raise ValueError(f"minima must be integers in 0..{n - 1}, got {m!r}")
+        if i == j:
+            return float(self.tree.nodes[i]["energy"])
+        up = nx.ancestors(self.tree, i) & nx.ancestors(self.tree, j)
+        return min((float(self.tree.nodes[u]["energy"]) for u in up), default=math.inf)
 
     def plot(self, ax: Any, **kwargs: Any) -> Any:
         """Draw on a matplotlib ``ax`` (:func:`plot_disconnectivity`); returns ``ax``."""
