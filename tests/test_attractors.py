@@ -76,3 +76,26 @@ def test_critical_sigma_of_two_points_is_the_gaussian_sign_probability():
     assert res.radius[0] == max(levels)  # Φ ≥ ½ at every level
     with pytest.raises(ValueError, match="levels"):
         critical_sigma(model, torch.zeros(1, 1), 0.1, levels=(0.0, 1.0))
+
+
+def test_attractor_summary_counts_classes_and_keeps_censored_sigma_out_of_means():
+    import pandas as pd
+
+    from memscape.memorization import PROBE_LEVELS, attractor_summary
+
+    attractors = pd.DataFrame({"class": ["memorized", "memorized", "spurious", "generalized"]})
+    top = max(PROBE_LEVELS)
+    probe = pd.DataFrame({"class": ["memorized", "memorized", "memorized", "spurious", "off-data"],
+                          "critical_sigma": [0.1, 0.3, top, math.nan, top]})  # fmt: skip
+    s = attractor_summary(attractors, probe)
+    assert (s["attractors_memorized"], s["attractors_spurious"], s["attractors_generalized"]) == (
+        2,
+        1,
+        1,
+    )
+    # σ* = top is a bound (≥ 2.0), not a value: out of the mean, counted apart
+    assert s["critical_sigma_memorized"] == pytest.approx(0.2)
+    assert s["critical_sigma_memorized_censored"] == 1
+    assert math.isnan(s["critical_sigma_spurious"]) and s["critical_sigma_spurious_censored"] == 0
+    assert math.isnan(s["critical_sigma_off_data"]) and s["critical_sigma_off_data_censored"] == 1
+    assert math.isnan(s["critical_sigma_generalized"])

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from memscape.experiments import run_experiment
+from memscape.experiments import load_job, run_experiment
+from tests._checks import assert_checks_measure
 
 EXACT_ONLY = {
     "trained": False,
@@ -81,20 +83,62 @@ def test_exact_model_memorizes_at_every_k_and_resumes(tmp_path):
     assert job["start"] >= cfg["runs"][1]["start"]  # recomputed by the second run
 
 
+def test_tiny_trained_run_writes_every_table_figure_and_check(tmp_path):
+    """Structure of a trained run (too short to calibrate): classes with off-data, K_A/K_S/K_B,
+    twins with their reference, the d₁ histogram; every number recomputable from the jobs."""
+    out = tmp_path / "tiny"
+    tiny = {"sizes": "2,8", "seeds": 1, "steps": 60, "samples": 16, "census_starts": 8,
+            "probe_points": 1, "probe_trials": 2, "pool": 512, "width": 32, "layers": 2}  # fmt: skip
+    folder = run_experiment("memorization", out, progress=False, **tiny)
+    summary = folder.read_table("summary")
+    assert {"off_data_fraction", "off_data_threshold", "off_data_floor", "closest_pair",
+            "real_off_data", "n_real", "mean_twin_cosine", "mean_reference_cosine"} <= set(summary)  # fmt: skip
+    # the pool's held-out part: half of what the largest K and its twin leave (512 − 16 → 248)
+    assert (summary["held_out"] == 248).all() and (summary["n_real"] == 248).all()
+    samples = folder.read_table("samples")
+    job = load_job(out / "jobs", "trained_K=8_seed=0")
+    gen, train = job["generated"].double(), job["train"].double()
+    rows = samples[(samples["model"] == "trained") & (samples["K"] == 8)]
+    d1 = torch.cdist(gen, train).min(1).values.numpy()  # brute force
+    np.testing.assert_allclose(rows["d1"].to_numpy(), d1, rtol=1e-5, atol=1e-6)
+    thr = float(summary.query("model == 'trained' and K == 8")["off_data_threshold"].iloc[0])
+    assert (rows["class"] == "off-data").tolist() == (d1 > thr).tolist()
+    assert len(job["reference_d1"]) == 248
+    transition = folder.read_table("transition")
+    assert transition["model"].tolist() == ["trained", "exact"]
+    assert transition.loc[1, "K_A"] == "> 8" and np.isinf(transition.loc[1, "K_A_high"])
+    assert {"twin_cosine", "reference_cosine"} <= set(samples)
+    for name in ("d1_histogram.png", "class_fractions.png", "fractions.parquet"):
+        assert (out / name).exists(), name
+    names = folder.read_table("checks")["name"].tolist()
+    assert any("K_A ≤ K_S ≤ K_B" in n for n in names) and any(
+        "twin cosine rises" in n for n in names
+    )
+    assert any("fresh real samples off-data" in n for n in names)
+    assert_checks_measure(folder)
+
+
 @pytest.mark.slow
 def test_circle_quick_run_goes_from_memorization_to_generalization(tmp_path):
-    """Calibration (docs/concepts.md): memorized fraction ≈ 1 at K = 2, small at large K."""
+    """Calibration: memorized ≈ 1 at K = 2, small at large K; K_A ≤ K_S ≤ K_B (Pham et al.)."""
     out = tmp_path / "quick"
-    run_experiment("memorization", out, quick=True, progress=False)
+    folder = run_experiment("memorization", out, quick=True, progress=False)
     summary = pd.read_parquet(out / "summary.parquet")
     trained = summary[summary["model"] == "trained"].groupby("K").mean(numeric_only=True)
     ks = trained.index.to_numpy()
-    assert trained.loc[ks.min(), "ratio_memorized_fraction"] >= 0.9
+    assert trained.loc[ks.min(), "memorized_fraction"] >= 0.9
+    assert trained.loc[ks.max(), "memorized_fraction"] <= 0.1
     assert trained.loc[ks.max(), "ratio_memorized_fraction"] <= 0.2
     assert trained.loc[ks.max(), "generalized_fraction"] >= 0.7
+    assert trained.loc[ks.max(), "off_data_fraction"] <= 0.15  # the resolution floor at work
     # Kadkhodaie et al.: twin models on disjoint sets agree more once they generalize
-    assert trained.loc[ks.max(), "pair_l2"] < trained.loc[ks.min(), "pair_l2"]
+    assert trained.loc[ks.max(), "mean_twin_l2"] < trained.loc[ks.min(), "mean_twin_l2"]
     exact = summary[summary["model"] == "exact"]
-    assert exact["ratio_memorized_fraction"].min() >= 0.95
-    assert np.isfinite(trained["attractors_memorized"]).all()
-    assert (out / "landscapes.png").exists() and (out / "samples_vs_nearest.png").exists()
+    assert exact["memorized_fraction"].min() >= 0.95
+    t = folder.read_table("transition").set_index("model").loc["trained"]
+    assert bool(t["ordered"]) and t["K_A_high"] <= t["K_B_high"]
+    assert ks.min() <= t["K_S_peak"] <= ks.max()
+    assert folder.read_table("checks")["passed"].all()
+    assert_checks_measure(folder)
+    for name in ("landscapes.png", "samples_vs_nearest.png", "d1_histogram.png"):
+        assert (out / name).exists(), name

@@ -287,6 +287,10 @@ def test_classify_samples_hand_built():
     ]
     assert len(frame) == 16 and frame["class"].iloc[5] == "spurious"
     assert frame["ratio_memorized"].tolist() == [True] * 4 + [False] * 12
+    row = res.summary()
+    assert row["n_samples"] == 16 and row["reference"] == "leave_one_out"
+    assert row["off_data_fraction"] == 0.25 and row["memorized_fraction"] == 0.25
+    assert row["ratio_memorized_fraction"] == 0.25 and row["off_data_floor"] == 0.0
 
 
 def test_classify_samples_held_out_quantile_has_a_known_value():

@@ -33,11 +33,10 @@ np.savez(work / "spiral.npz", x=spiral.astype(np.float32))
 # --8<-- [start:run]
 options = {
     "data": str(work / "spiral.npz"),
-    "sizes": (4, 64),  # training-set sizes K: one memorizing, one generalizing
+    "sizes": (2, 16, 64),  # training-set sizes K: memorizing, in between, generalizing
     "seeds": 1,
-    "steps": 800,  # training steps per model (quick mode: 1500)
+    "steps": 800,  # training steps per model (default: 1500)
     "width": 128,
-    "samples": 64,  # generated samples per model (quick mode: 128)
     "pairs": False,  # skip the twin-model (Kadkhodaie et al.) test to save time
 }
 results = run_experiment("memorization", work / "run", quick=True, progress=False, **options)
@@ -55,11 +54,13 @@ print(
             "memorized_fraction",
             "spurious_fraction",
             "generalized_fraction",
+            "off_data_fraction",
             "attractors_memorized",
             "attractors_spurious",
         ]
     ].to_string()
 )
+print(results.read_table("transition")[["model", "K_A", "K_S", "K_B", "ordered"]].to_string())
 checks = results.read_table("checks")
 print(checks[["name", "measured", "theory", "passed"]].to_string())
 print((results.path / "report.md").read_text().splitlines()[0])
@@ -76,7 +77,7 @@ print(exact_only[["K", "model", "memorized_fraction"]].to_string())
 # --8<-- [end:cli]
 
 # --8<-- [start:figures]
-for name in ("class_fractions", "landscapes"):
+for name in ("class_fractions", "d1_histogram", "landscapes"):
     shutil.copy(results.path / f"{name}.png", FIGURES / f"flagship_{name}.png")
 shutil.rmtree(work)
 # --8<-- [end:figures]

@@ -31,7 +31,7 @@ def option(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
-    choices: Sequence[str] | None = None,
+    choices: Sequence[Any] | None = None,
     nonempty: bool = True,
 ) -> Any:
     """A config field with its help, range and choices, validated by :func:`build_config`.
@@ -46,7 +46,7 @@ def option(
         gt: exclusive lower bound.
         le: inclusive upper bound.
         lt: exclusive upper bound.
-        choices: allowed strings.
+        choices: allowed values (strings or numbers).
         nonempty: a tuple option needs at least one item.
     """
     meta: dict[str, Any] = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt}

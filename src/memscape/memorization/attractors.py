@@ -31,7 +31,17 @@ from memscape.memorization.neighbors import nearest_neighbors
 if TYPE_CHECKING:  # the landscape layer (and matplotlib) load when a function runs
     from memscape.landscape import BasinRadius
 
-__all__ = ["FLATNESS", "PROBE_LEVELS", "classify_attractors", "critical_sigma"]
+__all__ = [
+    "ATTRACTOR_CLASSES",
+    "FLATNESS",
+    "PROBE_LEVELS",
+    "attractor_summary",
+    "classify_attractors",
+    "critical_sigma",
+]
+
+#: Classes of :func:`classify_attractors` (a minimum is never off-data: it is a model's own).
+ATTRACTOR_CLASSES = ("memorized", "spurious", "generalized")
 
 #: ``λ_min/λ_max`` below this: the minimum lies on a (near-)flat attracting manifold.
 FLATNESS = 0.05
@@ -173,3 +183,37 @@ def critical_sigma(
     # σ of basin_radius only drives its default descent, replaced here by ``reverse``
     return basin_radius(model, points.to(torch.float64), sigma_min, lv, n_trials, delta,
                         reverse=reverse, generator=generator)  # fmt: skip
+
+
+def attractor_summary(
+    attractors: pd.DataFrame, probe: pd.DataFrame, top: float = max(PROBE_LEVELS)
+) -> dict[str, Any]:
+    """Attractors per class and the mean critical σ of the probed samples of each class.
+
+    A critical σ at the largest probe level ``top`` is censored — the basin reaches at least
+    the probe range, a bound ``≥ top``, not a measurement: such samples are counted in
+    ``critical_sigma_<class>_censored`` and kept out of the mean ``critical_sigma_<class>``
+    (NaN when no probed sample of the class has a finite uncensored σ*).
+
+    Args:
+        attractors: :func:`classify_attractors` table (column ``class``).
+        probe: one row per probed sample: ``class`` (a sample class) and ``critical_sigma``.
+        top: the largest probe level.
+
+    Returns:
+        ``{"attractors_<c>": count, "critical_sigma_<c>": mean, "critical_sigma_<c>_censored": n}``
+        with ``<c>`` a class name with ``-`` written ``_``.
+    """
+    from memscape.memorization.classes import CLASSES
+
+    out: dict[str, Any] = {}
+    for c in ATTRACTOR_CLASSES:
+        out[f"attractors_{c}"] = int((attractors["class"] == c).sum())
+    for c in CLASSES:
+        sig = probe.loc[probe["class"] == c, "critical_sigma"].to_numpy(float)
+        censored = sig >= top * (1 - 1e-9)
+        name = f"critical_sigma_{c.replace('-', '_')}"
+        kept = sig[~censored & np.isfinite(sig)]
+        out[name] = float(kept.mean()) if len(kept) else np.nan
+        out[f"{name}_censored"] = int(censored.sum())
+    return out

@@ -1,9 +1,9 @@
 """Figures of memorization against training-set size (Pham et al. 2025; Kadkhodaie et al. 2024).
 
 Every function draws on a given matplotlib ``Axes`` (or a new headless figure when
-``ax`` is None) and returns it. ``summary`` tables have one row per (model, K, seed):
-columns ``model``, ``K``, ``<class>_fraction`` for each of :data:`CLASSES`,
-``ratio_memorized_fraction`` and optionally ``pair_cosine``, ``pair_l2``.
+``ax`` is None) and returns it; the tables are those of
+:mod:`memscape.memorization.transitions` (one row per K: medians over seeds, ranges,
+Wilson intervals).
 """
 
 from __future__ import annotations
@@ -14,13 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from memscape.memorization.classes import CLASSES
+from memscape.memorization.classes import CLASSES, fraction_column
 
 __all__ = [
     "CLASS_COLORS",
     "plot_class_fractions",
+    "plot_d1_histogram",
+    "plot_d1_panels",
+    "plot_landscapes",
     "plot_nearest",
     "plot_pair_similarity",
+    "plot_sample_panels",
     "plot_samples",
 ]
 
@@ -37,61 +41,133 @@ def _axes(ax: Any) -> Any:
     return Figure(figsize=(6, 4), layout="constrained").add_subplot()
 
 
-def plot_class_fractions(
-    summary: Any, ax: Any = None, *, model: str = "trained", baseline: str | None = "exact"
-) -> Any:
-    """Fraction of samples per class against K (log axis), mean and seed range.
+def _band(ax: Any, ks: Any, stats: Any, col: str, color: str, label: str, fmt: str = "o-") -> None:
+    ax.plot(ks, stats[col], fmt, color=color, label=label)
+    ax.fill_between(ks, stats[f"{col}_min"], stats[f"{col}_max"], color=color, alpha=0.2)
 
-    Also the ratio criterion ``d₁/d₂ < 1/3`` (Yoon et al. 2023; Gu et al. 2023) of
-    ``model`` and, dotted, of the ``baseline`` model (the exact empirical denoiser: the
-    theory, memorizing at every K).
+
+def plot_class_fractions(
+    fractions: Any, ax: Any = None, *, baseline: Any = None, transition: Any = None
+) -> Any:
+    """Median fraction of samples per class against K (log axis), seed range as bands.
+
+    Error bars: the Wilson 95 % interval of the median seed's fraction. The memorized
+    fraction of the ``baseline`` (the exact empirical denoiser: the theory, memorizing at
+    every K) is dotted; ``transition``'s ``K_A`` and ``K_B`` intervals are shaded.
 
     Args:
-        summary: the summary table (module docstring).
+        fractions: :func:`memscape.memorization.transitions.median_fractions` table.
         ax: Axes to draw on.
-        model: the ``model`` rows to show.
-        baseline: rows drawn as the theory line (``None``: none).
+        baseline: the same table of the baseline model (``None``: none).
+        transition: a :class:`memscape.memorization.transitions.Transition` (``None``: none).
     """
     ax = _axes(ax)
-    rows = summary[summary["model"] == model]
-    cols = [f"{c}_fraction" for c in CLASSES] + ["ratio_memorized_fraction"]
-    stats = rows.groupby("K")[cols].agg(["mean", "min", "max"])
-    ks = stats.index.to_numpy()
+    ks = fractions["K"].to_numpy(float)
     for name in CLASSES:
-        s, color = stats[f"{name}_fraction"], CLASS_COLORS[name]
-        ax.plot(ks, s["mean"], "o-", color=color, label=name)
-        ax.fill_between(ks, s["min"], s["max"], color=color, alpha=0.2)
-    ax.plot(ks, stats["ratio_memorized_fraction"]["mean"], "s--", color="k", ms=4,
-            label="d₁/d₂ < 1/3")  # fmt: skip
-    base = summary[summary["model"] == baseline]
-    if baseline is not None and baseline != model and len(base):
-        e = base.groupby("K")["ratio_memorized_fraction"].mean()
-        ax.plot(e.index, e.to_numpy(), ":", color="gray", lw=2, label=f"{baseline} model (theory)")
-    ax.set(xscale="log", xlabel="training-set size K", ylabel="fraction of samples",
+        col, color = fraction_column(name), CLASS_COLORS[name]
+        _band(ax, ks, fractions, col, color, name)
+        err = [fractions[col] - fractions[f"{col}_low"], fractions[f"{col}_high"] - fractions[col]]
+        ax.errorbar(ks, fractions[col], yerr=np.abs(np.asarray(err)), fmt="none", color=color,
+                    capsize=2, lw=0.8)  # fmt: skip
+    if baseline is not None and len(baseline):
+        col = fraction_column("memorized")
+        ax.plot(baseline["K"], baseline[col], ":", color="gray", lw=2, label="exact model (theory)")
+    if transition is not None:
+        for iv, color, name in ((transition.k_a, "tab:red", "K_A"),
+                                (transition.k_b, "tab:green", "K_B")):  # fmt: skip
+            lo, hi = max(iv.low, ks.min()), min(iv.high, ks.max())
+            if lo < hi:
+                ax.axvspan(lo, hi, color=color, alpha=0.08, label=f"{name} ∈ {iv}")
+    ax.set(xscale="log", xlabel="training-set size K", ylabel="fraction of samples (median)",
            ylim=(-0.03, 1.03), title="memorization → generalization")  # fmt: skip
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return ax
 
 
-def plot_pair_similarity(summary: Any, ax: Any = None, *, model: str = "trained") -> Any:
+def plot_pair_similarity(agreement: Any, ax: Any = None) -> Any:
     """Kadkhodaie et al. 2024: paired samples of twin models trained on disjoint sets.
 
-    Mean cosine (about the data mean, left axis) and L2 distance (right axis) of the
-    samples the two models draw from the same noise, against K: they agree once both
-    generalize.
+    Median over seeds of the mean cosine (about the data mean) between the samples two
+    models draw from the same noise, seed range as a band, against K; dashed, the
+    reference level: the cosine between independent samples of one model. The twins
+    agree above the reference once both generalize.
+
+    Args:
+        agreement: :func:`memscape.memorization.transitions.twin_agreement` table.
+        ax: Axes to draw on.
     """
     ax = _axes(ax)
-    rows = summary[summary["model"] == model]
-    for col, color, label in (("pair_cosine", "tab:blue", "cosine (about the data mean)"),
-                              ("pair_l2", "tab:purple", "L2 distance")):  # fmt: skip
-        p = rows.groupby("K")[col].agg(["mean", "min", "max"]).dropna()
-        axis = ax if col == "pair_cosine" else ax.twinx()
-        axis.plot(p.index, p["mean"], "o-", color=color, label=label)
-        axis.fill_between(p.index, p["min"], p["max"], color=color, alpha=0.2)
-        axis.set_ylabel(label, color=color)
-    ax.set(xscale="log", xlabel="training-set size K",
+    ks = agreement["K"].to_numpy(float)
+    _band(ax, ks, agreement, "twin_cosine", "tab:blue", "twin models, same noise")
+    ax.plot(ks, agreement["reference_cosine"], "s--", color="gray", ms=4,
+            label="reference: independent samples of one model")  # fmt: skip
+    ax.set(xscale="log", xlabel="training-set size K", ylabel="cosine (about the data mean)",
+           ylim=(-1.05, 1.05),
            title="paired samples of two models on disjoint sets\n(Kadkhodaie et al. 2024)")  # fmt: skip
+    ax.legend(fontsize=7)
     return ax
+
+
+def plot_d1_histogram(
+    d1: Any,
+    reference_d1: Any,
+    threshold: float,
+    ax: Any = None,
+    *,
+    floor: float = 0.0,
+    delta_m: float | None = None,
+    title: str = "",
+) -> Any:
+    """Histograms of the nearest-training distance d₁ of generated and of held-out real samples.
+
+    Pham et al. 2025's classes on one axis (log d₁): ``delta_m`` (memorized below), the
+    off-data ``threshold`` (off-data above: the held-out quantile, or the resolution
+    ``floor`` ``σ·√χ²_d(q)`` where that is larger), as in
+    :func:`memscape.memorization.classify_samples`.
+
+    Args:
+        d1: ``(M,)`` d₁ of generated samples.
+        reference_d1: ``(H,)`` d₁ of held-out real samples to the same training set.
+        threshold: the off-data threshold used.
+        ax: Axes to draw on.
+        floor: the resolution floor of the threshold (drawn when > 0).
+        delta_m: the memorization radius (drawn when given).
+        title: of the Axes.
+    """
+    ax = _axes(ax)
+    gen, ref = (np.asarray(v, float) for v in (d1, reference_d1))
+    pos = np.concatenate([gen, ref, [threshold]])
+    pos = pos[pos > 0]
+    lo = max(pos.min() if len(pos) else 1e-6, 1e-6)
+    bins = np.geomspace(lo, max(pos.max(), lo * 10), 40)
+    for v, color, label in ((gen, "tab:blue", "generated"), (ref, "k", "held-out real")):
+        ax.hist(np.clip(v, lo, None), bins=bins, histtype="step", color=color, label=label,
+                weights=np.full(len(v), 1 / max(len(v), 1)))  # fmt: skip
+    ax.axvline(threshold, color=CLASS_COLORS["off-data"], lw=2, label=f"off-data > {threshold:.3g}")
+    if floor > 0:
+        ax.axvline(
+            floor, color=CLASS_COLORS["off-data"], ls=":", label=f"resolution floor {floor:.3g}"
+        )
+    if delta_m is not None and delta_m > 0:
+        ax.axvline(delta_m, color=CLASS_COLORS["memorized"], ls="--", label=f"δ_m = {delta_m:.3g}")
+    ax.set(xscale="log", xlabel="d₁ (distance to the nearest training point)",
+           ylabel="fraction of samples per bin",
+           title=title)  # fmt: skip
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_d1_panels(outputs: Any, axes: Any, titles: Any) -> Any:
+    """:func:`plot_d1_histogram` of each flagship job output on its Axes.
+
+    Each output holds ``samples`` (column ``d1``), ``reference_d1`` and a one-row ``summary``
+    with ``off_data_threshold``, ``off_data_floor`` and ``delta_m``.
+    """
+    for ax, out, title in zip(axes, outputs, titles, strict=True):
+        s = out["summary"].iloc[0]
+        plot_d1_histogram(out["samples"]["d1"], out["reference_d1"], s["off_data_threshold"], ax,
+                          floor=s["off_data_floor"], delta_m=s["delta_m"], title=title)  # fmt: skip
+    return axes
 
 
 def plot_samples(
@@ -142,4 +218,51 @@ def plot_nearest(generated: torch.Tensor, train: torch.Tensor, axes: Any, title:
             ax.set_yticks([])
     axes[0][0].set_title(f"{title}\nsample".strip(), fontsize=8)
     axes[0][1].set_title("nearest train", fontsize=8)
+    return axes
+
+
+def plot_landscapes(
+    trained: Any, train: torch.Tensor, sigma: float, axes: Any, title: str = ""
+) -> Any:
+    """A trained 2-D model's landscape at ``sigma`` above that of the exact empirical model.
+
+    Pham et al. 2025, Fig. 2: the trained model's attractors against the stored patterns
+    (the exact empirical denoiser of the same K points: one minimum per point).
+
+    Args:
+        trained: the trained model (``None``: leave the top Axes empty).
+        train: ``(K, 2)`` training points.
+        sigma: noise level of both landscapes.
+        axes: two Axes (top: trained, bottom: exact).
+        title: suffix of both titles (e.g. ``"K=8"``).
+    """
+    from memscape.diffusion import EmpiricalDiffusion
+    from memscape.landscape.plot import plot_landscape
+
+    m = float(train.abs().max()) * 1.4 + 0.2
+    lim = (-m, m)
+    if trained is not None:
+        plot_landscape(trained, sigma, ax=axes[0], xlim=lim, ylim=lim)
+    plot_landscape(EmpiricalDiffusion(train.to(torch.float64)), sigma, ax=axes[1], xlim=lim,
+                   ylim=lim)  # fmt: skip
+    axes[0].set_title(f"trained, {title}")
+    axes[1].set_title(f"exact empirical, {title}")
+    return axes
+
+
+def plot_sample_panels(outputs: Any, axes: Any, titles: Any) -> Any:
+    """Each flagship job output's samples: classes over the training set (2-D data,
+    :func:`plot_samples`, ``axes`` of shape ``(1, n)``) or next to their nearest training
+    points (:func:`plot_nearest`, ``axes`` of shape ``(rows, 2n)``).
+
+    Each output holds ``generated``, ``train`` and ``samples`` (column ``class``).
+    """
+    axes = np.asarray(axes)
+    for j, (out, title) in enumerate(zip(outputs, titles, strict=True)):
+        if tuple(out["generated"].shape[1:]) == (2,):
+            plot_samples(out["generated"], out["train"], out["samples"]["class"], axes[0, j], title)
+        else:
+            plot_nearest(out["generated"], out["train"], axes[:, 2 * j : 2 * j + 2], title)
+    if tuple(outputs[0]["generated"].shape[1:]) == (2,):
+        axes[0, 0].legend(fontsize=7)
     return axes

@@ -1,29 +1,28 @@
 """``memscape run memorization``: from memorization to generalization as the training set grows.
 
 Reproduces, on laptop-sized data, the central result of Pham et al. 2025 ("Memorization to
-generalization: emergence of diffusion models from associative memory", seed 002): a diffusion
-model trained on K samples stores them as attractors when K is small (memorization); spurious
+Generalization: Emergence of Diffusion Models from Associative Memory", arXiv:2505.21777): a
+diffusion model trained on K samples stores them as attractors when K is small; spurious
 attractors appear at the transition; at large K new attractors form on the data manifold.
 
-For every (K, seed) a job trains a model (EDM preconditioning), samples it with a
-deterministic sampler from noise shared across K, and measures (:mod:`memscape.memorization`)
+Per (K, seed) a job trains a model (EDM) on K points of a pool, samples it deterministically
+from noise shared across K and measures (:func:`memscape.memorization.measure_model`) each
+sample's d₁, d₂, the ratio criterion d₁/d₂ < 1/3 (Yoon et al. 2023; Gu et al. 2023) and its
+class: memorized / spurious / generalized, or off-data — d₁ above the 0.99 quantile of
+held-out real samples (never trained on) and above ``resolution``·√χ²_d(0.99), the spread of
+data seen at the noise level the model resolves; fresh real samples through the same rule;
+the attractors at a small σ; the critical σ of a few samples (censored at the top probe
+level: a bound); and Kadkhodaie et al. 2024's twin test (a model on a disjoint set, same
+noise) against the agreement of two independent samples of one model.
+:func:`memscape.memorization.reduce_sweep` gives K_A (memorization ends), K_S (spurious
+peak), K_B (generalization begins) as grid intervals from medians over seeds with Wilson
+intervals; the exact empirical model is the theory baseline. Training: 1500 steps (on the
+circle, 3 seeds, the loss is then within 0.7–3.4 % of its value at 3000 steps, the classes at
+K = 2 and 1024 within their Wilson intervals; at K = 8 the memorized fraction still grows by
+0.05–0.1). Models are kept in ``models/`` (a re-run resumes bit-identically).
 
-* per sample: d₁, d₂ to the training set, the ratio criterion d₁/d₂ < 1/3 (Yoon et al.
-  2023; Gu et al. 2023) and the Pham et al. class (memorized / spurious / generalized);
-* the classes of the model's attractors at a small σ, and the critical σ of a few samples;
-* Kadkhodaie et al. 2024's threshold-free test: a second model trained on a disjoint
-  set of the same size, sampled from the same noise; paired similarity.
-
-The exact empirical model (the optimal denoiser of the training set) runs through
-the same pipeline as the theory baseline: it memorizes at every K. Trained models are
-kept in ``models/`` with a checkpoint every 250 steps: a re-run after an interruption
-continues each training from its last checkpoint (bit-identical to an uninterrupted
-run) and loads finished ones. ``config.json`` pins a fingerprint of the data pool, so
-a changed ``--data`` file at the same path is refused. The ``landscapes`` figure is
-drawn for 2-D data.
-
-**Checked against:** a trained model memorizes at the smallest K and not at the
-largest; the exact empirical model memorizes at every K.
+**Checked against:** memorizes at the smallest K, not at the largest; K_A ≤ K_S ≤ K_B; twins
+agree more with K, above their reference; fresh real samples rarely off-data; exact memorizes.
 """
 
 from __future__ import annotations
@@ -37,9 +36,10 @@ import lazy_loader as lazy
 import numpy as np
 
 import memscape as ms
+from memscape._validation import check_device
 from memscape.experiments.registry import Context, option, register
-from memscape.runs.sweep import grid_jobs, job_seed
 from memscape.progress import report
+from memscape.runs.sweep import grid_jobs, job_seed
 
 pd = lazy.load("pandas")
 torch = lazy.load("torch")
@@ -50,17 +50,20 @@ CHECKPOINT_EVERY = 250  # training steps between checkpoints (what an interrupti
 
 @dataclass
 class MemorizationConfig:
-    """Options of ``memorization`` (defaults: the circle toy, < 10 min on 2 CPU cores)."""
+    """Options of ``memorization`` (defaults: the circle toy, a few minutes on 2 CPU cores)."""
 
     data: str = option("circle", "data set (circle, mixture, manifold, digits, …) or .npy/.npz")
     pool: int = option(4096, "points drawn for synthetic datasets", ge=2)
-    sizes: tuple[int, ...] = option((2, 8, 32, 128, 1024), "training-set sizes K", ge=2)
-    seeds: int = option(2, "seeds (training subsets) per K", ge=1)
+    sizes: tuple[int, ...] = option((2, 8, 16, 32, 64, 1024), "training-set sizes K", ge=2)
+    seeds: int = option(3, "seeds (training subsets) per K", ge=1)
     samples: int = option(256, "generated samples per model", ge=2)
+    held_out: int = option(1024, "held-out real samples (reference; as many fresh)", ge=0)
+    off_data_quantile: float = option(0.99, "off-data: d1 above this held-out quantile", gt=0, lt=1)
+    resolution: float = option(0.02, "σ the model resolves: off-data d1 ≥ σ·√χ²_d(q)", ge=0)
     width: int = option(256, "MLP width", ge=1)
     layers: int = option(4, "MLP layers", ge=1)
     energy: bool = option(False, "train an energy network E_θ(x, σ)")
-    steps: int = option(3000, "training steps per model", ge=1)
+    steps: int = option(1500, "training steps per model", ge=1)
     batch: int = option(256, "training batch size", ge=1)
     lr: float = option(2e-3, "Adam learning rate", gt=0)
     sampler: str = option("heun", "deterministic sampler", choices=("heun", "euler", "ddim"))
@@ -69,7 +72,7 @@ class MemorizationConfig:
     delta_m: float | None = option(None, "memorized within this of a training point", gt=0)
     delta_s: float | None = option(None, "spurious within this of another sample", gt=0)
     census_sigma: float = option(0.02, "σ of the attractor census", gt=0)
-    census_starts: int = option(256, "starts of the attractor census", ge=1)
+    census_starts: int = option(128, "starts of the attractor census", ge=1)
     probe_points: int = option(4, "samples per class in the basin probe", ge=0)
     probe_trials: int = option(16, "noise draws per level in the probe", ge=1)
     pairs: bool = option(True, "Kadkhodaie test: also train on a disjoint set of the same size")
@@ -80,8 +83,6 @@ class MemorizationConfig:
     def validate(self) -> None:
         """Relations between options, the device, the data set (torch loads only if needed)."""
         if self.device != "cpu":  # exists on this machine (before any file is written)
-            from memscape._validation import check_device
-
             check_device(self.device, "option device")
         if not (self.trained or self.exact_baseline):
             raise ValueError("trained and exact_baseline are both off: nothing to run")
@@ -106,14 +107,17 @@ def load_pool(cfg: MemorizationConfig, seed: int) -> Any:
 def memorization_job(
     kind: str, K: int, seed: int, run_seed: int, cfg: dict[str, Any], models: str | None
 ) -> dict[str, Any]:
-    """Train (or build the exact model) on K points, sample, classify, census, probe.
+    """Train (or build the exact model) on K points, sample, measure; the twin model.
 
-    ``seed`` indexes the training subset (nested across K). The sampling noise comes from
-    ``(run_seed, seed)`` alone: shared across K and models, so samples are paired.
+    Per seed the pool's permutation holds the training set (nested across K), the twin's set,
+    then fresh real samples and the held-out reference last; noise from ``(run_seed, seed)``.
     """
     mz, c = ms.memorization, MemorizationConfig(**cfg)
-    pool = load_pool(c, seed=run_seed)
+    n = len(pool := load_pool(c, seed=run_seed))
+    big = max(c.sizes)  # held-out and fresh: half each of what the largest K (and twin) leave
+    h = min(c.held_out, (n - 2 * big if c.pairs and n - 2 * big >= 2 else n - big) // 2)
     train_a = pool.subset(K, seed=seed).x
+    held, fresh = (pool.subset(h, seed, start=n - i * h).x if h else None for i in (1, 2))
 
     def gen(*tag: Any) -> Any:
         return torch.Generator().manual_seed(job_seed(run_seed, *tag))
@@ -143,134 +147,104 @@ def memorization_job(
     model = make(train_a, "a")
     samples = draw(model)
     model = model.cpu() if isinstance(model, torch.nn.Module) else model  # census, probe: CPU
-    cls = mz.classify_samples(samples, train_a, delta_m=c.delta_m, delta_s=c.delta_s)
-    rows = cls.table.rename(columns={"train_index": "nearest_train"}).assign(
-        K=K, seed=seed, model=kind, sample=np.arange(len(samples)))  # fmt: skip
-    rows["ratio_memorized"] = rows["ratio"] < c.ratio_threshold
-    summary = {"K": K, "seed": seed, "model": kind, "delta_m": cls.delta_m,
-               "delta_s": cls.delta_s, "ratio_memorized_fraction": rows["ratio_memorized"].mean()}  # fmt: skip
-    # A trained network's score is smooth only to its training error: looser tolerance,
-    # and points of one flat attracting manifold closer than δ_m/2 count once.
-    loose = kind == "trained"
-    report("census")
-    attractors = mz.classify_attractors(
-        model, c.census_sigma, train_a, delta_m=cls.delta_m, n_starts=c.census_starts,
-        tol=1e-5 if loose else None, dedupe_tol=cls.delta_m / 2 if loose else None,
-        generator=gen("census", K, seed)).assign(K=K, seed=seed, model=kind)  # fmt: skip
-    labels = rows["class"].to_numpy()
-    picks = [int(i) for n in mz.CLASSES for i in np.flatnonzero(labels == n)[: c.probe_points]]
-    probe = pd.DataFrame({"sample": picks, "class": labels[picks], "critical_sigma": np.nan})
-    if picks:
-        report("probe")
-        probe["critical_sigma"] = mz.critical_sigma(
-            model, samples[picks], cls.delta_m, n_trials=c.probe_trials,
-            sampler_steps=c.sampler_steps, generator=gen("probe", K, seed)).radius  # fmt: skip
-    for n in mz.CLASSES:
-        summary[f"{n}_fraction"] = (rows["class"] == n).mean()
-        summary[f"attractors_{n}"] = int((attractors["class"] == n).sum())
-        summary[f"critical_sigma_{n}"] = probe.loc[probe["class"] == n, "critical_sigma"].mean()
-    if c.pairs and kind == "trained" and 2 * K <= len(pool):
-        twin = draw(make(pool.complement(K, seed=seed).x[:K], "b"), "twin")
-        mean = pool.x.reshape(len(pool), -1).mean(0).to(samples)  # cosine about the data mean
-        a, b = (x.reshape(len(x), -1) - mean for x in (samples, twin))
-        sim = mz.paired_similarity(a, b, center=False)
-        summary.update(pair_cosine=float(sim.cosine.mean()), pair_l2=float(sim.l2.mean()))
-    return {"samples": rows, "summary": pd.DataFrame([summary]), "attractors": attractors,
-            "probe": probe, "generated": samples, "train": train_a.to(torch.float32)}  # fmt: skip
+    opts = ("ratio_threshold", "census_sigma", "census_starts", "probe_points", "probe_trials",
+            "sampler_steps")  # fmt: skip
+    m = mz.measure_model(model, samples, train_a, held_out=held, fresh=fresh,
+                         classify={k: cfg[k] for k in ("delta_m", "delta_s", "off_data_quantile",
+                                                       "resolution")}, trained=kind == "trained",
+                         generators=(gen("census", K, seed), gen("probe", K, seed)),
+                         **{k: cfg[k] for k in opts})  # fmt: skip
+    tag = {"K": K, "seed": seed, "model": kind}
+    rows, summary = m.samples.assign(**tag), {**tag, **m.summary, "held_out": h}
+    if c.pairs and kind == "trained" and 2 * K + 2 * h <= n:
+        twin = draw(make(pool.subset(K, seed, start=K).x, "b"), "twin")
+        mean = pool.x.reshape(n, -1).mean(0).to(samples)  # cosines about the data mean
+        sim = mz.twin_similarity(samples, twin, mean)
+        rows = pd.concat([rows, sim], axis=1)
+        summary |= sim.mean().add_prefix("mean_").to_dict()
+    return {"samples": rows, "summary": pd.DataFrame([summary]), "attractors": m.attractors.assign(**tag),
+            "probe": m.probe.assign(**tag), "generated": samples, "train": train_a.to(torch.float32),
+            "reference_d1": m.classes.reference_d1.float()}  # fmt: skip
 
 
-QUICK = {"sizes": (2, 16, 256), "seeds": 1, "samples": 128, "steps": 1500,
-         "census_starts": 96, "probe_points": 2, "probe_trials": 8}  # fmt: skip
+QUICK = {"sizes": (2, 16, 256), "seeds": 1, "samples": 128, "census_starts": 96,
+         "probe_points": 2, "probe_trials": 8}  # fmt: skip
 
 
 @register(
     "memorization",
     config=MemorizationConfig,
     quick=QUICK,
-    summary="Memorized / spurious / generalized samples and attractors against training-set "
-    "size K, with the exact-model baseline and a threshold-free twin-model test.",
-    paper="Pham et al. 2025; Yoon et al. 2023; Kadkhodaie et al. 2024",
+    summary="Memorized / spurious / generalized / off-data samples and attractors against "
+    "training-set size K: K_A ≤ K_S ≤ K_B, the exact-model baseline, a twin-model test.",
+    paper="Pham et al. 2025 (arXiv:2505.21777); Yoon et al. 2023; Kadkhodaie et al. 2024",
     figures={
-        "class_fractions": "memorized / spurious / generalized fraction of samples and of "
-        "attractors against K",
+        "class_fractions": "sample classes against K (median, seed band, Wilson bars, K_A/K_B); twins",
+        "d1_histogram": "d₁ of generated and held-out real samples, δ_m and the off-data threshold",
         "samples_vs_nearest": "samples next to their nearest training point",
         "landscapes": "the trained landscape at each K (written for 2-D data only)",
     },
 )
 def run(cfg: MemorizationConfig, ctx: Context) -> None:
     """Sweep (model, K, seed) as jobs ``<model>_K=<K>_seed=<s>``; tables, checks, figures."""
+    mz = ms.memorization
     kinds = [k for k, on in (("trained", cfg.trained), ("exact", cfg.exact_baseline)) if on]
     points = {"K": cfg.sizes, "seed": range(cfg.seeds)}  # `seed`: the subset index
     jobs = [job for kind in kinds for job in grid_jobs(kind, points, kind=kind, run_seed=ctx.seed,
             cfg=asdict(cfg), models=str(ctx.folder.path / "models") if kind == "trained" else None)]  # fmt: skip
     res = ctx.sweep(memorization_job, jobs, "memorization")
     tables = {n: ctx.table(n, res.table(n)) for n in ("samples", "summary", "attractors", "probe")}
-    summary, primary = tables["summary"], "trained" if cfg.trained else "exact"
-    main = summary[summary["model"] == primary]
-    by_k = main.groupby("K")["ratio_memorized_fraction"].mean()
-    small, large = min(cfg.sizes), max(cfg.sizes)
+    red = mz.reduce_sweep(tables["summary"], tables["samples"], kinds, cfg.off_data_quantile)
+    ctx.table("fractions", pd.concat([f.assign(model=k) for k, f in red.fractions.items()]))
+    ctx.table("transition", red.transition_table())
+    mem, small, large = mz.fraction_column("memorized"), min(cfg.sizes), max(cfg.sizes)
     if cfg.trained:
-        ctx.check(f"trained: drop of the memorized fraction from K = {small} to K = {large} "
-                  "(d1/d2 < 1/3; a full transition is 1)", by_k[small] - by_k[large], 1.0, 0.5,
-                  relative=False)  # fmt: skip
-        ctx.check(f"trained: memorized fraction at K = {large} (d1/d2 < 1/3)", by_k[large],
-                  0.0, 0.2, relative=False)  # fmt: skip
-    if len(exact := summary[summary["model"] == "exact"]):
-        # δ_m, not d1/d2: it counts the exact model's average of two unresolved points as a copy
-        ctx.check("exact model memorizes at every K (smallest fraction within δ_m over K and "
-                  "seeds)", exact["memorized_fraction"].min(), 1.0, 0.02, relative=False)  # fmt: skip
-    _figures(cfg, ctx, res, summary, primary)
-    cap = ms.memorization.effective_capacity(by_k.index.to_numpy(), by_k.to_numpy(), level=0.9)
-    fractions = ["ratio_memorized_fraction", *[f"{c}_fraction" for c in ms.memorization.CLASSES]]
-    cols = [f"{p}_{c}" for p in ("attractors", "critical_sigma") for c in ms.memorization.CLASSES]
-    cols = ["K", *fractions, *cols, *[c for c in ("pair_cosine", "pair_l2") if c in main]]
-    capacity = (f"K ≈ {cap.interpolated:.3g} (grid: {cap.grid:g})" if cap.grid == cap.grid
-                else "none: no K of the grid reached 90 %")  # fmt: skip
-    ctx.section(
-        "Memorization → generalization",
-        f"Data `{cfg.data}`, {cfg.samples} samples per {primary} model ({cfg.sampler}, "
-        f"{cfg.sampler_steps} steps): means over seeds, then each seed. Attractors at σ = "
-        f"{cfg.census_sigma}; critical σ: the largest noise level a sample is recovered from (p ≥ "
-        f"½). Capacity (largest K with ≥ 90 % d₁/d₂ < {cfg.ratio_threshold:.3g}): {capacity}. A "
-        "small δ_m at small K: two close training points (maybe one spurious attractor between).",
-        main[cols].groupby("K").mean().reset_index().round(4),
-        main[["K", "seed", "delta_m", *fractions]].round(4),
-    )
+        fr, t = red.fractions["trained"], red.transitions["trained"]
+        ctx.check(f"trained, K = {small}: memorized, median seed, Wilson 95 % low (memorizes: ≥ 90 %)",
+                  fr[f"{mem}_low"].iloc[0], 1.0, 0.1, relative=False)  # fmt: skip
+        ctx.check(f"trained, K = {large}: memorized, median seed, Wilson 95 % high (≤ 10 %)",
+                  fr[f"{mem}_high"].iloc[-1], 0.0, 0.1, relative=False)  # fmt: skip
+        ctx.check(f"trained: K_A ≤ K_S ≤ K_B (Pham et al.): K_A {t.k_a}, K_S {t.k_s_text()}, K_B "
+                  f"{t.k_b}", float(t.ordered), 1.0, 0.0, relative=False)  # fmt: skip
+    if red.twin is not None and len(red.twin) >= 2:
+        ctx.check(f"twin cosine rises from K = {small} to {large}: Welch one-sided p (< 0.001)",
+                  red.twin_rise_p, 0.0, 1e-3, relative=False)  # fmt: skip
+        ctx.check(f"twin cosine at K = {large} above its reference (2 samples of 1 model): Welch p",
+                  red.twin["p_above_reference"].iloc[-1], 0.0, 1e-3, relative=False)  # fmt: skip
+    if (real := red.real_off_data)[1]:
+        ctx.check(f"fresh real samples off-data ({real[0]} of {real[1]}): Wilson 95 % low ≤ the "
+                  "expected ((1−q)H + q)/(H + 1)", real[2], 0.0, real[3], relative=False)  # fmt: skip
+    if cfg.exact_baseline:
+        ctx.check("exact model memorizes at every K (≥ 95 %): smallest Wilson 95 % high (median "
+                  "seed)", red.fractions["exact"][f"{mem}_high"].min(), 1.0, 0.05, relative=False)  # fmt: skip
+    _figures(cfg, ctx, res, red, kinds[0])
+    for section in red.sections(kinds[0], asdict(cfg)):
+        ctx.section(*section)
 
 
-def _figures(cfg: MemorizationConfig, ctx: Context, res: Any, summary: Any, primary: str) -> None:
-    # class fractions; samples and landscapes at the smallest, a middle and the largest K
-    mz = ms.memorization
-    pairs = "pair_cosine" in summary and bool(summary["pair_cosine"].notna().any())
-    with ctx.figure("class_fractions", 1, 1 + pairs, figsize=(6 + 5 * pairs, 4)) as (_, axes):
-        axes = np.atleast_1d(axes)
-        mz.plot_class_fractions(summary, axes[0], model=primary)
-        if pairs:
-            mz.plot_pair_similarity(summary, axes[1], model=primary)
+def _figures(cfg: MemorizationConfig, ctx: Context, res: Any, red: Any, primary: str) -> None:
+    mz, twin = ms.memorization, red.twin is not None
+    with ctx.figure("class_fractions", 1, 1 + twin, figsize=(6 + 5 * twin, 4)) as (_, axes):
+        base = red.fractions.get("exact") if primary != "exact" else None
+        mz.plot_class_fractions(red.fractions[primary], np.atleast_1d(axes)[0], baseline=base,
+                                transition=red.transitions[primary])  # fmt: skip
+        if twin:
+            mz.plot_pair_similarity(red.twin, axes[1])
     ks = sorted({min(cfg.sizes), sorted(cfg.sizes)[len(cfg.sizes) // 2], max(cfg.sizes)})
-    outs = [res[f"{primary}_K={k}_seed=0"] for k in ks]
-    n, rows = len(ks), min(6, cfg.samples)
-    if tuple(outs[0]["generated"].shape[1:]) != (2,):
-        with ctx.figure("samples_vs_nearest", rows, 2 * n, figsize=(2.2 * n, 1.1 * rows)) as f:
-            axes = np.asarray(f[1]).reshape(rows, 2 * n)
-            for j, (k, o) in enumerate(zip(ks, outs, strict=True)):
-                mz.plot_nearest(o["generated"], o["train"], axes[:, 2 * j : 2 * j + 2], f"K={k}")
+    outs, n = [res[f"{primary}_K={k}_seed=0"] for k in ks], len(ks)
+    titles = [f"{primary}, K={k}, seed 0" for k in ks]
+    with ctx.figure("d1_histogram", 1, n, figsize=(4.5 * n, 3.6)) as (_, axes):
+        mz.plot_d1_panels(outs, np.atleast_1d(axes), titles)
+    two_d = tuple(outs[0]["generated"].shape[1:]) == (2,)
+    rows, cols = (1, n) if two_d else (min(6, cfg.samples), 2 * n)
+    size = (4 * n, 4) if two_d else (2.2 * n, 1.1 * rows)
+    with ctx.figure("samples_vs_nearest", rows, cols, figsize=size) as (_, axes):
+        mz.plot_sample_panels(outs, np.asarray(axes).reshape(rows, cols), [f"K={k}" for k in ks])
+    if not two_d:
         return
-    with ctx.figure("samples_vs_nearest", 1, n, figsize=(4 * n, 4)) as (_, axes):
-        for ax, k, o in zip(np.atleast_1d(axes), ks, outs, strict=True):
-            mz.plot_samples(o["generated"], o["train"], o["samples"]["class"], ax, f"K={k}")
-        np.atleast_1d(axes)[0].legend(fontsize=7)
     with ctx.figure("landscapes", 2, n, figsize=(4.2 * n, 8.4)) as (_, axes):
-        axes = np.asarray(axes).reshape(2, n)
         for j, (k, o) in enumerate(zip(ks, outs, strict=True)):
-            m = float(o["train"].abs().max()) * 1.4 + 0.2
-            lim = (-m, m)
-            if (
-                saved := ctx.folder.path / "models" / f"K={k}_seed=0" / "a" / "model.json"
-            ).exists():
-                net = ms.ScoreModel.load(saved.parent).double()
-                ms.plot_landscape(net, cfg.census_sigma, ax=axes[0, j], xlim=lim, ylim=lim)
-            exact = ms.EmpiricalDiffusion(o["train"].to(torch.float64))
-            ms.plot_landscape(exact, cfg.census_sigma, ax=axes[1, j], xlim=lim, ylim=lim)
-            axes[0, j].set_title(f"trained, K={k}")
-            axes[1, j].set_title(f"exact empirical, K={k}")
+            saved = ctx.folder.path / "models" / f"K={k}_seed=0" / "a"
+            net = ms.ScoreModel.load(saved).double() if (saved / "model.json").exists() else None
+            mz.plot_landscapes(net, o["train"], cfg.census_sigma, np.asarray(axes).reshape(2, n)[:, j],
+                               f"K={k}")  # fmt: skip

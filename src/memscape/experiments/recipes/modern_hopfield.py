@@ -35,7 +35,6 @@ import numpy as np
 
 import memscape as ms
 from memscape.experiments.registry import Context, option, register
-from memscape.memories.modern import critical_beta_by_descent
 from memscape.numeric import level_crossing
 
 pd = lazy.load("pandas")
@@ -107,9 +106,11 @@ def metastable_job(factor: float, K: int, threshold: float, data_seed: int, seed
 
 
 def stability_job(K: int, steps: int, bisections: int, data_seed: int, seed: int) -> dict:
-    """β at which the mean stops attracting, by descent (:func:`critical_beta_by_descent`)."""
+    """β where the mean stops attracting, by descent dynamics (memories.modern)."""
     x = ms.datasets.load("gaussian", size=K, data_seed=data_seed).x
-    rows = critical_beta_by_descent(x, steps=steps, bisections=bisections, generator=seed)
+    rows = ms.memories.modern.critical_beta_by_descent(
+        x, steps=steps, bisections=bisections, generator=seed
+    )
     return {"stability": pd.DataFrame(rows)}
 
 
