@@ -1,31 +1,31 @@
-"""Benchmark the streamed exact denoiser against a naive softmax and a matmul ceiling.
+"""The exact denoiser against a naive softmax and against its roofline, in one table.
 
-    python benchmarks/bench_denoiser.py                       # K = 10³…10⁶, d = 64, float32/64
-    python benchmarks/bench_denoiser.py --ks 1000 10000       # small K only (shared machines)
-    python benchmarks/bench_denoiser.py --dims 64 784 --energy --threads 1
+    python benchmarks/bench_denoiser.py                 # d = 64 (K = 10³, 10⁴, 2·10⁵), 784, 3072
+    python benchmarks/bench_denoiser.py --quick         # a CI-sized subset (~20 s)
+    python benchmarks/bench_denoiser.py --big           # also K = 10⁶ at d = 64
+    python benchmarks/bench_denoiser.py --dtype float64 --threads 2 --method sdpa
+    python benchmarks/bench_denoiser.py --sizes 64:50000 3072:20000 --device cuda
 
-B = 256 queries (training points plus N(0, σ²) noise, σ = 1) are denoised by the
-exact model of K training points ``y ~ N(0, I_d)``. Per configuration it prints the
-median wall time over ``--repeats`` interleaved repetitions of
+B = 256 queries (training points plus N(0, σ²) noise, σ = 1) are denoised by the exact
+model of K training points ``y ~ N(0, I_d)``. Per configuration, in process CPU time
+(robust on a shared machine; ``--clock wall`` for wall time), the best of ``--rounds``
+interleaved rounds (each round runs every method in a rotated order, each sample lasts
+≥ ``--min-sample`` seconds) of
 
-* ``streamed``: :meth:`memscape.EmpiricalDiffusion.denoise` (checks, centring,
-  :func:`memscape.kernels.streamed_distance_softmax`; one direct pass when K ≤ chunk);
-* ``naive``: full-softmax torch code that materializes the ``B×K`` logits
-  (skipped when that would exceed ``--max-gb``);
-* ``mm``: the practical ceiling, two plain matmuls of the same FLOP count
-  (``(x yᵀ) y`` over the same chunks, or unchunked when that is faster);
-* ``energy`` (with ``--energy``): :meth:`memscape.EmpiricalDiffusion.energy`, whose
-  leading terms are re-evaluated directly (the cost of a translation-stable energy),
+* ``memscape``: :meth:`memscape.EmpiricalDiffusion.denoise` (checks, centring, the chunk
+  rule :func:`memscape.kernels.chunk_size_for`, the kernel);
+* ``naive``: the faster of two full-softmax one-liners that materialize the ``B×K``
+  logits, ``softmax((x yᵀ − ‖y‖²/2)/σ²) y`` and ``softmax(−cdist(x, y)²/2σ²) y``
+  (skipped above ``--max-gb``);
+* ``roofline``: the time of the kernel's own operations alone, at its chunk size: the
+  two matmuls ``x y_cᵀ`` and ``p_c y_c`` over every chunk plus the exponentials of the
+  ``B×K`` logits (the faster of ``torch.exp`` and the fused ``torch.softmax`` on a real
+  chunk of logits, in cache).
 
-as ratios ``streamed / naive`` (target ≤ 1 at every K: never slower than naive, and
-≤ 0.6 at K = 2·10⁵, d = 64) and ``mm / streamed`` (target ≥ 0.7), plus, with ``--rss``,
-the peak-RSS increase of each method (VmHWM delta of a fresh subprocess per method and
-configuration) next to its theoretical working set, and the max-abs difference between
-the streamed and naive denoisers. Each repetition runs the methods in a rotated order, so
-a varying machine load hits them alike, and each sample repeats a method for at least
-``--min-sample`` seconds; medians (and the 10th–90th percentile spread of the per-round
-ratio) are reported, in process CPU time by default (``--clock wall`` for wall time; the
-other clock's median ratio is printed alongside). Targets are checked at the end.
+Columns ``roof/ms`` (target ≥ 0.9 at d = 64, K = 2·10⁵ and at d = 784, 3072; ≥ 0.8 at
+K = 10³) and ``naive/ms`` (target ≥ 1 everywhere: never slower than naive), plus the
+max-abs error of memscape and of naive against a float64 reference. The header names
+the machine, torch, the threads and the load average (before and after).
 """
 
 from __future__ import annotations
@@ -34,237 +34,197 @@ import argparse
 import math
 import os
 import platform
-import resource
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
 from memscape import EmpiricalDiffusion
 from memscape.io import cpu_name
-from memscape.kernels import DEFAULT_CHUNK
+from memscape.kernels import chunk_size_for
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+FULL = [(64, 1_000), (64, 10_000), (64, 200_000), (784, 20_000), (3072, 5_000)]
+QUICK = [(64, 1_000), (64, 10_000), (784, 5_000)]
+BIG = [(64, 1_000_000)]
+TARGET_ROOF = {(64, 1_000): 0.8, (64, 200_000): 0.9, (784, 20_000): 0.9, (3072, 5_000): 0.9}
 
 
-def _maxrss_mb() -> float:
-    """Peak RSS of this process in MB: VmHWM (Linux; unlike ru_maxrss it is not
-    inherited from the parent across fork/exec), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _problem(k: int, d: int, dtype: torch.dtype, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def problem(k: int, d: int, dtype: torch.dtype, batch: int, device: str):
     g = torch.Generator().manual_seed(0)
     y = torch.randn(k, d, generator=g, dtype=dtype)
-    idx = torch.randint(0, k, (batch,), generator=g)
-    return y, y[idx] + torch.randn(batch, d, generator=g, dtype=dtype)
+    x = y[torch.randint(0, k, (batch,), generator=g)] + torch.randn(
+        batch, d, generator=g, dtype=dtype
+    )
+    return y.to(device), x.to(device)
 
 
-def _methods(y: torch.Tensor, sigma: float) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    model = EmpiricalDiffusion(y)
+def naive_methods(
+    y: torch.Tensor, sigma: float
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     half_sq = 0.5 * y.pow(2).sum(1)
 
-    def naive(x: torch.Tensor) -> torch.Tensor:
-        logits = x @ y.T
-        logits -= half_sq
-        logits /= sigma**2
-        return torch.softmax(logits, dim=1) @ y
+    def matmul(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax((x @ y.T - half_sq) / sigma**2, dim=1) @ y
 
-    def mm(x: torch.Tensor) -> torch.Tensor:
-        acc = torch.zeros_like(x)
-        for start in range(0, y.shape[0], DEFAULT_CHUNK):
-            c = y[start : start + DEFAULT_CHUNK]
-            acc.addmm_(x @ c.T, c)
-        return acc
+    def cdist(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(-torch.cdist(x, y).square() / (2 * sigma**2), dim=1) @ y
 
-    def mm_full(x: torch.Tensor) -> torch.Tensor:
-        return (x @ y.T) @ y
-
-    return {
-        "streamed": lambda x: model.denoise(x, sigma),
-        "naive": naive,
-        "mm": mm,
-        "mm_full": mm_full,
-        "energy": lambda x: model.energy(x, sigma),
-    }
+    return {"naive_matmul": matmul, "naive_cdist": cdist}
 
 
-def worker(k: int, d: int, dtype_name: str, method: str, batch: int) -> None:
-    """Peak-RSS increase of one call of one method in this fresh process (MB, printed)."""
-    y, x = _problem(k, d, DTYPES[dtype_name], batch)
-    fn = _methods(y, 1.0)[method]
-    before = _maxrss_mb()
-    fn(x)
-    print(_maxrss_mb() - before)
+def roofline_methods(
+    y: torch.Tensor, x: torch.Tensor, sigma: float
+) -> dict[str, Callable[[], object]]:
+    """The kernel's operations alone at its chunk size: matmul 1, the exponentials, matmul 2."""
+    b, (k, d) = x.shape[0], y.shape
+    c = chunk_size_for(b, k, d, y.element_size())
+    buf = torch.empty(b, c, dtype=y.dtype, device=y.device)
+    logits = torch.addmm(-0.5 * y[:c].pow(2).sum(1), x, y[:c].T).div_(sigma**2)  # a real chunk
+    spans = [(s, min(s + c, k)) for s in range(0, k, c)]
+
+    def mm1() -> None:
+        for s, e in spans:
+            torch.mm(x, y[s:e].T, out=buf[:, : e - s])
+
+    def exp() -> None:
+        for s, e in spans:
+            torch.exp(logits[:, : e - s], out=buf[:, : e - s])
+
+    def softmax() -> None:
+        for s, e in spans:
+            torch.softmax(logits[:, : e - s], dim=1, out=buf[:, : e - s])
+
+    p = torch.softmax(logits, dim=1)
+
+    def mm2() -> None:
+        for s, e in spans:
+            p[:, : e - s] @ y[s:e]
+
+    return {"mm1": mm1, "exp": exp, "softmax": softmax, "mm2": mm2}
+
+
+def methods(model: EmpiricalDiffusion, x: torch.Tensor, y: torch.Tensor, args) -> dict:
+    """Every timed method as a no-argument call (synchronized on CUDA)."""
+    fns: dict[str, Callable[[], object]] = {"memscape": lambda: model.denoise(x, 1.0)}
+    if 2 * x.shape[0] * y.shape[0] * y.element_size() / 2**30 <= args.max_gb:
+        fns |= {n: partial(f, x) for n, f in naive_methods(y, 1.0).items()}
+    fns |= roofline_methods(y, x, 1.0)
+    if not args.device.startswith("cuda"):
+        return fns
+
+    def synced(f: Callable[[], object]) -> None:
+        f()
+        torch.cuda.synchronize()
+
+    return {n: partial(synced, f) for n, f in fns.items()}
 
 
 def timings(
-    fns: dict[str, Callable[[torch.Tensor], torch.Tensor]],
-    x: torch.Tensor,
-    repeats: int,
-    min_sample: float = 0.02,
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Seconds per call of each method over ``repeats`` rounds: ``(wall, cpu)``.
-
-    One sample is ``n`` back-to-back calls with ``n`` chosen so that a sample lasts at
-    least ``min_sample`` seconds (a few scheduler quanta, so preemption on a shared machine
-    averages out instead of hitting single millisecond calls). Round ``r`` starts at method
-    ``r`` (rotated order), so load changes and cache effects fall on every method alike.
-    Wall time (``perf_counter``) and process CPU time (``process_time``, which a shared
-    machine's other jobs do not inflate) are both kept.
-    """
-    names = list(fns)
-    inner = {}
+    fns: dict[str, Callable[[], object]], rounds: int, min_sample: float, clock
+) -> dict[str, float]:
+    """Best seconds per call of each method over ``rounds`` interleaved rounds."""
+    names, inner = list(fns), {}
     for name, fn in fns.items():
-        fn(x)  # warm-up
-        t0 = time.process_time()
-        fn(x)
-        inner[name] = max(1, math.ceil(min_sample / max(time.process_time() - t0, 1e-6)))
-    wall: dict[str, list[float]] = {n: [] for n in names}
-    cpu: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
+        t0 = clock()
+        fn()  # warm-up, and the calls per sample (over-estimated by the first touch)
+        inner[name] = max(1, math.ceil(min_sample / max(clock() - t0, 1e-6)))
+    best = dict.fromkeys(names, math.inf)
+    for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn, n = fns[name], inner[name]
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0 = clock()
             for _ in range(n):
-                fn(x)
-            cpu[name].append((time.process_time() - c0) / n)
-            wall[name].append((time.perf_counter() - t0) / n)
-    return wall, cpu
+                fn()
+            best[name] = min(best[name], (clock() - t0) / n)
+    return best
 
 
-def _quantile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.2f}" if seconds < math.inf else "skip"
 
 
-def theory_mb(method: str, k: int, d: int, nbytes: int, batch: int) -> float:
-    """Working set beyond data and queries: logits (+ softmax) of a chunk or of all K."""
-    if method == "naive":
-        return 2 * batch * k * nbytes / 2**20
-    if method == "mm_full":
-        return batch * k * nbytes / 2**20
-    return batch * min(k, DEFAULT_CHUNK) * nbytes / 2**20 + 2 * batch * d * nbytes / 2**20
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if a < math.inf else "-"
 
 
-def rss_mb(args: argparse.Namespace, k: int, d: int, dtype_name: str, method: str) -> float:
-    cmd = [sys.executable, __file__, "--worker", str(k), str(d), dtype_name, method]
-    cmd += ["--batch", str(args.batch), "--threads", str(args.threads)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return float(res.stdout.strip().splitlines()[-1])
+def machine(args: argparse.Namespace) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"machine: {platform.platform()} | CPU: {cpu_name()} | {os.cpu_count()} cores | "
+        f"torch {torch.__version__} | {torch.get_num_threads()} threads | device {args.device} | "
+        f"load average {load:.2f}"
+    )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ks", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
-    parser.add_argument("--dims", type=int, nargs="+", default=[64])
-    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
+    parser.add_argument("--quick", action="store_true", help="a CI-sized subset")
+    parser.add_argument("--big", action="store_true", help="also K = 10⁶ at d = 64")
+    parser.add_argument("--sizes", nargs="+", metavar="D:K", help="instead of the defaults")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument(
-        "--clock", choices=("cpu", "wall"), default="cpu",
-        help="time the ratios use: process CPU time (robust on a shared machine) or wall",
-    )  # fmt: skip
-    parser.add_argument("--min-sample", type=float, default=0.02, help="seconds per sample")
-    parser.add_argument("--max-gb", type=float, default=4.0, help="skip configs above this")
-    parser.add_argument("--energy", action="store_true", help="also time the exact energy")
-    parser.add_argument("--rss", action="store_true", help="peak RSS per method (subprocesses)")
-    parser.add_argument("--worker", nargs=4, metavar=("K", "D", "DTYPE", "METHOD"))
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--method", choices=("auto", "streamed", "sdpa"), default="auto")
+    parser.add_argument("--rounds", type=int, default=None, help="default 7 (5 with --quick)")
+    parser.add_argument("--min-sample", type=float, default=0.05, help="seconds per sample")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--max-gb", type=float, default=1.0, help="skip naive above this")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.worker:
-        k, d, dt, method = args.worker
-        worker(int(k), int(d), dt, method, args.batch)
-        return
-
-    print(f"machine: {platform.platform()} | CPU: {cpu_name()} | cores: {os.cpu_count()}")
+    rounds = args.rounds or (5 if args.quick else 7)
+    cuda = args.device.startswith("cuda")
+    clock = time.process_time if args.clock == "cpu" and not cuda else time.perf_counter
+    dtype = DTYPES[args.dtype]
+    configs = QUICK if args.quick else FULL + (BIG if args.big else [])
+    if args.sizes:
+        configs = [(int(d), int(k)) for d, k in (size.split(":") for size in args.sizes)]
+    print(machine(args))
     print(
-        f"torch {torch.__version__}, {args.threads} threads, load average "
-        f"{os.getloadavg()[0]:.1f} | B = {args.batch}, chunk = {DEFAULT_CHUNK}, "
-        f"median of {args.repeats} interleaved samples of ≥ {args.min_sample:g} s "
-        f"(ms per call, {args.clock} time)"
+        f"B = {args.batch}, σ = 1, {args.dtype}, method {args.method}; best of {rounds} "
+        f"interleaved rounds, ms per call ({'wall' if clock is time.perf_counter else 'cpu'} time)"
     )
-    energy_head = f" {'energy':>9}" if args.energy else ""
-    alt_clock = "wall" if args.clock == "cpu" else "cpu"
     print(
-        f"{'dtype':>7} {'d':>4} {'K':>8} | {'streamed':>9} {'naive':>9} {'mm':>9}{energy_head} | "
-        f"{'str/naive':>9} {'p10–p90':>11} {alt_clock + ' ratio':>9} {'mm/str':>7}"
-        + (" | peak RSS Δ MB (theory): streamed, naive, mm" if args.rss else "")
+        f"{'d':>5} {'K':>8} {'chunk':>7} | {'memscape':>9} {'naive':>9} {'roofline':>9} "
+        f"({'mm1':>7} {'exp':>7} {'mm2':>7}) | {'roof/ms':>7} {'naive/ms':>8} | err ms, naive"
     )
-    verdicts = []
-    for dtype_name in args.dtypes:
-        dtype = DTYPES[dtype_name]
-        nbytes = torch.empty(0, dtype=dtype).element_size()
-        for d in args.dims:
-            for k in args.ks:
-                data_gb = k * d * nbytes / 2**30
-                if data_gb > args.max_gb:
-                    print(f"{dtype_name:>7} {d:>4} {k:>8} | skipped: data {data_gb:.1f} GB")
-                    continue
-                y, x = _problem(k, d, dtype, args.batch)
-                fns = _methods(y, 1.0)
-                if not args.energy:
-                    del fns["energy"]
-                for method in ("naive", "mm_full"):
-                    work = theory_mb(method, k, d, nbytes, args.batch) / 1024
-                    if data_gb + work > args.max_gb:
-                        del fns[method]
-                wall, cpu = timings(fns, x, args.repeats, args.min_sample)
-                t = cpu if args.clock == "cpu" else wall
-                med = {name: statistics.median(v) for name, v in t.items()}
-                mm = min(med["mm"], med.get("mm_full", float("inf")))
-                naive = med.get("naive", float("nan"))
-                ratio_n, ratio_mm = med["streamed"] / naive, mm / med["streamed"]
-                spread = other = ""
-                if "naive" in t:  # per-round ratios: both methods ran within one round
-                    per = [s / n for s, n in zip(t["streamed"], t["naive"], strict=True)]
-                    spread = f"{_quantile(per, 0.1):.2f}–{_quantile(per, 0.9):.2f}"
-                    alt = wall if args.clock == "cpu" else cpu
-                    ratio_alt = statistics.median(alt["streamed"]) / statistics.median(alt["naive"])
-                    other = f" {ratio_alt:9.2f}"
-                diff = ""
-                if "naive" in fns:
-                    err = (fns["naive"](x) - fns["streamed"](x)).abs().max()
-                    diff = f" | maxdiff {float(err):.1e}"
-                mem = ""
-                if args.rss:
-                    mem = " | " + ", ".join(
-                        f"{rss_mb(args, k, d, dtype_name, m):.0f} "
-                        f"({theory_mb(m, k, d, nbytes, args.batch):.0f})"
-                        if m in fns
-                        else "skip"
-                        for m in ("streamed", "naive", "mm")
-                    )
-                energy = f" {1e3 * med['energy']:9.3f}" if args.energy else ""
-                print(
-                    f"{dtype_name:>7} {d:>4} {k:>8} | {1e3 * med['streamed']:9.3f} "
-                    f"{1e3 * naive:9.3f} {1e3 * mm:9.3f}{energy} | {ratio_n:9.2f} "
-                    f"{spread:>11}{other} {ratio_mm:7.2f}{mem}{diff}"
-                )
-                del y, x, fns
-                if "naive" in t:
-                    verdicts.append((dtype_name, d, k, ratio_n, ratio_mm))
-    for dtype_name, d, k, ratio_n, ratio_mm in verdicts:
-        target = 0.6 if (k == 200_000 and d == 64) else 1.0
-        line = (
-            f"target {dtype_name} d={d} K={k}: streamed / naive = {ratio_n:.2f} "
-            f"({'ok' if ratio_n <= target else 'MISSED'} ≤ {target})"
+    missed = []
+    for d, k in configs:
+        y, x = problem(k, d, dtype, args.batch, args.device)
+        model = EmpiricalDiffusion(y, method=args.method)
+        best = timings(methods(model, x, y, args), rounds, args.min_sample, clock)
+        ms_t = best["memscape"]
+        naive = min(best.get("naive_matmul", math.inf), best.get("naive_cdist", math.inf))
+        exps = min(best["exp"], best["softmax"])
+        roof = best["mm1"] + exps + best["mm2"]
+        ref = naive_methods(y.double(), 1.0)["naive_matmul"](x.double())
+        err = float((model.denoise(x, 1.0).double() - ref).abs().max())
+        err_n = (
+            float((naive_methods(y, 1.0)["naive_matmul"](x).double() - ref).abs().max())
+            if naive < math.inf
+            else math.nan
         )
-        if k == 200_000 and d == 64:
-            line += f", mm_ceiling / streamed = {ratio_mm:.2f} ({'ok' if ratio_mm >= 0.7 else 'MISSED'} ≥ 0.7)"
-        print(line)
+        chunk = chunk_size_for(args.batch, k, d, y.element_size())
+        print(
+            f"{d:>5} {k:>8} {chunk:>7} | {1e3 * ms_t:9.2f} {_ms(naive):>9} {1e3 * roof:9.2f} "
+            f"({1e3 * best['mm1']:7.2f} {1e3 * exps:7.2f} {1e3 * best['mm2']:7.2f}) | "
+            f"{roof / ms_t:7.2f} {_ratio(naive, ms_t):>8} | {err:.1e}, {err_n:.1e}",
+            flush=True,
+        )
+        target = TARGET_ROOF.get((d, k))
+        if target is not None and roof / ms_t < target:
+            missed.append(f"d={d} K={k}: roof/ms {roof / ms_t:.2f} < {target}")
+        if naive < math.inf and naive / ms_t < 1.0:
+            missed.append(f"d={d} K={k}: naive/ms {naive / ms_t:.2f} < 1")
+        del y, x, model
+    print(machine(args).split(" | ")[-1].replace("load average", "load average after"))
+    print("targets: " + ("all met" if not missed else "MISSED " + "; ".join(missed)))
+    return 1 if missed and args.strict else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import memscape as ms
+from memscape import kernels
 from memscape.kernels import EXACT_TOP, centre_memories, streamed_distance_softmax
 
 F64 = torch.float64
@@ -112,6 +113,32 @@ def test_translated_large_set_energy_score_and_hessian():
         torch.testing.assert_close(d1, m0.denoise(x, sigma), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_attention_denoiser_is_translation_stable(dtype):
+    """``method="sdpa"`` (one scaled_dot_product_attention) runs in the centred
+    coordinates: translating data and queries by 1000 moves the denoiser by exactly the
+    offset, to the rounding of the translated inputs (float64), and in float32 it stays
+    within 1e-4 of the float64 truth for the same (rounded) inputs near the data, where
+    the uncentred expanded form errs by u·‖x‖²/σ² ≈ 450 in the logits."""
+    g = gen(10)
+    y = torch.randn(200, 3, generator=g, dtype=F64)
+    x = torch.cat([y[:10] + 0.05 * torch.randn(10, 3, generator=g, dtype=F64),
+                   0.5 * (y[10:20] + y[20:30])])  # fmt: skip
+    for sigma in (0.02, 0.3):
+        yt, xt = (y + OFFSET).to(dtype), (x + OFFSET).to(dtype)
+        got = ms.EmpiricalDiffusion(yt, method="sdpa").denoise(xt, sigma)
+        sq = torch.cdist(xt.double(), yt.double(), compute_mode="donot_use_mm_for_euclid_dist")
+        want = torch.softmax(-sq.square() / (2 * sigma**2), 1) @ yt.double()
+        if dtype == F64:
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
+        else:  # midpoints are ill-conditioned: u·β·spread² ≈ 6e-4 moves their two weights
+            torch.testing.assert_close(got[:10].double(), want[:10], rtol=0, atol=1e-4)
+            torch.testing.assert_close(got[10:].double(), want[10:], rtol=0, atol=1e-2)
+        if dtype == F64:
+            base = ms.EmpiricalDiffusion(y, method="sdpa").denoise(x, sigma)
+            torch.testing.assert_close(got - OFFSET, base, rtol=0, atol=1e-9)
+
+
 def test_translated_gaussian_mixture_energy_matches_mpmath():
     means = torch.tensor([[0.0, 0.0], [0.4, 0.1], [0.1, 0.5]], dtype=F64)
     w = torch.tensor([0.5, 0.3, 0.2], dtype=F64)
@@ -180,6 +207,22 @@ def test_float32_energy_tracks_float64_on_the_cube(sigma):
     (grad,) = torch.autograd.grad(direct_energy(xg, data, sigma).sum(), xg)
     err = (model.score(x[:32], sigma).double() + grad).norm(dim=1)
     assert float((err / (1 + grad.norm(dim=1))).max()) < 1e-5
+
+
+@pytest.mark.parametrize("sigma", [1e-3, 0.1, 10.0])
+def test_float32_energy_tracks_float64_in_one_direct_pass(sigma):
+    """The same bound with the default chunk rule, where K = 300 is one direct pass."""
+    g = gen(3)
+    data = torch.rand(300, 64, generator=g) * 2 - 1
+    model = ms.EmpiricalDiffusion(data)
+    assert kernels.chunk_size_for(48, 300, 64, 4) == 300
+    x = _queries(data, sigma, g)
+    ref = direct_energy(x, data, sigma)
+    assert float(((model.energy(x, sigma).double() - ref).abs() / (1 + ref.abs())).max()) < 1e-4
+    # the denoiser near the data and in the cube (between two points float32 decides)
+    sq = torch.cdist(x[:32].double(), data.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    want = torch.softmax(-sq.square() / (2 * sigma**2), 1) @ data.double()
+    assert float((model.denoise(x[:32], sigma).double() - want).abs().max()) < 1e-4
 
 
 def test_float32_energy_with_a_cluster_beyond_exact_top():
@@ -301,6 +344,16 @@ def test_sigma_at_the_edge_of_the_dtype_stays_finite():
     # a mixture with variance v > 0 is well defined as σ → 0: D(x, σ) → x
     mix = ms.GaussianMixtureDiffusion(torch.eye(2, dtype=F64), variance=0.1)
     torch.testing.assert_close(mix.denoise(x.double(), 1e-200), x.double())
+
+
+def test_attention_at_the_edge_of_the_dtype_stays_finite():
+    """σ = 1e-150 (float64, β = 1e300 in the queries) and 1e-15 (float32) through SDPA:
+    each query denoises to its nearest point, as in the streamed kernel."""
+    for dtype, sigma in ((F64, 1e-150), (torch.float32, 1e-15)):
+        y = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=dtype)
+        x = torch.tensor([[0.1, 0.2], [0.9, -0.1]], dtype=dtype) * 1e-1 + y[:2]
+        got = ms.EmpiricalDiffusion(y, method="sdpa").denoise(x, sigma)
+        torch.testing.assert_close(got, y[:2])
 
 
 def test_logits_beyond_the_dtype_are_a_clear_error():

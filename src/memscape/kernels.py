@@ -25,9 +25,13 @@ times their rounding; a query where that could exceed ``_LSE_ULPS`` ulps (more t
 comes with ``drift = mean − x`` formed in centred coordinates (the exact score is
 ``β · drift``).
 
-Speed: ``K ≤ chunk_size`` memories without an ``lse`` (the denoiser) are one direct
-pass, one matmul with the bias and β inside it, one in-place ``torch.softmax`` and one
-matmul, so no slower than a naive softmax (``benchmarks/bench_denoiser.py``).
+Speed (``benchmarks/bench_denoiser.py``): every chunk is the naive kernel, one matmul
+with the bias inside it, one in-place ``torch.softmax`` and one matmul, plus two max
+passes that give the chunk's log-sum-exp for the merge; the chunk size follows the
+cache (:func:`chunk_size_for`), and ``B×K`` logits that fit in cache are one direct
+pass (no merge: the naive kernel itself). On CUDA (float32, by default) or with
+``method="sdpa"`` the mean is one ``scaled_dot_product_attention`` with augmented
+queries and keys.
 
 Dtypes: float16/bfloat16 (and integer) states are computed in float32
 (:func:`_compute_dtype`); an inverse temperature whose logits the dtype cannot hold
@@ -42,7 +46,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from memscape._validation import as_sigma, check_positive
+from memscape._validation import as_sigma, check_choice, check_int, check_positive
 
 __all__ = [
     "CentredMemories",
@@ -50,11 +54,26 @@ __all__ = [
     "MemoryCache",
     "SoftmaxStats",
     "centre_memories",
+    "chunk_size_for",
     "streamed_distance_softmax",
     "streamed_softmax",
 ]
 
-DEFAULT_CHUNK = 2048
+DEFAULT_CHUNK = 0  # chunk_size = 0: chosen per call from B, K, d and the dtype (chunk_size_for)
+METHODS = ("auto", "streamed", "sdpa")  # how streamed_distance_softmax forms the mean
+
+# The chunk rule (chunk_size_for), measured with benchmarks/bench_denoiser.py on a 2-core
+# AMD EPYC (1 MiB L2 per core, 32 MiB L3), 1 thread, d = 64…3072, B = 16…2048. The working
+# set of c memories is their B×c logits plus the c×d memories that both matmuls read, the
+# latter weighted by min(1, _REUSE_BATCH/B): the second read costs bandwidth only when few
+# queries share it (it decides for B = 16, and hardly matters at B = 256).
+_DIRECT_BYTES = 8 << 20  # whole working set up to 8 MiB: one direct pass beats chunking
+_CHUNK_BYTES = 4 << 20  # a chunk's working set (c ≈ 4000 at B = 256, d = 64, float32)
+_CHUNK_ALIGN = 64  # chunks are multiples of 64: unaligned logits rows cost ~10 %
+_REUSE_BATCH = 32  # up to this many queries the memories count fully in the working set
+_MIN_CHUNK = 512  # smaller chunks lose 5–60 % to the per-chunk merge and matmul shapes
+_SDPA_ALIGN = 8  # attention head dimension padded to a multiple of this (fused kernels)
+_SDPA_BYTES = 1 << 30  # queries per attention call: at most this much B×K logits
 
 # exp() of shifted logits is floored here: below it float32/float64 exp produces
 # subnormals, which run ~10x slower on x86. A floored term is < e^-80 (float32) or
@@ -106,6 +125,7 @@ class CentredMemories(NamedTuple):
     points: torch.Tensor  #: (K, d) y_k − c
     half_sq: torch.Tensor  #: (K,) ‖y_k − c‖²/2
     radius: float  #: max_k ‖y_k − c‖
+    derived: dict[str, torch.Tensor]  #: built from the points on first use (attention keys, K×D)
 
     def shift(self, x: torch.Tensor) -> torch.Tensor:
         """Queries in centred coordinates, ``x − c``: ``(B, d)``."""
@@ -255,7 +275,7 @@ def centre_memories(memories: torch.Tensor, dtype: torch.dtype | None = None) ->
         points = memories.to(dtype)
         centre = None
     half_sq = 0.5 * points.pow(2).sum(1)
-    return CentredMemories(centre, points, half_sq, float(torch.sqrt(2 * half_sq.max())))
+    return CentredMemories(centre, points, half_sq, float(torch.sqrt(2 * half_sq.max())), {})
 
 
 class MemoryCache:
@@ -298,12 +318,42 @@ class MemoryCache:
         return self._extra[name]
 
 
+# ---------------------------------------------------------------- the chunk rule
+def chunk_size_for(batch: int, k: int, dim: int, element_size: int) -> int:
+    """Memories per chunk of the streamed kernels for ``batch`` queries, ``k`` memories of
+    dimension ``dim`` and elements of ``element_size`` bytes (what ``chunk_size=0`` uses).
+
+    The working set of ``c`` memories is ``(B + w·d)·c`` elements: their ``B×c`` logits
+    and the ``c×d`` memories both matmuls read, weighted by ``w = min(1, _REUSE_BATCH/B)``
+    (re-reading them costs bandwidth only when few queries share them). Up to
+    ``_DIRECT_BYTES`` for all ``k`` it is one direct pass (``k``: the naive kernel, no
+    merge); otherwise chunks of at most
+    ``_CHUNK_BYTES`` working set and at least ``_MIN_CHUNK`` memories, evened out over
+    the same number of chunks (no short last one) and rounded up to a multiple of
+    ``_CHUNK_ALIGN`` so rows of logits stay aligned. Measured with
+    ``benchmarks/bench_denoiser.py`` on a 1 MiB-L2 core: within ~4 % of the best chunk
+    size for B = 16…2048 and d = 64…3072.
+    """
+    per_memory = int((batch + dim * min(1.0, _REUSE_BATCH / max(batch, 1))) * element_size)
+    if k * per_memory <= _DIRECT_BYTES:
+        return max(k, 1)
+    c = max(_MIN_CHUNK, _CHUNK_BYTES // per_memory)
+    even = -(-k // -(-k // c))  # equal chunks (no short last one) …
+    return min(k, -(-even // _CHUNK_ALIGN) * _CHUNK_ALIGN)  # … rows of aligned logits
+
+
+def _resolve_chunk(chunk_size: Any, batch: int, y: torch.Tensor) -> int:
+    """``chunk_size`` checked (an integer ≥ 0), with 0 replaced by :func:`chunk_size_for`."""
+    chunk = check_int(chunk_size, "chunk_size", minimum=0)
+    return chunk or chunk_size_for(batch, y.shape[0], y.shape[1], y.element_size())
+
+
 # ---------------------------------------------------------------- the streamed loop
 class _Run(NamedTuple):
-    m: torch.Tensor | None  # (B, 1) running max of the logits (None: not tracked)
-    z: torch.Tensor | None  # (B, 1) Σ exp(ℓ − m) (None: acc already normalized)
-    acc: torch.Tensor  # (B, d) Σ exp(ℓ − m) y
-    acc2: torch.Tensor | None  # (B, d, d) Σ exp(ℓ − m) y yᵀ
+    m: torch.Tensor | None  # (B, 1) running max of the streamed logits (None: not tracked)
+    s: torch.Tensor | None  # (B, 1) log Σ_k exp(ℓ_k − m) ≥ 0, so lse = m + s keeps its digits
+    mean: torch.Tensor  # (B, d) Σ_k softmax_k y_k
+    second: torch.Tensor | None  # (B, d, d) Σ_k softmax_k y_k y_kᵀ
     top_val: torch.Tensor | None  # (B, t) the t largest logits
     top_idx: torch.Tensor | None  # (B, t) their memory indices
 
@@ -336,90 +386,167 @@ def _merge_top(
     return v, i
 
 
-def _stream(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    bias: torch.Tensor | None,
-    beta: torch.Tensor | None,
-    post: torch.Tensor | None,
-    chunk_size: int,
-    covariance: bool,
-    top: int,
-    fused: bool = False,
-    scale: float = 1.0,
-    bias_scale: float | None = None,
-) -> _Run:
-    """Online softmax over chunks of ``y`` of the logits
-    ``(scale·x yᵀ + bias_scale·bias)·beta + post`` (``bias_scale`` defaults to ``scale``).
+class _Logits(NamedTuple):
+    """The logits ``ℓ = α xs yᵀ + b`` of one stream, ``b_bk = γ bias_k`` (``row`` None) or
+    ``row_b bias_k + post_k`` (a per-query β), with ``scale = (α, γ)``."""
 
-    ``bias``/``post`` are per memory ``(K,)``, ``beta`` per query ``(B, 1)`` (``None``:
-    one shared β, passed as the float ``scale`` and applied inside the matmul, or already
-    folded into ``x`` and ``bias``). The first chunk initializes the running sums
-    directly, so ``K ≤ chunk_size`` is one pass with no rescaling. With ``fused`` (when no
-    ``lse`` is needed) that pass is one in-place ``torch.softmax``, the naive kernel's own
-    exp, with the bias and β inside the one matmul.
-    """
-    k = y.shape[0]
-    inplace = not (
-        torch.is_grad_enabled()
-        and any(t is not None and t.requires_grad for t in (x, y, bias, beta, post))
-    )
-    floor = _EXP_FLOOR.get(x.dtype, -math.inf)
-    m = z = acc = acc2 = tv = ti = None
-    # multi-chunk: one logits buffer for every chunk (no fresh B×chunk allocation, and
-    # its page faults, per chunk) unless autograd needs each chunk's own tensor
-    buf = None
-    if inplace and k > chunk_size:
-        buf = torch.empty(x.shape[0] * chunk_size, dtype=x.dtype, device=x.device)
-    for start in range(0, k, chunk_size):
-        stop = min(start + chunk_size, k)
-        yc = y if stop - start == k else y[start:stop]
-        b_scale = scale if bias_scale is None else bias_scale
-        kw: dict[str, Any] = {} if scale == b_scale == 1.0 else {"alpha": scale, "beta": b_scale}
-        if buf is not None:
-            kw["out"] = buf[: x.shape[0] * (stop - start)].view(x.shape[0], stop - start)
-        if bias is None:
-            logits = torch.mm(x, yc.T, out=kw["out"]) if "out" in kw else x @ yc.T
-            if scale != 1.0:
-                logits = logits.mul_(scale) if inplace else logits * scale
+    xs: torch.Tensor  # (B, d) queries, β folded in where per query
+    bias: torch.Tensor | None = None  # (K,)
+    row: torch.Tensor | None = None  # (B, 1)
+    post: torch.Tensor | None = None  # (K,)
+    scale: tuple[float, float] = (1.0, 1.0)  # a shared β inside the matmul
+
+    def requires_grad(self) -> bool:
+        return any(t is not None and t.requires_grad for t in self[:4])
+
+    def chunk(self, yc: torch.Tensor, part: slice, out: torch.Tensor | None) -> torch.Tensor:
+        """The logits of the memories ``yc = y[part]``, written into ``out`` when given:
+        the bias costs one pass, fused into the matmul's write."""
+        kw: dict[str, Any] = {} if out is None else {"out": out}
+        xs, row = self.xs, self.row
+        if self.bias is None:
+            return torch.mm(xs, yc.T, **kw)
+        bias = self.bias[part]
+        if row is None:
+            return torch.addmm(bias, xs, yc.T, alpha=self.scale[0], beta=self.scale[1], **kw)
+        post = None if self.post is None else self.post[part]
+        if out is None:
+            b = row * bias if post is None else torch.addcmul(post, row, bias)
+            return torch.addmm(b, xs, yc.T)
+        if post is None:
+            torch.mul(row, bias, out=out)
         else:
-            logits = torch.addmm(bias if stop - start == k else bias[start:stop], x, yc.T, **kw)
-        if beta is not None:
-            logits = logits.mul_(beta) if inplace else logits * beta
-        if post is not None:
-            logits = logits.add_(post[start:stop]) if inplace else logits + post[start:stop]
+            torch.addcmul(post, row, bias, out=out)
+        return out.addmm_(xs, yc.T)
+
+
+def _stream(
+    form: _Logits,
+    y: torch.Tensor,
+    chunk: int,
+    *,
+    need_lse: bool,
+    covariance: bool = False,
+    top: int = 0,
+) -> _Run:
+    """Softmax statistics of the logits ``form`` (:class:`_Logits`) over chunks of ``y``.
+
+    Each chunk is one matmul (with the bias), one in-place ``torch.softmax`` (the naive
+    kernel's own fused max/exp/sum) and one matmul. Chunks are merged by their
+    log-sum-exp (online softmax; Milakov & Gimelshein 2018): a chunk's is
+    ``max ℓ − log max softmax(ℓ)``, from two max passes (no index pass, no separate
+    ``exp``), and the running mean is reweighted by ``exp(lse_old − lse_new)`` and
+    ``exp(lse_chunk − lse_new)``. The log-sum-exp is kept as ``m + s`` (running max and
+    the small log-mass above it), so differences to single logits keep their digits
+    (the tail of :func:`_exact_lse`). ``K ≤ chunk`` without ``need_lse`` is the naive
+    kernel itself. Autograd-safe: with gradients required nothing is done in place and
+    the maxima keep their gradient (``lse``'s is the softmax).
+    """
+    xs, k = form.xs, y.shape[0]
+    b = xs.shape[0]
+    inplace = not (torch.is_grad_enabled() and (form.requires_grad() or y.requires_grad))
+    direct = chunk >= k
+    track = need_lse or not direct
+    # one logits buffer for every chunk (no fresh B×chunk allocation, and its page faults)
+    buf = None
+    if inplace and not direct:
+        buf = torch.empty(b * chunk, dtype=xs.dtype, device=xs.device)
+    m = s = mean = second = tv = ti = None
+    for start in range(0, k, chunk):
+        stop = min(start + chunk, k)
+        part = slice(start, stop)
+        yc = y if direct else y[part]
+        out = None if buf is None else buf[: b * (stop - start)].view(b, stop - start)
+        logits = form.chunk(yc, part, out)
         if top:
             tv, ti = _merge_top(tv, ti, logits, top, start)
-        if fused and start == 0 and stop == k:  # one direct pass: fused softmax
-            p = torch.softmax(logits, dim=1, out=logits) if inplace else logits.softmax(1)
-            acc2 = _second_moment(p, yc) if covariance else None
-            return _Run(None, None, p @ yc, acc2, tv, ti)
-        cmax = logits.detach().amax(dim=1, keepdim=True)
-        m_new = cmax if m is None else torch.maximum(m, cmax)
-        if inplace:
-            p = logits.sub_(m_new).clamp_(min=floor).exp_()
-        else:
-            p = (logits - m_new).clamp(min=floor).exp()
-        if m is None or z is None or acc is None:  # first chunk: nothing to rescale
-            z, acc = p.sum(dim=1, keepdim=True), p @ yc
-            acc2 = _second_moment(p, yc) if covariance else None
-        else:
-            rescale = torch.exp(m - m_new)
-            z = torch.addcmul(p.sum(dim=1, keepdim=True), z, rescale)
-            acc = torch.addmm(acc * rescale, p, yc)
-            if acc2 is not None:
-                acc2 = acc2 * rescale[:, :, None] + _second_moment(p, yc)
+        cmax = logits.amax(dim=1, keepdim=True) if track else None
+        p = torch.softmax(logits, dim=1, out=logits) if inplace else logits.softmax(1)
+        m1 = p @ yc
+        m2 = _second_moment(p, yc) if covariance else None
+        if cmax is None:
+            return _Run(None, None, m1, m2, tv, ti)
+        s_c = -torch.log(p.amax(dim=1, keepdim=True))  # the chunk's lse is cmax + s_c
+        if m is None or s is None or mean is None:
+            m, s, mean, second = cmax, s_c, m1, m2
+            continue
+        m_new = torch.maximum(m, cmax)
+        a_old, a_new = (m - m_new) + s, (cmax - m_new) + s_c
+        s = torch.logaddexp(a_old, a_new)
+        w_old, w_new = torch.exp(a_old - s), torch.exp(a_new - s)
+        mean = torch.addcmul(mean * w_old, m1, w_new)
+        if second is not None and m2 is not None:
+            second = torch.addcmul(second * w_old[:, :, None], m2, w_new[:, :, None])
         m = m_new
-    assert m is not None and z is not None and acc is not None
-    return _Run(m, z, acc, acc2, tv, ti)
+    assert mean is not None, "no memories"
+    return _Run(m, s, mean, second, tv, ti)
 
 
 def _moments(run: _Run) -> tuple[torch.Tensor, torch.Tensor | None]:
-    mean = run.acc if run.z is None else run.acc / run.z
-    if run.acc2 is None:
-        return mean, None
-    second = run.acc2 if run.z is None else run.acc2 / run.z[:, :, None]
-    return mean, second - mean[:, :, None] * mean[:, None, :]
+    if run.second is None:
+        return run.mean, None
+    return run.mean, run.second - run.mean[:, :, None] * run.mean[:, None, :]
+
+
+# ---------------------------------------------------------------- the attention path
+def _use_attention(method: str, x: torch.Tensor, need_lse: bool, covariance: bool) -> bool:
+    """Whether the mean goes through SDPA: asked for, or by default on CUDA in float32 (where
+    fused attention kernels exist; float64 has only the materializing math kernel)."""
+    if need_lse or covariance:  # lse and covariance come from the streamed pass
+        return False
+    if method == "auto":
+        return x.device.type == "cuda" and x.dtype == torch.float32
+    return method == "sdpa"
+
+
+def _attention_keys(memories: CentredMemories, log_weights: torch.Tensor | None) -> torch.Tensor:
+    """``[y', −‖y'‖²/2, (a)]`` zero-padded to a multiple of ``_SDPA_ALIGN`` columns: ``(K, D)``.
+
+    The same tensor serves as values: their extra columns only fill output columns that
+    are dropped. Cached on ``memories`` when there are no log-weights.
+    """
+    y = memories.points
+    k, d = y.shape
+    extra = 1 if log_weights is None else 2
+    width = -(-(d + extra) // _SDPA_ALIGN) * _SDPA_ALIGN
+    key = f"sdpa{width}"
+    if log_weights is None and key in memories.derived:
+        return memories.derived[key]
+    cols = [y, -memories.half_sq[:, None]]
+    if log_weights is not None:
+        cols.append(log_weights.to(y)[:, None])
+    cols.append(y.new_zeros(k, width - d - extra))
+    keys = torch.cat(cols, 1)
+    if log_weights is None and not keys.requires_grad:
+        memories.derived[key] = keys
+    return keys
+
+
+def _attention_mean(
+    xc: torch.Tensor, memories: CentredMemories, beta: Any, log_weights: torch.Tensor | None
+) -> torch.Tensor:
+    """The posterior mean ``Σ_k softmax_k(ℓ) y'_k`` as one attention (centred coordinates).
+
+    With ``q = [βx', β, 1]`` and ``k = v = [y', −‖y'‖²/2, a]`` at scale 1, ``q·k =
+    β(x'ᵀy' − ‖y'‖²/2) + a = ℓ + β‖x'‖²/2``, a per-query shift the softmax ignores, so
+    ``softmax(q kᵀ) v`` holds the mean in its first ``d`` columns
+    (:func:`torch.nn.functional.scaled_dot_product_attention`, which reaches the flash
+    and memory-efficient kernels). Queries go in blocks of at most ``_SDPA_BYTES`` of
+    logits, the memory a non-fused (math) kernel would materialize.
+    """
+    b, d = xc.shape
+    keys = _attention_keys(memories, log_weights)
+    beta_col = _col(beta) if isinstance(beta, torch.Tensor) and beta.ndim else beta
+    cols = [xc * beta_col, beta_col * xc.new_ones(b, 1)]
+    if log_weights is not None:
+        cols.append(xc.new_ones(b, 1))
+    cols.append(xc.new_zeros(b, keys.shape[1] - d - len(cols) + 1))  # the padding
+    q = torch.cat(cols, 1)[None, None]
+    rows = max(1, _SDPA_BYTES // max(1, keys.shape[0] * keys.element_size()))
+    kv = keys[None, None]
+    attend = torch.nn.functional.scaled_dot_product_attention
+    means = [attend(q[:, :, s : s + rows], kv, kv, scale=1.0) for s in range(0, max(b, 1), rows)]
+    return (means[0] if len(means) == 1 else torch.cat(means, 2))[0, 0, :, :d]
 
 
 # ---------------------------------------------------------------- public kernels
@@ -442,26 +569,25 @@ def streamed_softmax(
         memories: ``(K, d)``, same dtype and device as ``x``.
         beta: inverse temperature per query ``(B,)`` (positive).
         bias: per-memory offset ``c_k`` of shape ``(K,)`` or ``None`` for zero.
-        chunk_size: memories per chunk; memory use is ``O(B·chunk_size)`` (the
-            default keeps a float32 chunk of logits in cache for B ≈ 256).
+        chunk_size: memories per chunk, or 0 (the default) for :func:`chunk_size_for`;
+            memory use is ``O(B·chunk_size)``.
         covariance: also return the weighted covariance ``(B, d, d)``.
 
     Returns:
         :class:`SoftmaxStats` ``(lse, mean, cov)``.
     """
     b = x.shape[0]
+    chunk = _resolve_chunk(chunk_size, b, memories)
     beta = beta.reshape(b, 1)
-    if bool((beta == beta[0]).all()):  # one shared β is folded into the matmul
+    if bool((beta == beta[0]).all()):  # one shared β: folded into x and the bias
         b0 = beta[0]
-        run = _stream(
-            x * b0, memories, None if bias is None else bias * b0, None, None,
-            chunk_size, covariance, 0,
-        )  # fmt: skip
+        form = _Logits(x * b0, None if bias is None else bias * b0)
     else:
-        run = _stream(x, memories, bias, beta, None, chunk_size, covariance, 0)
+        form = _Logits(x * beta, bias, beta)
+    run = _stream(form, memories, chunk, need_lse=True, covariance=covariance)
     mean, cov = _moments(run)
-    assert run.m is not None and run.z is not None
-    return SoftmaxStats((run.m + torch.log(run.z)).squeeze(1), mean, cov)
+    assert run.m is not None and run.s is not None
+    return SoftmaxStats((run.m + run.s).squeeze(1), mean, cov)
 
 
 def streamed_distance_softmax(
@@ -474,6 +600,7 @@ def streamed_distance_softmax(
     covariance: bool = False,
     exact_lse: bool = False,
     need_lse: bool = True,
+    method: str = "auto",
     name: str = "beta",
 ) -> DistanceStats:
     """Softmax statistics of ``ℓ_bk = a_k − β_b ‖x_b − y_k‖²/2``, translation-stable.
@@ -487,57 +614,65 @@ def streamed_distance_softmax(
     ``_LSE_ULPS · eps · (1 + |lse|)`` (more than ``EXACT_TOP`` memories within a few σ) is
     redone with every distance direct. All ``K ≤ EXACT_TOP`` logits are direct.
 
+    The mean alone (``need_lse=False``, no covariance) can instead be one attention,
+    ``method="sdpa"`` (:func:`torch.nn.functional.scaled_dot_product_attention` with
+    ``q = β[x', 1]``, ``k = [y', −‖y'‖²/2]``, ``v = y'``, scale 1, in the same centred
+    coordinates, so as translation-stable as the streamed pass); ``"auto"`` takes it on
+    CUDA in float32 and the streamed pass elsewhere (on CPU SDPA is slower). An
+    ``lse`` or covariance always comes from the streamed pass.
+
     Args:
         x: queries ``(B, d)``, in the dtype and on the device of ``memories``.
         memories: :class:`CentredMemories` (:func:`centre_memories`).
         beta: inverse temperature, > 0: one float for the batch or ``(B,)``.
         log_weights: per-memory log-weights ``a_k`` ``(K,)`` or ``None`` for zero.
-        chunk_size: memories per chunk; memory use is ``O(B·chunk_size)``.
+        chunk_size: memories per chunk, or 0 (the default) for :func:`chunk_size_for`
+            (one direct pass when the ``B×K`` logits fit in cache); memory use is
+            ``O(B·chunk_size)``.
         covariance: also return the weighted covariance ``(B, d, d)``.
         exact_lse: re-evaluate the leading logits directly (for energies).
         need_lse: compute ``lse`` (``False``: ``lse`` is ``None``, and a single chunk
-            goes through one fused softmax).
+            is the naive kernel: one matmul, one fused softmax, one matmul).
+        method: ``"auto"``, ``"streamed"`` or ``"sdpa"``, for the mean (see above).
         name: the argument named when the logits overflow the dtype (``"sigma"`` for
             diffusion models).
 
     Returns:
         :class:`DistanceStats` ``(lse, mean, drift, cov)``.
     """
+    method = check_choice(method, METHODS, "method")
     y, radius = memories.points, memories.radius
+    chunk = _resolve_chunk(chunk_size, x.shape[0], y)
     xc = memories.shift(x)
     norms = torch.linalg.vector_norm(xc, dim=1)
     a_max = 0.0 if log_weights is None else float(log_weights.detach().abs().max())
     widest = _widest_logit(beta, norms, radius, a_max, x.dtype, name)
     need_lse = need_lse or exact_lse
+    if isinstance(beta, torch.Tensor) and beta.ndim == 1 and bool((beta == beta[0]).all()):
+        beta = beta[0]  # one shared β (0-d) is folded into x and the bias
+    if _use_attention(method, x, need_lse, covariance):
+        mean_c = _attention_mean(xc, memories, beta, log_weights)
+        return DistanceStats(None, mean_c, xc, memories.centre, None)
     k = y.shape[0]
-    top = 0
-    if exact_lse and k > EXACT_TOP and widest > _EXPANDED_OK:
-        top = EXACT_TOP
-    fused = not need_lse
-    if isinstance(beta, torch.Tensor) and bool((beta == beta[0]).all()):
-        beta = beta[0]  # one shared β (0-d) is folded into the matmul
+    top = EXACT_TOP if exact_lse and k > EXACT_TOP and widest > _EXPANDED_OK else 0
+    opts: dict[str, Any] = {"need_lse": need_lse, "covariance": covariance, "top": top}
     if isinstance(beta, torch.Tensor) and beta.ndim == 1:
-        run = _stream(
-            xc, y, -memories.half_sq, beta[:, None], log_weights, chunk_size, covariance,
-            top, fused,
-        )  # fmt: skip
+        row = beta[:, None]
+        form = _Logits(xc * row, -memories.half_sq, row, log_weights)
     elif log_weights is None and not isinstance(beta, torch.Tensor):  # β inside the matmul
-        run = _stream(
-            xc, y, memories.half_sq, None, None, chunk_size, covariance, top, fused, beta, -beta
-        )
+        form = _Logits(xc, memories.half_sq, scale=(beta, -beta))
     else:
         bias = memories.half_sq * -beta
-        if log_weights is not None:
-            bias = bias + log_weights
-        run = _stream(xc * beta, y, bias, None, None, chunk_size, covariance, top, fused)
+        form = _Logits(xc * beta, bias if log_weights is None else bias + log_weights)
+    run = _stream(form, y, chunk, **opts)
     lse = None
     if need_lse:
-        assert run.m is not None and run.z is not None
+        assert run.m is not None and run.s is not None
         q = beta * 0.5 * norms**2  # streamed logits = ℓ + q
-        lse = run.m.squeeze(1) + torch.log(run.z.squeeze(1)) - q
+        lse = run.m.squeeze(1) + run.s.squeeze(1) - q
         if exact_lse and (top or k <= EXACT_TOP):
             scale = _col(beta, 1) * (norms + radius) ** 2 / 2 + a_max
-            lse = _exact_lse(xc, y, beta, log_weights, run, q, scale, chunk_size)
+            lse = _exact_lse(xc, y, beta, log_weights, run, q, scale, chunk)
     mean_c, cov = _moments(run)
     return DistanceStats(lse, mean_c, xc, memories.centre, cov)
 
@@ -569,11 +704,12 @@ def _exact_lse(
         ell = ell + log_weights[idx]
     a = ell.detach().amax(1)
     head = torch.exp(ell - a[:, None]).sum(1)
-    if run.top_val is None or run.m is None or run.z is None:
+    if run.top_val is None or run.m is None or run.s is None:
         return a + torch.log(head)
-    # the tail in the stream's own values, Z − Σ_S exp(s_k − m) (the same rounding as Z)
+    # the tail in the stream's own values, Z − Σ_S exp(s_k − m) with Z = e^s (the same
+    # rounding as Z)
     shifted = (run.top_val - run.m).clamp(min=_EXP_FLOOR.get(xc.dtype, -math.inf))
-    tail = (run.z.squeeze(1) - shifted.exp().sum(1)).clamp(min=0)
+    tail = (torch.exp(run.s.squeeze(1)) - shifted.exp().sum(1)).clamp(min=0)
     tail = tail * torch.exp(run.m.squeeze(1) - q - a)
     lse = a + torch.log(head + tail)
     u = torch.finfo(xc.dtype).eps / 2

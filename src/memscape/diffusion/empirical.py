@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 
-from memscape._validation import check_tensor
+from memscape._validation import check_choice, check_tensor
 from memscape.kernels import (
     DEFAULT_CHUNK,
+    METHODS,
     DistanceStats,
     MemoryCache,
     _col,
@@ -54,19 +55,29 @@ class EmpiricalDiffusion(EnergyModel):
 
     Args:
         data: training points ``(K, *event_shape)``; flattened internally to ``(K, d)``.
-        chunk_size: training points per chunk of the streamed log-sum-exp; memory is
-            ``O(B · chunk_size)`` so K = 10⁶ never builds a ``B×K`` matrix.
+        chunk_size: training points per chunk of the streamed log-sum-exp, or 0 (the
+            default) to choose it from B, K, d and the dtype
+            (:func:`memscape.kernels.chunk_size_for`); memory is ``O(B · chunk_size)`` so
+            K = 10⁶ never builds a ``B×K`` matrix.
+        method: how the denoiser's mean is formed: ``"auto"`` (one
+            ``scaled_dot_product_attention`` on CUDA in float32, the streamed kernel
+            elsewhere), ``"streamed"`` or ``"sdpa"``
+            (:func:`memscape.kernels.streamed_distance_softmax`); energies and Hessians
+            always stream.
     """
 
     noise_conditioned = True
 
-    def __init__(self, data: torch.Tensor, *, chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(
+        self, data: torch.Tensor, *, chunk_size: int = DEFAULT_CHUNK, method: str = "auto"
+    ) -> None:
         data = check_tensor(data, "data", min_ndim=2)
         if not data.is_floating_point():
             data = data.to(torch.get_default_dtype())
         self.data = data
         self.event_shape = tuple(data.shape[1:])
         self.chunk_size = chunk_size
+        self.method = check_choice(method, METHODS, "method")
         self._cache = MemoryCache()
 
     def _repr_fields(self) -> dict[str, Any]:
@@ -92,7 +103,7 @@ class EmpiricalDiffusion(EnergyModel):
         mem = self._cache.get(self.data, x.dtype, x.device)
         return streamed_distance_softmax(
             x, mem, beta, chunk_size=self.chunk_size, covariance=covariance,
-            exact_lse=exact, need_lse=exact, name="sigma",
+            exact_lse=exact, need_lse=exact, method=self.method, name="sigma",
         )  # fmt: skip
 
     def _normalizer(self, x: torch.Tensor, s: Any) -> Any:
