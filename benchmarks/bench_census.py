@@ -4,6 +4,9 @@ Two landscapes: a 2-D exact diffusion model of a few points with 10⁴ starts, a
 a d = 64 model with K = 1000 memories (modern Hopfield and exact diffusion). For
 each it prints the wall time, the number of critical points by Morse index, and
 the share of time spent inside model calls (the model is wrapped in a timer).
+Then completeness: on random sharp 2-D exact models (5–12 points in [−1.5, 1.5]²,
+σ ∈ [0.08, 0.3]) the share of censuses with Σ(−1)^index = 1 after the first search
+and after the retries (deflation), the retry rounds used and the time per census.
 
 Run: ``python benchmarks/bench_census.py [--device cpu] [--quick]``.
 """
@@ -70,11 +73,36 @@ def run(label: str, model: Any, sigma: Any, n_starts: int, seed: int = 0) -> Non
     )
 
 
+def completeness(n: int, seed: int = 0) -> None:
+    import warnings
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    first = done = 0
+    rounds: list[int] = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        y = torch.tensor(rng.uniform(-1.5, 1.5, (int(rng.integers(5, 13)), 2)))
+        model, sigma = ms.EmpiricalDiffusion(y), float(rng.uniform(0.08, 0.3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cps = ms.critical_points(model, sigma, generator=i)
+        rounds.append(cps.info["retries"])
+        first += cps.info["retries"] == 0
+        done += cps.euler_characteristic() == 1
+    per = (time.perf_counter() - t0) / n
+    print(f"completeness, {n} sharp 2-D exact models: Σ(−1)^index = 1 after the first search "
+          f"{first}/{n}, after retries {done}/{n}; retry rounds {np.bincount(rounds).tolist()}; "
+          f"{per:.2f} s per census")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="smaller runs (smoke test)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--completeness", type=int, default=100, help="random models (0: skip)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,6 +123,8 @@ def main() -> None:
     n = 500 if args.quick else 2000
     run(f"d={d} modern Hopfield, K={k}, beta=8", ms.ModernHopfield(mem, beta=8.0), None, n)
     run(f"d={d} exact diffusion, K={k}, sigma=0.3", ms.EmpiricalDiffusion(mem), 0.3, n)
+    if args.completeness:
+        completeness(20 if args.quick else args.completeness)
 
 
 if __name__ == "__main__":

@@ -334,14 +334,65 @@ def test_conditioning_and_learned_variance_pass_through(diffusers):
 
 
 def test_hessian_of_an_adapted_unet_is_the_derivative_of_its_score(diffusers, unet):
-    """Autograd through the adapter: H v against a central difference of the score."""
+    """Autograd through the adapter, two states at once and through the UNet's attention
+    block: H v, and J v by double backward (what Lanczos uses), against central
+    differences of the score."""
+    assert any(type(m).__name__ == "Attention" for m in unet.modules())
     model = adapters.from_diffusers(unet, diffusers.DDIMScheduler())
-    x = torch.randn(1, 1, 8, 8, generator=_gen(15), dtype=F64)
-    v = torch.randn(1, 1, 8, 8, generator=_gen(16), dtype=F64)
+    x = torch.randn(2, 1, 8, 8, generator=_gen(15), dtype=F64)
+    v = torch.randn(2, 1, 8, 8, generator=_gen(16), dtype=F64)
     sigma, h = 0.8, 1e-4
-    hv = (model.hessian(x, sigma) @ v.reshape(1, 64, 1)).reshape(1, 1, 8, 8)
-    fd = -(model.score(x + h * v, sigma) - model.score(x - h * v, sigma)) / (2 * h)
-    assert _rel(hv, fd) <= 1e-5
+    fd = (model.score(x + h * v, sigma) - model.score(x - h * v, sigma)) / (2 * h)  # J v
+    hv = (model.hessian(x, sigma) @ v.reshape(2, 64, 1)).reshape(x.shape)
+    assert _rel(hv, -fd) <= 1e-5
+    xg = x.clone().requires_grad_(True)
+    s = model.score(xg, sigma)
+    u = torch.zeros_like(s, requires_grad=True)
+    (jt_u,) = torch.autograd.grad(s, xg, grad_outputs=u, create_graph=True)
+    (jv,) = torch.autograd.grad(jt_u, u, grad_outputs=v)  # J v = ∂(Jᵀu)ᵀv/∂u
+    assert _rel(jv, fd) <= 1e-5
+
+
+# -------------------------------------------------------------------- analyses of adapted models
+def _two_points(a: float):
+    """Exact denoiser of the 1-D points ±a: D(x, σ) = a tanh(a x/σ²), by hand."""
+    return adapters.from_denoiser(lambda x, sigma: a * torch.tanh(a * x / sigma[:, None] ** 2),
+                                  event_shape=(1,), name="two points")  # fmt: skip
+
+
+def _softmax_denoiser(points: torch.Tensor):
+    """Exact denoiser of ``points``: Σ_k softmax_k(−‖x − y_k‖²/2σ²) y_k, by hand."""
+
+    def denoise(x, sigma):
+        logits = -(torch.cdist(x, points) ** 2) / (2 * sigma[:, None] ** 2)
+        return logits.softmax(1) @ points
+
+    return adapters.from_denoiser(denoise, event_shape=(points.shape[1],), sigma_min=1e-3)
+
+
+def test_census_continuation_and_classes_run_on_adapted_models():
+    """Wiener filter: one minimum at μ with Hessian (S + σ²I)⁻¹; ±a: a pitchfork at σ = a
+    (the midpoint's Hessian (1 − a²/σ²)/σ²); well-separated points at small σ: every
+    minimum and every sample is memorized."""
+    mean, cov = _gaussian()
+    cps = ms.critical_points(gaussian_model(), 0.5, n_starts=16, generator=_gen(20))
+    ok = cps.converged
+    assert int(ok.sum()) == 1 and int(cps.morse_index[ok][0]) == 0
+    torch.testing.assert_close(cps.points[ok][0], mean, rtol=0, atol=1e-8)
+    eig = torch.linalg.eigvalsh(torch.linalg.inv(cov + 0.25 * torch.eye(3, dtype=F64)))
+    torch.testing.assert_close(cps.eigenvalues[ok][0], eig, rtol=1e-6, atol=0)
+    diagram = ms.continuation(_two_points(1.5), "sigma", start=3.0, stop=0.3,
+                              starts=torch.zeros(1, 1, dtype=F64), reseed=0)  # fmt: skip
+    bif = diagram.bifurcations
+    assert list(bif.kind) == ["pitchfork"] and abs(bif.parameter.iloc[0] - 1.5) < 0.015
+    square = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=F64)
+    model = _softmax_denoiser(square)
+    minima = ms.memorization.classify_attractors(model, 0.1, square, delta_m=0.1, n_starts=32,
+                                                 generator=_gen(21))  # fmt: skip
+    assert len(minima) == 4 and set(minima["class"]) == {"memorized"}
+    assert float(minima["d1"].max()) < 1e-6
+    x = ms.sample(model, 16, steps=12, dtype=F64)  # σ from the model's sigma_min = 1e-3
+    assert ms.classify_samples(x, square).fractions()["memorized"] == 1.0
 
 
 def test_save_pretrained_folders_load_through_one_entry_point(diffusers, unet, tmp_path):

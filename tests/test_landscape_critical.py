@@ -283,5 +283,11 @@ def test_bad_input():
         newton_refine("not a model", torch.zeros(1, 2))
     with pytest.raises(ValueError, match="box"):
         ms.critical_points(DoubleWell(), box=(1.0, -1.0))
+    with pytest.raises(ValueError, match="dedupe_tol"):
+        ms.critical_points(model, 0.5, dedupe_tol=0.0)
+    with pytest.raises(ValueError, match="label_tol"):
+        ms.critical_points(model, 0.5, label_tol=-1.0)
+    with pytest.raises(ValueError, match="max_steps"):
+        ms.critical_points(model, 0.5, max_steps=0)
     with pytest.raises(ValueError, match="x"):
         newton_refine(DoubleWell(), torch.tensor([[float("nan"), 0.0]]))

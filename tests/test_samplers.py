@@ -209,6 +209,33 @@ def test_sample_bad_input():
         ms.sample(m, 4, (2,), sigma_min=1.0, sigma_max=0.5)
 
 
+def test_sample_defaults_to_the_sigma_range_the_model_declares():
+    """An adapted model's [sigma_min, sigma_max] is the default grid's range (eq. 5 ends)."""
+    wiener, seen = GaussianDenoiser(MU, S), []
+
+    def denoise(x, sigma):  # the adapter passes σ as a (B,) tensor; one σ per step here
+        seen.append(float(sigma.min()))
+        return wiener.denoise(x, float(sigma[0]))
+
+    model = ms.adapters.from_denoiser(denoise, event_shape=(2,), sigma_min=0.05, sigma_max=3.0)
+    rec = TrajectoryRecorder()
+    ms.sample(model, 5, steps=6, sampler="euler", dtype=F64, callback=rec)
+    assert rec.sigmas[0] == pytest.approx(3.0, rel=1e-12)
+    assert rec.sigmas[-2] == pytest.approx(0.05, rel=1e-12) and rec.sigmas[-1] == 0
+    assert len(seen) == 6 and min(seen) == pytest.approx(0.05, rel=1e-12)
+    # the default EDM range would have asked the model for σ = 80, outside its range
+    with pytest.raises(ValueError, match=r"sigma 80 is outside the valid range"):
+        ms.sample(model, 5, steps=6, sigma_min=0.002, sigma_max=80.0, dtype=F64)
+    # one bound given: the other from the model; a model declaring none: EDM's [0.002, 80]
+    ms.sample(model, 5, steps=6, sampler="euler", sigma_max=2.0, dtype=F64, callback=rec)
+    assert (rec.sigmas[0], rec.sigmas[-2]) == pytest.approx((2.0, 0.05), rel=1e-12)
+    ms.sample(wiener, 5, (2,), steps=6, sampler="euler", dtype=F64, callback=rec)
+    assert (rec.sigmas[0], rec.sigmas[-2]) == pytest.approx((80.0, 0.002), rel=1e-12)
+    unbounded = ms.adapters.from_denoiser(denoise, event_shape=(2,), sigma_max=4.0)
+    ms.sample(unbounded, 5, steps=6, sampler="euler", dtype=F64, callback=rec)
+    assert (rec.sigmas[0], rec.sigmas[-2]) == pytest.approx((4.0, 0.002), rel=1e-12)
+
+
 def test_log_likelihood_matches_exact_energy():
     y = torch.randn(5, 2, generator=torch.Generator().manual_seed(6), dtype=F64)
     model = ms.EmpiricalDiffusion(y)

@@ -22,7 +22,8 @@ import torch
 
 import memscape.experiments.recipes.memorization as recipe
 from memscape.experiments import run_experiment
-from memscape.memorization import CLASSES, classify_attractors
+from memscape.memorization import ATTRACTOR_CLASSES, CLASSES, classify_attractors
+from memscape.memorization.classes import fraction_column
 from memscape.protocol import EnergyModel
 
 ISSUE = {"sizes": "2", "seeds": 1, "steps": 50, "samples": 8, "census_starts": 4,
@@ -44,7 +45,7 @@ def issue_run(tmp_path_factory):
 def test_the_crashing_configuration_runs_end_to_end(issue_run):
     summary = pd.read_parquet(issue_run / "summary.parquet")
     assert sorted(summary["model"]) == ["exact", "trained"] and (summary["K"] == 2).all()
-    fractions = summary[[f"{c}_fraction" for c in CLASSES]].sum(axis=1)
+    fractions = summary[[fraction_column(c) for c in CLASSES]].sum(axis=1)
     np.testing.assert_allclose(fractions, 1.0)
     checks = pd.read_parquet(issue_run / "checks.parquet")
     assert len(checks) >= 1 and checks["measured"].notna().all()
@@ -95,15 +96,15 @@ def test_minimal_settings_give_consistent_tables(settings):
     assert samples["d1"].ge(0).all() and samples["ratio"].ge(0).all()
     assert len(summary) == 1
     row = summary.iloc[0]
-    assert sum(row[f"{c}_fraction"] for c in CLASSES) == pytest.approx(1.0)
-    assert sum(row[f"attractors_{c}"] for c in CLASSES) == len(attractors)
+    assert sum(row[fraction_column(c)] for c in CLASSES) == pytest.approx(1.0)
+    assert sum(row[f"attractors_{c}"] for c in ATTRACTOR_CLASSES) == len(attractors)
     assert set(attractors["class"]) <= set(CLASSES)
     assert attractors["basin_fraction"].between(0, 1).all()
     counts = samples["class"].value_counts()
     assert len(probe) == sum(min(cfg.probe_points, counts.get(c, 0)) for c in CLASSES)
     assert out["generated"].shape == (cfg.samples, 2) and torch.isfinite(out["generated"]).all()
     if cfg.pairs and kind == "trained":
-        assert np.isfinite(row["pair_l2"])
+        assert np.isfinite(row["mean_twin_l2"]) and np.isfinite(row["mean_reference_l2"])
 
 
 class Slope(EnergyModel):

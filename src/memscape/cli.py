@@ -10,7 +10,13 @@ from typing import Any
 
 import typer
 
-from memscape._validation import check_choice, check_device, check_output_path
+from memscape._validation import (
+    check_choice,
+    check_device,
+    check_int,
+    check_output_path,
+    check_positive,
+)
 
 app = typer.Typer(
     help="memscape: diffusion models as associative memories.",
@@ -103,7 +109,7 @@ def _option_help(spec: dict[str, Any]) -> str:
         if spec.get(key) is not None
     ]
     if spec.get("choices"):
-        notes.append("one of " + ", ".join(spec["choices"]))
+        notes.append("one of " + ", ".join(map(str, spec["choices"])))
     default = spec["default"]
     if default is not None:
         notes.append(
@@ -252,45 +258,420 @@ train_command.__signature__ = _signature(  # type: ignore[attr-defined]
 app.command("train")(train_command)
 
 
+# ---------------------------------------------------------------- models
+def _load_model(spec: str, *, device: str, loader: dict[str, Any]) -> tuple[Any, Any]:
+    """``(model, its own training set or None)`` of a ``MODEL`` argument; errors name MODEL.
+
+    A model folder (memscape or diffusers) or ``module:function`` goes to
+    :func:`memscape.adapters.load`; a ``.npy``/``.npz`` file or ``exact:NAME`` is the exact
+    model (:class:`memscape.EmpiricalDiffusion`) of that data set, loaded with ``loader``
+    (``n``, ``seed`` and the loader options).
+    """
+    import torch
+
+    from memscape import EmpiricalDiffusion, adapters, datasets
+
+    path = Path(spec)
+    try:
+        if spec.startswith("exact:") or path.suffix in (".npy", ".npz"):
+            ds = datasets.load(spec.removeprefix("exact:"), **loader)
+            return EmpiricalDiffusion(ds.x.to(device, torch.float64)), ds
+        if path.suffix == ".safetensors":
+            if not (path.parent / "model.json").is_file():
+                raise ValueError(
+                    f"{path} has no model.json beside it: a memscape model is the folder "
+                    "holding model.json and model.safetensors; pass the folder"
+                )
+            path = path.parent
+        if path.is_file():
+            raise ValueError(
+                f"{path} is a file; expected a model folder, module:function, a .npy/.npz "
+                "data set (its exact model) or exact:NAME"
+            )
+        return adapters.load(spec if not path.exists() else path, device=device), None
+    except (ValueError, TypeError, ImportError) as err:
+        raise type(err)(f"MODEL {spec!r}: {_message(err)}") from None
+
+
 @app.command("sample")
 def sample_command(
-    run: str = typer.Argument(..., help="run or model folder (ScoreModel.load)"),
+    run: str = typer.Argument(
+        ..., help="run, memscape or diffusers model folder, module:function, or a .npy data set"
+    ),
     n: int = typer.Option(1000, help="number of samples"),
-    out: str | None = typer.Option(None, help=".npy file (default: <run>/samples.npy)"),
+    out: str | None = typer.Option(
+        None, help=".npy file (default: <run>/samples.npy for a folder, else samples.npy)"
+    ),
     sampler: str = typer.Option("heun", help="heun, euler, euler_maruyama, ddim or ode"),
     steps: int = typer.Option(18, help="noise levels (Karras et al. 2022 schedule)"),
-    sigma_min: float = typer.Option(0.002, help="smallest nonzero noise level"),
-    sigma_max: float = typer.Option(80.0, help="largest noise level"),
+    sigma_min: float | None = typer.Option(
+        None, help="smallest nonzero noise level (default: the model's, else 0.002)"
+    ),
+    sigma_max: float | None = typer.Option(
+        None, help="largest noise level (default: the model's, else 80)"
+    ),
     seed: int = typer.Option(0, help="seed of the start noise"),
     device: str = typer.Option("cpu", help="torch device"),
 ) -> None:
-    """Sample a trained model and write the samples as a .npy array (N, *event_shape)."""
+    """Sample a model and write the samples as a .npy array (N, *event_shape)."""
     import numpy as np
 
-    from memscape import ScoreModel, sample
+    import memscape as ms
     from memscape.io import atomic_write
 
     with _errors():
-        target = check_output_path(
-            out if out is not None else Path(run) / "samples.npy", "--out", folder=False
-        )
+        default = Path(run) / "samples.npy" if Path(run).is_dir() else Path("samples.npy")
+        target = check_output_path(out if out is not None else default, "--out", folder=False)
         if target.suffix != ".npy":
             raise ValueError(f"--out must end in .npy, got {target}")
         check_device(device, "--device")
-        model = ScoreModel.load(run).to(device)
-        x = sample(
-            model,
-            n,
-            sampler=sampler,
-            steps=steps,
-            sigma_min=sigma_min,
-            sigma_max=sigma_max,
-            seed=seed,
-            device=device,
-        )
+        model, _ = _load_model(run, device=device, loader={})
+        x = ms.sample(model, n, sampler=sampler, steps=steps, sigma_min=sigma_min,
+                      sigma_max=sigma_max, seed=seed, device=device)  # fmt: skip
         arr = x.detach().cpu().numpy()
         atomic_write(target, lambda tmp: np.save(tmp, arr))
     typer.echo(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {target}")
+
+
+# ---------------------------------------------------------------- analyze
+_DENSE_JACOBIAN_MAX = 1024  # the conservativeness test builds J (d backward passes) up to this d
+
+
+def _sigma_list(text: str) -> list[float]:
+    """``"0.1,0.5"`` → ``[0.1, 0.5]``: finite noise levels > 0 (``--sigma``)."""
+    import math
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"--sigma must be comma-separated noise levels > 0, got {text!r}")
+    return values
+
+
+def _in_range(model: Any, sigma: float, arg: str) -> None:
+    """Refuse a σ outside the ``[sigma_min, sigma_max]`` the model declares (adapted models)."""
+    lo, hi = getattr(model, "sigma_min", None), getattr(model, "sigma_max", None)
+    if (lo is not None and sigma < lo) or (hi is not None and sigma > hi):
+        raise ValueError(
+            f"{arg} {sigma:g} is outside the valid range [sigma_min, sigma_max] = "
+            f"[{lo or 0:.6g}, {hi if hi is not None else float('inf'):.6g}] of MODEL"
+        )
+
+
+def _points(spec: str | None, arg: str, shape: tuple[int, ...], loader: dict[str, Any]) -> Any:
+    """A data set as float64 ``(N, *shape)`` (reshaped when the sizes match); errors name ``arg``."""
+    import math
+
+    import torch
+
+    from memscape import datasets
+
+    if spec is None:
+        return None
+    try:
+        ds = datasets.load(spec, **loader)
+    except (ValueError, TypeError, ImportError) as err:
+        raise type(err)(f"{arg} {spec!r}: {_message(err)}") from None
+    if ds.dim != math.prod(shape):
+        raise ValueError(
+            f"{arg} {spec!r} holds samples of shape {ds.event_shape} ({ds.dim} values), but "
+            f"MODEL's event shape is {shape} ({math.prod(shape)} values)"
+        )
+    return ds.x.reshape(len(ds), *shape).to(torch.float64)
+
+
+def _fingerprint(obj: Any) -> str:
+    """sha256 (16 hex digits) of a tensor, or of a model's weights (or stored data)."""
+    import hashlib
+
+    import torch
+
+    net = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "fn", None)
+    if isinstance(obj, torch.Tensor):
+        tensors = [obj]
+    elif isinstance(net, torch.nn.Module):
+        tensors = [t for _, t in sorted(net.state_dict().items())]
+    else:
+        found = (getattr(obj, a, None) for a in ("data", "memories", "patterns"))
+        tensors = [t for t in found if isinstance(t, torch.Tensor)]
+    digest = hashlib.sha256(b"" if tensors else repr(obj).encode())
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _float64(model: Any) -> Any:
+    """A float64 copy of the model's network for the analyses (Newton tolerances, Hessians)."""
+    import copy
+
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        return copy.deepcopy(model).double()
+    if isinstance(getattr(model, "fn", None), torch.nn.Module):
+        other = copy.copy(model)
+        other.fn = copy.deepcopy(model.fn).double()
+        return other
+    return model
+
+
+@app.command("analyze")
+def analyze_command(
+    model: str = typer.Argument(..., help="diffusers or memscape model folder, module:function, "
+                                "or the exact model of a data set (.npy/.npz file, exact:NAME)"),
+    data: str | None = typer.Option(None, help="training set: a data set name or .npy/.npz/"
+                                    "folder path (default: the exact model's own)"),
+    held_out: str | None = typer.Option(None, help="real samples not in the training set"),
+    n: int | None = typer.Option(None, help="a seeded subset of this many training points"),
+    option: list[str] = typer.Option([], help="data loader option key=value (repeatable)"),
+    samples: int = typer.Option(256, help="samples to draw and classify"),
+    batch: int = typer.Option(256, help="samples per sampler call"),
+    sampler: str = typer.Option("heun", help="heun, euler, euler_maruyama, ddim or ode"),
+    steps: int = typer.Option(18, help="sampler noise levels, over the model's sigma range"),
+    sigma: str = typer.Option("0.1,0.5", help="noise levels of the census, comma-separated"),
+    census: int = typer.Option(4, help="samples whose attractors are found at each sigma"),
+    max_steps: int = typer.Option(500, help="descent steps of the census"),
+    likelihood: int = typer.Option(8, help="points per set whose likelihood is computed"),
+    likelihood_sigma: float | None = typer.Option(None, help="noise level of the likelihood "
+                                                  "(default: the model's sigma_min, else 0.002)"),
+    trace: str = typer.Option("hutchinson", help="likelihood divergence: hutchinson or exact"),
+    out: str | None = typer.Option(None, help="results folder (default results/analyze-MODEL)"),
+    seed: int = typer.Option(0, help="seed of the samples, the data subset and the probes"),
+    device: str = typer.Option("cpu", help="torch device"),
+) -> None:  # fmt: skip
+    """Analyze a diffusion model: samples, memorization, attractors, conservativeness, likelihood.
+
+    Writes a results folder (config with versions and fingerprints of the model and the
+    data, tables, figures, report); the same command again resumes it.
+    """
+    kw = dict(locals())  # the options, as the config of the results folder
+    from memscape.diffusion.samplers import SAMPLERS
+    from memscape.experiments import ResultsFolder
+
+    with _errors():
+        slug = Path(model.removeprefix("exact:").replace(":", "-")).name or "model"
+        path = check_output_path(out or Path("results") / f"analyze-{slug}", "--out", folder=True)
+        check_device(device, "--device")
+        for value, arg, least in (
+            (samples, "--samples", 2), (batch, "--batch", 1), (steps, "--steps", 1),
+            (census, "--census", 0), (max_steps, "--max-steps", 1),
+            (likelihood, "--likelihood", 0), (seed, "--seed", 0),
+        ):  # fmt: skip
+            check_int(value, arg, minimum=least)
+        if census > samples:
+            raise ValueError(f"--census ({census}) must not exceed --samples ({samples})")
+        check_choice(sampler, SAMPLERS, "--sampler")
+        check_choice(trace, ("hutchinson", "exact"), "--trace")
+        kw["sigma"] = _sigma_list(sigma)
+        if likelihood_sigma is not None:
+            check_positive(likelihood_sigma, "--likelihood-sigma")
+        options = _loader_options(option)
+        net, own = _load_model(model, device=device, loader={"n": n, "seed": seed, **options})
+        for s in kw["sigma"]:
+            _in_range(net, s, "--sigma")
+        kw["likelihood_sigma"] = likelihood_sigma or getattr(net, "sigma_min", None) or 0.002
+        _in_range(net, kw["likelihood_sigma"], "--likelihood-sigma")
+        shape = tuple(net.event_shape)
+        train = _points(data, "--data", shape, {"n": n, "seed": seed, **options})
+        if train is None and own is not None:
+            train = own.x.reshape(len(own), *shape).double()
+        held = _points(held_out, "--held-out", shape, {"seed": seed, **options})
+        folder = ResultsFolder(path)
+        prints = {"model": _fingerprint(net)}
+        prints |= {
+            k: _fingerprint(v) for k, v in (("data", train), ("held_out", held)) if v is not None
+        }
+        folder.write_config(
+            "analyze", {k: v for k, v in kw.items() if k != "out"}, seed, data=prints
+        )
+        try:
+            _analyze(folder, net, train, held, kw)
+        except KeyboardInterrupt:
+            folder.end_run("interrupted")
+            typer.echo("interrupted; run the same command again to resume", err=True)
+            raise typer.Exit(130) from None
+        except BaseException:
+            folder.end_run("failed")
+            raise
+        folder.end_run("finished")
+    typer.echo(f"results written to {folder.path}")
+
+
+class _Stages:
+    """Resumable stages of ``memscape analyze``: a table an earlier run wrote is read back."""
+
+    def __init__(self, folder: Any) -> None:
+        self.folder = folder
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, compute: Any) -> Any:
+        """The table ``name``: read if it exists, else ``compute()``d (timed) and written."""
+        import time
+
+        if (self.folder.path / f"{name}.parquet").is_file():
+            return self.folder.read_table(name)
+        start = time.perf_counter()
+        table = compute()
+        self.seconds[name] = time.perf_counter() - start
+        self.folder.write_table(name, table)
+        return table
+
+    def timings(self) -> Any:
+        """Write and return the ``timings`` table: seconds per stage, this run's over earlier ones."""
+        import pandas as pd
+
+        seconds = {}
+        if (self.folder.path / "timings.parquet").is_file():
+            seconds = dict(self.folder.read_table("timings").itertuples(index=False))
+        seconds |= self.seconds
+        table = pd.DataFrame({"stage": list(seconds), "seconds": list(seconds.values())})
+        self.folder.write_table("timings", table)
+        return table
+
+
+def _draw(folder: Any, model: Any, kw: dict[str, Any], stage: _Stages) -> Any:
+    """``--samples`` samples in batches of ``--batch`` from one seeded generator (``samples.npy``)."""
+    import time
+
+    import numpy as np
+    import torch
+
+    import memscape as ms
+    from memscape.io import atomic_write
+
+    path = folder.path / "samples.npy"
+    if path.is_file():
+        return torch.from_numpy(np.load(path)).to(kw["device"])
+    n, b, start = kw["samples"], kw["batch"], time.perf_counter()
+    g = torch.Generator().manual_seed(kw["seed"])  # one stream over the batches
+    options = {"sampler": kw["sampler"], "steps": kw["steps"], "generator": g}
+    x = torch.cat([ms.sample(model, min(b, n - i), **options, device=kw["device"])
+                   for i in range(0, n, b)])  # fmt: skip
+    stage.seconds["sampling"] = time.perf_counter() - start
+    arr = x.detach().cpu().numpy()
+    atomic_write(path, lambda p: np.save(p, arr))
+    return x
+
+
+def _memorization(folder: Any, stage: _Stages, x: Any, train: Any, held: Any, dev: str) -> None:
+    """Pham et al. classes and the d₁/d₂ ratio of the samples; histogram and nearest grids."""
+    import pandas as pd
+
+    import memscape as ms
+    from memscape.memorization import CLASSES, plot_nearest
+
+    table = stage("classes", lambda: ms.classify_samples(x, train, held_out=held, device=dev).table)
+    fractions = pd.DataFrame(
+        {"class": CLASSES, "fraction": [(table["class"] == c).mean() for c in CLASSES]}
+    )
+    folder.add_section(
+        "Memorization",
+        f"Classes of Pham et al. 2025 against {len(train)} training points (off-data reference: "
+        f"{'held-out samples' if held is not None else 'leave-one-out'}); d₁/d₂ < 1/3 "
+        f"(Yoon et al. 2023): {table['ratio_memorized'].mean():.1%} of the samples.",
+        fractions,
+    )
+    with folder.figure("ratio", 1, 2, figsize=(9, 3.5)) as (_, (left, right)):
+        left.hist(table["ratio"], bins=30, range=(0, 1))
+        left.axvline(1 / 3, color="k", ls=":")
+        left.set(xlabel="d₁/d₂", ylabel="samples", title="nearest / second-nearest training")
+        right.bar(fractions["class"], fractions["fraction"])
+        right.set(ylabel="fraction of the samples", title="classes")
+    rows = min(6, len(x))
+    with folder.figure("nearest", rows, 2, figsize=(3, 1.5 * rows)) as (_, axes):
+        plot_nearest(x[:rows].cpu(), train.cpu(), axes)
+
+
+def _attractors(folder: Any, stage: _Stages, net: Any, starts: Any, train: Any, kw: dict) -> None:
+    """Census of critical points from the first samples at each σ; score-Jacobian asymmetry."""
+    import pandas as pd
+    import torch
+
+    import memscape as ms
+
+    g = torch.Generator().manual_seed(kw["seed"])
+    options = {"starts": starts, "patterns": train, "max_seeds": len(starts), "n_newton_starts": 0,
+               "max_steps": kw["max_steps"], "generator": g, "device": kw["device"]}  # fmt: skip
+    table = stage("census", lambda: pd.concat(
+        [ms.critical_points(net, s, **options).table.assign(sigma=s) for s in kw["sigma"]],
+        ignore_index=True))  # fmt: skip
+    found = table[table["converged"]].groupby(["sigma", "morse_index"]).size()
+    folder.add_section(
+        "Attractors near the samples",
+        f"Critical points found from {len(starts)} samples at each σ (descent, Newton from pair "
+        "midpoints); Morse index from the Hessian spectrum (Lanczos above d = 256).",
+        found.rename("points").reset_index(),
+    )
+    if starts[0].numel() > _DENSE_JACOBIAN_MAX:
+        folder.add_section("Conservativeness", f"Not measured: d = {starts[0].numel()} > "
+                           f"{_DENSE_JACOBIAN_MAX} (the Jacobian takes d backward passes).")  # fmt: skip
+        return
+    rows = [(i, s) for s in kw["sigma"] for i in range(len(starts))]
+    table = stage("asymmetry", lambda: pd.DataFrame(
+        [{"sample": i, "sigma": s, "asymmetry": float(ms.score_asymmetry(net, starts[i : i + 1], s)[0])}
+         for i, s in rows]))  # fmt: skip
+    folder.add_section("Conservativeness", "Asymmetry ‖J − Jᵀ‖_F/‖J‖_F of the score Jacobian at "
+                       "the samples: 0 for a gradient field.", table)  # fmt: skip
+
+
+def _likelihood(folder: Any, stage: _Stages, net: Any, sets: dict[str, Any], kw: dict) -> None:
+    """PF-ODE log-likelihood (Song et al. 2021, eq. 39) of training vs held-out points."""
+    import math
+
+    import pandas as pd
+
+    import memscape as ms
+
+    lo, hi = kw["likelihood_sigma"], getattr(net, "sigma_max", None) or 80.0
+    d = next(iter(sets.values()))[0].numel()
+
+    def compute() -> Any:
+        parts = []
+        for name, pts in sets.items():
+            ll = ms.log_likelihood(
+                net, pts.to(kw["device"]), lo, hi, method=kw["trace"], seed=kw["seed"]
+            )
+            parts.append(
+                pd.DataFrame(
+                    {"set": name, "index": range(len(pts)), "log_likelihood": ll.cpu().numpy()}
+                )
+            )
+        table = pd.concat(parts, ignore_index=True)
+        return table.assign(bits_per_dim=-table["log_likelihood"] / (d * math.log(2)))
+
+    table = stage("likelihood", compute)
+    mean = table.groupby("set", sort=False)[["log_likelihood", "bits_per_dim"]].mean()
+    folder.add_section(f"Likelihood at σ = {lo:g}", f"log p_σ(x) by the probability-flow ODE from "
+                       f"σ = {hi:g} ({kw['trace']} divergence), mean per set.", mean.reset_index())  # fmt: skip
+
+
+def _analyze(folder: Any, model: Any, train: Any, held: Any, kw: dict[str, Any]) -> None:
+    """Every stage of ``memscape analyze`` into ``folder``, then the report."""
+    stage = _Stages(folder)
+    x = _draw(folder, model, kw, stage).double()
+    net = _float64(model)
+    folder.add_section("Model", f"`{kw['model']}`: `{model!r}`; {len(x)} samples ({kw['sampler']}, "
+                       f"{kw['steps']} steps) in `samples.npy`.")  # fmt: skip
+    if train is not None:
+        _memorization(folder, stage, x, train, held, kw["device"])
+    if kw["census"]:
+        _attractors(folder, stage, net, x[: kw["census"]], train, kw)
+    sets = (
+        {"train": train, "held_out": held} if held is not None else {"train": train, "generated": x}
+    )
+    sets = {k: v[: kw["likelihood"]] for k, v in sets.items() if v is not None}
+    if kw["likelihood"]:
+        _likelihood(folder, stage, net, sets, kw)
+    timings = stage.timings()
+    total = timings["seconds"].sum()
+    drawn = timings["seconds"][timings["stage"] == "sampling"].sum()
+    folder.add_section("Time", f"Seconds per stage (this run and earlier ones): sampling "
+                       f"{drawn:.3g} s of {total:.3g} s ({drawn / total:.0%}).", timings)  # fmt: skip
+    folder.write_report(f"memscape analyze {kw['model']}")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -25,13 +25,14 @@ import copy
 import math
 import numbers
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from memscape._validation import as_sigma, check_positive
-from memscape.protocol import EnergyModel
+from memscape.protocol import EnergyModel, jacobian_of
 
 __all__ = ["AdaptedModel", "DenoiserModel", "ScoreFunctionModel", "from_denoiser", "from_score"]
 
@@ -62,6 +63,10 @@ def _check_event_shape(event_shape: Any) -> tuple[int, ...]:
             f"event_shape must be a non-empty tuple of positive integers, got {event_shape!r}"
         )
     return tuple(int(s) for s in shape)
+
+
+def _batched(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.ndim > 0
 
 
 def _describe(fn: Any) -> str:
@@ -138,6 +143,27 @@ class AdaptedModel(EnergyModel):
     def _run(self, fn: Callable[[], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Run ``fn``; keep an autograd graph only when ``x`` requires grad (Hessians, JVPs)."""
         return fn() if x.requires_grad else fn().detach()
+
+    def hessian(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+        """``−∂s/∂x`` by autograd, one state at a time: ``(B, d, d)``, ``d = prod(event_shape)``.
+
+        The score-only Hessian of :meth:`memscape.EnergyModel.hessian`, but each state
+        gets its own batched reverse-mode pass over the ``d`` basis vectors: that vmap
+        does not go through every network with a batch of several states (diffusers'
+        attention blocks fail in it). Bound conditioning is sliced with the state.
+        """
+        x, s, kw = self._inputs(x, sigma, {})
+        d = x[0].numel()
+        rows = [x.new_zeros(0, d, d)]
+        for i in range(x.shape[0]):
+            one = {k: v[i : i + 1] if _batched(v) else v for k, v in kw.items()}
+            rows.append(-jacobian_of(partial(self._score_of_one, s[i : i + 1], one), x[i : i + 1]))
+        return torch.cat(rows)
+
+    def _score_of_one(
+        self, sigma: torch.Tensor, kw: dict[str, Any], z: torch.Tensor
+    ) -> torch.Tensor:
+        return self.score(z, sigma, **kw)
 
     # ------------------------------------------------------------------ conditioning
     def with_conditioning(self: _Model, **conditioning: Any) -> _Model:

@@ -36,6 +36,7 @@ part of the denoiser and are not applied.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -72,6 +73,19 @@ def _diffusers() -> Any:
             'pip install "memscape[diffusers]" (or pip install diffusers)'
         ) from None
     return diffusers
+
+
+def _math_attention() -> Any:
+    """Scaled dot-product attention by its math kernel, whose backward is differentiable.
+
+    The fused kernels (flash attention on the CPU, among others) have no double
+    backward, which Hessian-vector products (Lanczos) of a score-only model need.
+    """
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: the default kernel choice
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def _scheduler_kind(scheduler: Any) -> str:
@@ -286,8 +300,9 @@ class DiffusersModel(nn.Module, AdaptedModel):
         return out
 
     def _run(self, fn: Any, x: torch.Tensor) -> torch.Tensor:
-        if x.requires_grad:
-            return fn()
+        if x.requires_grad:  # for Hessians: attention by the twice-differentiable math kernel
+            with _math_attention():
+                return fn()
         with torch.no_grad():
             return fn()
 

@@ -1,5 +1,6 @@
 """Diffusion models: the exact empirical model, noise processes, trained networks, samplers."""
 
+from memscape.diffusion import samplers
 from memscape.diffusion.empirical import EmpiricalDiffusion
 from memscape.diffusion.likelihood import log_likelihood
 from memscape.diffusion.mixture import GaussianMixtureDiffusion
@@ -21,17 +22,7 @@ from memscape.diffusion.processes import (
     SDECoefficients,
     get_process,
 )
-from memscape.diffusion.samplers import (
-    TrajectoryRecorder,
-    get_sigmas,
-    karras_sigmas,
-    sample,
-    sample_ddim,
-    sample_euler,
-    sample_euler_maruyama,
-    sample_heun,
-    sample_ode,
-)
+from memscape.diffusion.samplers import *  # noqa: F403 (the names of samplers.__all__)
 from memscape.diffusion.training import TrainRun, train
 
 __all__ = [
@@ -48,19 +39,11 @@ __all__ = [
     "SDECoefficients",
     "ScoreModel",
     "TrainRun",
-    "TrajectoryRecorder",
     "VEPrecond",
     "VPPrecond",
     "get_preconditioning",
     "get_process",
-    "get_sigmas",
-    "karras_sigmas",
     "log_likelihood",
-    "sample",
-    "sample_ddim",
-    "sample_euler",
-    "sample_euler_maruyama",
-    "sample_heun",
-    "sample_ode",
     "train",
 ]
+__all__ += samplers.__all__

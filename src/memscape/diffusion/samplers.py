@@ -38,15 +38,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from memscape._validation import (
-    check_choice,
-    check_device,
-    check_dtype,
-    check_generator,
-    check_int,
-    check_positive,
-    check_tensor,
-)
+from memscape._validation import check_choice, check_int, check_positive, check_tensor
+
+# isort: split
+from memscape._validation import check_device, check_dtype, check_generator
 from memscape.protocol import Denoiser
 
 __all__ = [
@@ -65,6 +60,10 @@ __all__ = [
 
 Callback = Callable[[dict[str, Any]], None] | None
 """A sampler callback: called after every step with the dict of the module docstring."""
+
+Tensor = torch.Tensor
+Generator = torch.Generator | None
+"""A sampler's noise source: a ``torch.Generator``, or ``None`` for torch's global one."""
 
 
 # ------------------------------------------------------------------ schedules
@@ -225,13 +224,7 @@ def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
 
 # ------------------------------------------------------------------ samplers
 @torch.no_grad()
-def sample_euler(
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: Any,
-    *,
-    callback: Callback = None,
-) -> torch.Tensor:
+def sample_euler(model: Denoiser, x: Tensor, sigmas: Any, *, callback: Callback = None) -> Tensor:
     """Euler on the probability-flow ODE: ``x ← x + (σ_{i+1} − σ_i)(x − D(x, σ_i))/σ_i``.
 
     Also deterministic DDIM (Song, Meng & Ermon 2021, eq. 12 with η = 0) in σ-space,
@@ -258,17 +251,10 @@ def sample_euler(
 
 @torch.no_grad()
 def sample_heun(
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: Any,
-    *,
-    s_churn: float = 0.0,
-    s_tmin: float = 0.0,
-    s_tmax: float = math.inf,
-    s_noise: float = 1.0,
-    generator: torch.Generator | None = None,
+    model: Denoiser, x: Tensor, sigmas: Any, *, s_churn: float = 0.0, s_tmin: float = 0.0,
+    s_tmax: float = math.inf, s_noise: float = 1.0, generator: Generator = None,
     callback: Callback = None,
-) -> torch.Tensor:
+) -> Tensor:  # fmt: skip
     """Heun's 2nd-order method (Karras et al. 2022, Algorithm 1; Algorithm 2 when ``s_churn > 0``).
 
     Step i: ``γ = min(S_churn/N, √2 − 1)`` if ``S_tmin ≤ σ_i ≤ S_tmax`` else 0,
@@ -315,13 +301,9 @@ def sample_heun(
 
 @torch.no_grad()
 def sample_euler_maruyama(
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: Any,
-    *,
-    generator: torch.Generator | None = None,
+    model: Denoiser, x: Tensor, sigmas: Any, *, generator: Generator = None,
     callback: Callback = None,
-) -> torch.Tensor:
+) -> Tensor:  # fmt: skip
     """Euler–Maruyama on the reverse SDE in σ-space (Song et al. 2021, eq. 6 for VE).
 
     ``x ← x + (σ_i² − σ_{i+1}²) s(x, σ_i) + √(σ_i² − σ_{i+1}²) ε`` with
@@ -363,14 +345,9 @@ probability-flow ODE ``x_i + (σ_{i+1} − σ_i)(x_i − D)/σ_i`` rearranged (K
 
 @torch.no_grad()
 def sample_ode(
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: Any,
-    *,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
+    model: Denoiser, x: Tensor, sigmas: Any, *, rtol: float = 1e-5, atol: float = 1e-5,
     callback: Callback = None,
-) -> torch.Tensor:
+) -> Tensor:  # fmt: skip
     """Adaptive RK45 (scipy ``solve_ivp``) on the probability-flow ODE in ``t = ln σ``.
 
     ``dx/dt = x − D(x, eᵗ)`` from σ_0 to the last nonzero σ (states recorded at every
@@ -445,6 +422,15 @@ def _placement(model: object) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.get_default_dtype()
 
 
+def _sigma_range(model: object, lo: float | None, hi: float | None) -> tuple[float, float]:
+    """``(sigma_min, sigma_max)``: the given ones, else the model's declared ones, else EDM's."""
+    out = []
+    for given, attr, default in ((lo, "sigma_min", 0.002), (hi, "sigma_max", 80.0)):
+        value = getattr(model, attr, None) if given is None else given
+        out.append(default if value is None else value)
+    return out[0], out[1]
+
+
 def sample(
     model: Denoiser,
     n: int,
@@ -452,8 +438,8 @@ def sample(
     *,
     sampler: str = "heun",
     steps: int = 18,
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
     rho: float = 7.0,
     schedule: str = "karras",
     generator: torch.Generator | None = None,
@@ -466,7 +452,10 @@ def sample(
     """Draw ``n`` samples from any object with ``denoise(x, sigma)``.
 
     Starts from ``x ~ N(0, σ_max² I)`` and runs ``sampler`` over ``steps`` noise levels
-    of ``schedule`` (Karras et al. 2022 eq. 5 by default) ending at σ = 0.
+    of ``schedule`` (Karras et al. 2022 eq. 5 by default) ending at σ = 0. The σ range
+    defaults to the one the model declares (``model.sigma_min`` / ``model.sigma_max``,
+    e.g. an adapted diffusers model's training schedule), else EDM's
+    ``[0.002, 80]`` (Karras et al. 2022, Table 1).
 
     Args:
         model: a :class:`ScoreModel`, :class:`EmpiricalDiffusion` or any object with
@@ -475,8 +464,10 @@ def sample(
         shape: event shape; defaults to ``model.event_shape``.
         sampler: ``"heun"``, ``"euler"``, ``"euler_maruyama"``, ``"ddim"`` or ``"ode"``.
         steps: number of nonzero σ's (network evaluations: ``2·steps − 1`` for Heun).
-        sigma_min: the σ grid (:func:`get_sigmas`).
-        sigma_max: the σ grid (:func:`get_sigmas`).
+        sigma_min: the smallest nonzero σ of the grid (:func:`get_sigmas`); default
+            ``model.sigma_min`` when the model declares one, else 0.002.
+        sigma_max: the largest σ of the grid; default ``model.sigma_max`` when the model
+            declares one, else 80.
         rho: the σ grid (:func:`get_sigmas`).
         schedule: the σ grid (:func:`get_sigmas`).
         generator: source of the start noise and any sampler noise (a
@@ -517,6 +508,7 @@ def sample(
     shape = tuple(shape)
     for v in shape:
         check_int(v, "shape")
+    sigma_min, sigma_max = _sigma_range(model, sigma_min, sigma_max)
     sigmas = get_sigmas(
         schedule, steps, sigma_min, sigma_max, **({"rho": rho} if schedule == "karras" else {})
     )

@@ -53,3 +53,17 @@ def dedupe(points: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor
     relabel[roots] = torch.arange(roots.numel(), device=points.device)
     inverse = relabel[root[cell]]
     return first_of_root[roots], inverse
+
+
+def dedupe_converged_first(
+    x: torch.Tensor, conv: torch.Tensor, tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deduplicate candidates, converged first (so they represent their groups).
+
+    Returns the kept candidates ``(M,)`` and each candidate's group ``(N,)``.
+    """
+    order = torch.cat([conv.nonzero().squeeze(1), (~conv).nonzero().squeeze(1)])
+    reps, group = dedupe(x[order], tol)
+    group_of = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+    group_of[order] = group
+    return order[reps], group_of

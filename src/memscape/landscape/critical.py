@@ -12,32 +12,35 @@ Method (descent, then Newton/Levenberg–Marquardt; Wales 2003, *Energy Landscap
 3. Deduplication within ``dedupe_tol``, Hessian spectra (:func:`hessian_spectrum`),
    labels (:func:`label_points`) and Monte-Carlo basin fractions with Wilson
    intervals from the random descent starts.
+4. **Retries** (coercive models): while ``Σ(−1)^index ≠ 1``, up to ``retries``
+   rounds seeded at ridge crossings, circumcentres of minima, saddle-cycle
+   centroids and perturbed known points, refined by Levenberg–Marquardt and by
+   deflated Newton away from the known points (Farrell, Birkisson & Funke 2015;
+   :mod:`memscape.landscape.deflation`); a census that stays incomplete warns.
 
 Non-converged candidates are kept as rows with ``converged = False`` and
 ``morse_index = −1``. For a coercive ``E`` on ℝᵈ whose critical points are all
 non-degenerate, ``Σ(−1)^index = 1`` (Milnor, *Morse Theory*, Thm 5.2 with the
 Euler characteristic of ℝᵈ); ``complete`` reports that necessary condition.
+The default gradient tolerance follows the precision the model computes in
+(:func:`memscape.landscape.newton.model_tol`: a float32 network's gradient is
+converged at ``10⁻⁴`` of its scale, float64 at ``10⁻⁸``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any
 
 import pandas as pd
 import torch
 
-from memscape._validation import (
-    check_device,
-    check_dtype,
-    check_generator,
-    check_int,
-    check_positive,
-    check_tensor,
-)
-from memscape.landscape._cluster import dedupe
-from memscape.landscape._descent import descend_flat
+from memscape._validation import check_device, check_dtype, check_generator, check_int
+
+# isort: split
+from memscape._validation import check_positive, check_tensor
+from memscape.landscape._cluster import dedupe_converged_first
+from memscape.landscape._descent import Search, first_search
 from memscape.landscape._fields import (
     check_model,
     check_sigma,
@@ -46,9 +49,15 @@ from memscape.landscape._fields import (
     has_energy,
 )
 from memscape.landscape.basins import wilson_interval
+from memscape.landscape.deflation import (
+    complete_census,
+    is_coercive,
+    warn_incomplete,
+    warn_unconverged,
+)
 from memscape.landscape.labels import default_tolerance, label_points, median_nn_distance
 from memscape.landscape.morse import HYPERBOLIC_RTOL, hessian_spectrum, is_hyperbolic
-from memscape.landscape.newton import default_tol, newton_refine
+from memscape.landscape.newton import compute_dtype, model_tol, newton_refine
 from memscape.protocol import ScoreOrDenoiser
 
 __all__ = ["CriticalPoints", "critical_points", "default_patterns"]
@@ -194,7 +203,8 @@ class CriticalPoints:
             n_basin_starts: number of those starts (denominator of the fractions).
             source: how each point was found (a string per point).
             n_eigs: lowest eigenvalues computed when ``d > 256`` (Lanczos).
-            tol: gradient tolerance (default 1e-8 in float64).
+            tol: gradient tolerance (default as in :func:`critical_points`: 1e-8 when the
+                model computes in float64, else relative to the gradient scale).
             info: search statistics to keep in :attr:`info`.
         """
         check_model(model)
@@ -203,7 +213,11 @@ class CriticalPoints:
         n = points.shape[0]
         flat = points.reshape(n, -1)
         d = flat.shape[1]
-        tol = default_tol(points.dtype) if tol is None else tol
+        pats = default_patterns(model) if patterns is None else patterns.reshape(-1, d)
+        pats = None if pats is None else pats.to(flat)
+        if tol is None:
+            length = median_nn_distance(pats) if pats is not None else 1.0
+            tol = model_tol(model, flat, sigma, shape, length)
         gnorm = flat_score(model, flat, sigma, shape).norm(dim=1)
         conv = gnorm <= tol if converged is None else converged.to(torch.bool).cpu()
         spec = hessian_spectrum(model, points, sigma, k=n_eigs)
@@ -214,8 +228,6 @@ class CriticalPoints:
             if has_energy(model)
             else torch.full((n,), float("nan"), dtype=torch.float64)
         )
-        pats = default_patterns(model) if patterns is None else patterns.reshape(-1, d)
-        pats = None if pats is None else pats.to(flat)
         ltol = default_tolerance(pats) if label_tol is None else label_tol
         labels = label_points(flat.detach(), index, d, pats, ltol)
         columns: dict[str, Any] = {}
@@ -278,6 +290,8 @@ def critical_points(
     patterns: torch.Tensor | None = None,
     n_newton_starts: int | None = None,
     max_seeds: int = 1000,
+    seeds: bool = True,
+    retries: int = 3,
     tol: float | None = None,
     dedupe_tol: float | None = None,
     label_tol: float | None = None,
@@ -289,6 +303,16 @@ def critical_points(
     generator: torch.Generator | None = None,
 ) -> CriticalPoints:
     """Find and analyse the critical points of ``E(·, σ)`` (or a discrete model's fixed points).
+
+    With ``seeds=True`` (the default) the search is the one of the module docstring; for
+    a coercive model (:func:`memscape.landscape.deflation.is_coercive`: the exact
+    empirical and Gaussian-mixture models, the modern Hopfield network, or any model
+    with ``coercive = True``) whose census has ``Σ(−1)^index ≠ 1`` it then searches
+    again, up to ``retries`` rounds, from circumcentres of minima, centroids of saddle
+    cycles, midpoints, perturbed known points and by deflated Newton (Farrell,
+    Birkisson & Funke 2015; :mod:`memscape.landscape.deflation`), and warns
+    (``RuntimeWarning``) when the census stays incomplete. A census in which no
+    candidate converged warns too, with the best gradient norm it reached.
 
     Args:
         model: any object following the protocol (``score`` or ``denoise``; ``energy``
@@ -305,8 +329,15 @@ def critical_points(
             default ``model.memories`` / ``model.data`` / ``model.patterns``.
         n_newton_starts: random starts also sent straight to Newton (default
             ``min(n_starts, 128)``): finds saddles not between two found minima.
-        max_seeds: cap on pair-midpoint and triple-centroid seeds.
-        tol: ``‖∇E‖`` tolerance of convergence (default 1e-8 in float64).
+        max_seeds: cap on pair-midpoint and triple-centroid seeds (0: none).
+        seeds: ``False`` analyses only the starts (given or random): each is refined by
+            Newton (Levenberg–Marquardt) to the critical point it converges to, with no
+            descent, extra seeds or retries (basin columns are then NaN).
+        retries: budget of further search rounds for an incomplete coercive census
+            (0: no retries and no completeness warning, e.g. when only minima matter).
+        tol: ``‖∇E‖`` tolerance of convergence. Default by the precision the model
+            computes in (:func:`memscape.landscape.newton.model_tol`): 1e-8 in float64,
+            ``1e-4 ×`` the gradient scale for a float32 network.
         dedupe_tol: points closer than this are one point. Default ``10⁻⁴ ×`` the
             median nearest-neighbour distance of the patterns (``10⁻⁴`` without).
         label_tol: tolerance of ``memory`` / ``mixture`` labels (default a third of
@@ -328,19 +359,20 @@ def critical_points(
         ``mixture_distance``, ``kind``, ``basin_count``, ``basin_fraction``,
         ``basin_ci_low``/``basin_ci_high`` (95 % Wilson; minima only; fraction of
         the descent starts, random or given, ending there) and ``source``
-        (``descent``, ``newton``, ``midpoint``, ``centroid3``, ``centroid``).
+        (``descent``, ``newton``, ``midpoint``, ``centroid3``, ``centroid``,
+        ``start``, ``retry-<seed kind>``, ``deflation``). ``info`` holds the search
+        statistics (``tol``, ``compute_dtype``, ``retries`` used, ``euler_sum`` …).
     """
     check_model(model)
     check_sigma(model, sigma)
-    check_int(n_starts, "n_starts")
-    check_int(max_seeds, "max_seeds")
-    check_int(max_steps, "max_steps")
-    if tol is not None:
-        check_positive(tol, "tol")
-    if dedupe_tol is not None:
-        check_positive(dedupe_tol, "dedupe_tol")
-    if label_tol is not None:
-        check_positive(label_tol, "label_tol")
+    for value, name, least in ((n_starts, "n_starts", 1), (max_steps, "max_steps", 1),
+                               (max_seeds, "max_seeds", 0), (retries, "retries", 0)):  # fmt: skip
+        check_int(value, name, minimum=least)
+    for opt, name in ((tol, "tol"), (dedupe_tol, "dedupe_tol"), (label_tol, "label_tol")):
+        if opt is not None:
+            check_positive(opt, name)
+    if not isinstance(seeds, bool):
+        raise TypeError(f"seeds must be True or False, got {type(seeds).__name__}")
     generator = check_generator(generator)
     check_dtype(dtype)
     device = None if device is None else check_device(device)
@@ -364,75 +396,72 @@ def critical_points(
             f"starts must have shape (B, *event_shape) = (B, {', '.join(map(str, shape))}) "
             f"for {type(model).__name__}, got {tuple(starts.shape)}"
         )
-    d = 1
-    for s in shape:
-        d *= s
+    d = torch.Size(shape).numel()
     if pats is not None:
         pats = pats.reshape(pats.shape[0], -1).to(dtype=dtype, device=device)
         if pats.shape[1] != d:
             raise ValueError(f"patterns must have {d} coordinates per row, got {pats.shape[1]}")
-    tol = default_tol(dtype) if tol is None else tol
     scale = median_nn_distance(pats) if pats is not None else 1.0
     dedupe_tol = 1e-4 * scale if dedupe_tol is None else dedupe_tol
+    lo, hi = _box(box, pats, sigma, d, dtype, device)
     if starts is None:
-        lo, hi = _box(box, pats, sigma, d, dtype, device)
         u = torch.rand(n_starts, d, generator=generator, dtype=dtype).to(device)
         x0 = lo + (hi - lo) * u
     else:
         x0 = starts.reshape(starts.shape[0], -1)
     n0 = x0.shape[0]
+    precision = compute_dtype(model, dtype)
+    tol = model_tol(model, x0, sigma, shape, scale) if tol is None else tol
+    if seeds:
+        search = first_search(
+            model, x0, sigma, shape, scale, tol, max_steps, max_seeds, n_newton_starts
+        )
+    else:
+        res = newton_refine(model, x0.reshape(-1, *shape), sigma, tol=tol)
+        search = Search(res.x.reshape(n0, d), res.grad_norm, ["start"] * n0, None, 0, 0)
+    info: dict[str, Any] = {"n_starts": n0, "dedupe_tol": dedupe_tol, "retries": 0,
+            "compute_dtype": str(precision).removeprefix("torch.")}  # fmt: skip
 
-    # 1. minima by descent, then Newton on one representative per coarse cell
-    xd, _ = descend_flat(model, x0, sigma, shape, max_steps=max_steps, scale=scale)
-    reps, inv = dedupe(xd, 1e-2 * scale)
-    cand = [xd[reps]]
-    cand_src = ["descent"] * reps.numel()
-    # 2. saddle seeds: raw random starts, midpoints and centroids of minima
-    k_newton = min(n0, 128) if n_newton_starts is None else min(n_newton_starts, n0)
-    ref_min = newton_refine(model, xd[reps].reshape(-1, *shape), sigma, tol=tol)
-    mins = ref_min.x.reshape(-1, d)[ref_min.converged]
-    seeds, seed_src = _seeds(mins, max_seeds)
-    cand += [x0[:k_newton], seeds]
-    cand_src += ["newton"] * k_newton + seed_src
-    rest = torch.cat(cand)[reps.numel() :]
-    if rest.shape[0]:
-        rest = newton_refine(model, rest.reshape(-1, *shape), sigma, tol=tol).x.reshape(-1, d)
-    refined = torch.cat([ref_min.x.reshape(-1, d), rest])
-    gn = flat_score(model, refined, sigma, shape).norm(dim=1)
-    conv = gn <= tol
-    # 3. deduplicate: converged first (so they represent their groups), then the rest
-    order = torch.cat([conv.nonzero().squeeze(1), (~conv).nonzero().squeeze(1)])
-    group_reps, group = dedupe(refined[order], dedupe_tol)
-    keep = order[group_reps]
-    # basin counts: descent start -> coarse cell -> refined candidate -> group
-    group_of_cand = torch.empty(refined.shape[0], dtype=torch.long, device=device)
-    group_of_cand[order] = group
-    start_group = group_of_cand[inv]
-    conv_keep = conv[keep]
-    start_ok = conv[inv]
-    counts = torch.bincount(start_group[start_ok], minlength=keep.numel()).cpu()
-    info = {
-        "n_starts": n0,
-        "n_newton_starts": k_newton,
-        "n_seeds": seeds.shape[0],
-        "n_candidates": refined.shape[0],
-        "n_unconverged_candidates": int((~conv).sum()),
-        "dedupe_tol": dedupe_tol,
-    }
-    return CriticalPoints.from_points(
-        model,
-        refined[keep].reshape(-1, *shape),
-        sigma,
-        converged=conv_keep,
-        patterns=pats,
-        label_tol=label_tol,
-        basin_counts=counts,
-        n_basin_starts=n0,
-        source=[cand_src[int(i)] for i in keep],
-        n_eigs=n_eigs,
-        tol=tol,
-        info=info,
-    )
+    def analyse(search: Search) -> CriticalPoints:
+        """Deduplicate (converged first), count basins, analyse the distinct points."""
+        conv = search.grad_norm <= tol
+        keep, group = dedupe_converged_first(search.x, conv, dedupe_tol)
+        counts = None
+        if search.start_cand is not None:  # descent start -> candidate -> group
+            ok = conv[search.start_cand]
+            counts = torch.bincount(group[search.start_cand][ok], minlength=keep.numel()).cpu()
+        info.update(
+            n_newton_starts=search.n_newton, n_seeds=search.n_seeds,
+            n_candidates=search.x.shape[0], n_unconverged_candidates=int((~conv).sum()),
+        )  # fmt: skip
+        return CriticalPoints.from_points(
+            model, search.x[keep].reshape(-1, *shape), sigma, converged=conv[keep],
+            patterns=pats, label_tol=label_tol, basin_counts=counts,
+            n_basin_starts=n0 if counts is not None else 0,
+            source=[search.source[int(i)] for i in keep], n_eigs=n_eigs, tol=tol, info=info,
+        )  # fmt: skip
+
+    cps = analyse(search)
+    if not bool(cps.converged.any()) and search.x.shape[0]:
+        warn_unconverged(search.x.shape[0], float(search.grad_norm.min()), tol, precision)
+    conv = cps.converged.to(device)
+    exact = bool(cps.table.index_complete[cps.table.converged].all())
+    incomplete = seeds and exact and bool(conv.any()) and cps.euler_characteristic() != 1
+    incomplete = incomplete and retries > 0 and is_coercive(model)  # χ(ℝᵈ) = 1 if coercive
+    if incomplete:
+        known = cps.points.reshape(-1, d)[conv]
+        extra, extra_src, info["retries"] = complete_census(
+            model, sigma, shape, known, cps.morse_index.to(device)[conv], tol=tol,
+            dedupe_tol=dedupe_tol, length=scale, box=(lo, hi), retries=retries,
+            generator=generator,
+        )  # fmt: skip
+        if extra.shape[0]:
+            grad_norm = flat_score(model, extra, sigma, shape).norm(dim=1)
+            cps = analyse(search.extend(extra, grad_norm, extra_src))
+    if incomplete and cps.euler_characteristic() != 1:
+        warn_incomplete(model, sigma, cps.morse_index[cps.converged], info["retries"])
+    cps.info.update(retries=info["retries"], euler_sum=cps.euler_characteristic())
+    return cps
 
 
 def _box(
@@ -455,33 +484,3 @@ def _box(
     widen = float(sigma) if isinstance(sigma, (int, float)) else 0.0
     pad = 0.1 * (hi - lo).clamp_min(1e-12) + widen
     return lo - pad, hi + pad
-
-
-def _seeds(mins: torch.Tensor, max_seeds: int) -> tuple[torch.Tensor, list[str]]:
-    """Midpoints of pairs and centroids of triples (and of all) of the minima ``(M, d)``.
-
-    All pairs/triples when few; otherwise pairs of k-nearest neighbours and triples
-    from each point's nearest neighbours, capped at ``max_seeds``.
-    """
-    m = mins.shape[0]
-    if m < 2:
-        return mins[:0], []
-    pairs: list[tuple[int, ...]]
-    if m * (m - 1) // 2 <= max_seeds // 2:
-        pairs = list(combinations(range(m), 2))
-    else:
-        k = min(m - 1, 4)
-        nn = torch.cdist(mins, mins).topk(k + 1, largest=False).indices[:, 1:]
-        pairs = sorted({tuple(sorted((i, int(j)))) for i in range(m) for j in nn[i]})
-    triples: list[tuple[int, ...]] = []
-    if m >= 3:
-        if m * (m - 1) * (m - 2) // 6 <= max_seeds // 2:
-            triples = list(combinations(range(m), 3))
-        else:
-            nn = torch.cdist(mins, mins).topk(3, largest=False).indices[:, 1:]
-            triples = sorted({tuple(sorted((i, int(nn[i, 0]), int(nn[i, 1])))) for i in range(m)})
-    pairs, triples = pairs[: max_seeds // 2], triples[: max_seeds // 2]
-    pts = [mins[list(p)].mean(0) for p in pairs] + [mins[list(t)].mean(0) for t in triples]
-    pts.append(mins.mean(0))
-    src = ["midpoint"] * len(pairs) + ["centroid3"] * len(triples) + ["centroid"]
-    return torch.stack(pts), src

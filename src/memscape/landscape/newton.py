@@ -18,6 +18,8 @@ Works for score-only models too (then ``H`` may be non-symmetric).
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +61,84 @@ class NewtonResult:
     iterations: torch.Tensor
 
 
-def default_tol(dtype: torch.dtype) -> float:
-    """Default gradient tolerance: 1e-8 in float64, 1e-4 in lower precision."""
-    return 1e-8 if dtype == torch.float64 else 1e-4
+#: ``‖∇E‖`` tolerance in float64, absolute: its round-off floor (~1e-16 × the gradient scale) lies
+#: orders of magnitude below for any landscape of moderate curvature.
+FLOAT64_TOL = 1e-8
+
+#: ``‖∇E‖`` tolerance in float32, relative to the gradient scale: ~1000 ulp (ε₃₂ = 1.2e-7) of a
+#: gradient computed in float32; lower precisions scale it by ``√(ε/ε₃₂)``.
+FLOAT32_RTOL = 1e-4
+
+#: directions (seeded, so the scale is deterministic) over which :func:`gradient_scale` takes
+#: its median.
+SCALE_SAMPLES = 16
+
+
+def default_tol(dtype: torch.dtype, scale: float | None = None) -> float:
+    """Default gradient tolerance for a gradient computed in ``dtype``.
+
+    :data:`FLOAT64_TOL` in float64; otherwise ``FLOAT32_RTOL · √(ε/ε₃₂) · scale`` with
+    ``scale`` the gradient scale (:func:`gradient_scale`; 1 when not given).
+    """
+    if dtype == torch.float64:
+        return FLOAT64_TOL
+    eps32 = torch.finfo(torch.float32).eps
+    return (
+        FLOAT32_RTOL * math.sqrt(torch.finfo(dtype).eps / eps32) * (1.0 if scale is None else scale)
+    )
+
+
+def compute_dtype(model: object, dtype: torch.dtype) -> torch.dtype:
+    """The precision a gradient of ``model`` has when analysed in ``dtype``.
+
+    The lower of ``dtype`` and the floating dtype of the model's parameters or buffers
+    when it is (or wraps, as ``fn`` / ``network`` / ``net``) a :class:`torch.nn.Module`:
+    a float32 network analysed in float64 still computes its score in float32.
+    """
+    found = [dtype]
+    for obj in (model, *(getattr(model, a, None) for a in ("fn", "network", "net"))):
+        if isinstance(obj, torch.nn.Module):
+            tensors = itertools.chain(obj.parameters(), obj.buffers())
+            found += [t.dtype for t in tensors if t.is_floating_point()][:1]
+    return max(found, key=lambda t: torch.finfo(t).eps)
+
+
+def gradient_scale(
+    model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any, shape: tuple[int, ...], length: float
+) -> float:
+    """The gradient a displacement of ``length`` produces: ``median ‖∇E(x + ℓu) − ∇E(x)‖``.
+
+    Over up to :data:`SCALE_SAMPLES` of the flat states ``x`` ``(B, d)`` with unit
+    directions ``u`` from a generator seeded 0 (deterministic); ``ℓ = length`` (the
+    census' spacing of the patterns). It sets the float32 tolerance by the curvature
+    of the landscape, not by how close the states already are to critical points.
+    Falls back to 1 when it is not positive and finite.
+    """
+    n = min(SCALE_SAMPLES, x.shape[0])
+    if n == 0:
+        return 1.0
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(n, x.shape[1], generator=gen, dtype=x.dtype).to(x.device)
+    u = u / u.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    sig = slice_sigma(sigma, torch.arange(n, device=x.device))
+    dg = flat_score(model, x[:n] + length * u, sig, shape) - flat_score(model, x[:n], sig, shape)
+    scale = float(dg.norm(dim=1).median())
+    return scale if math.isfinite(scale) and scale > 0 else 1.0
+
+
+def model_tol(
+    model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any, shape: tuple[int, ...], length: float
+) -> float:
+    """The census' default ``‖∇E‖`` tolerance for ``model`` analysed in ``x.dtype``.
+
+    :func:`default_tol` of :func:`compute_dtype`: :data:`FLOAT64_TOL` when the gradient
+    is computed in float64; otherwise relative to :func:`gradient_scale` at the flat
+    states ``x`` ``(B, d)`` with displacement ``length``.
+    """
+    precision = compute_dtype(model, x.dtype)
+    if precision == torch.float64:
+        return default_tol(precision)
+    return default_tol(precision, gradient_scale(model, x, sigma, shape, length))
 
 
 def newton_refine(
@@ -158,11 +235,11 @@ def _lm(
         if idx.numel() == 0:
             break
         sig = slice_sigma(sigma, idx)
-        fac = _factor(flat_hessian(model, x[idx], sig, shape), g[idx], symmetric)
+        fac = factor_hessian(flat_hessian(model, x[idx], sig, shape), g[idx], symmetric)
         scale = fac[-1]
         lam_i = torch.where(torch.isnan(lam[idx]), damping * scale, lam[idx])
         while True:  # retry rejected steps with larger λ, reusing the factorization
-            delta = _step(fac, lam_i, symmetric)
+            delta = damped_step(fac, lam_i, symmetric)
             if max_step is not None:
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(max_step / norm.clamp_min(1e-300), max=1.0)
@@ -188,7 +265,7 @@ def _lm(
     return x, gn, its
 
 
-def _factor(h: torch.Tensor, g: torch.Tensor, symmetric: bool) -> tuple[torch.Tensor, ...]:
+def factor_hessian(h: torch.Tensor, g: torch.Tensor, symmetric: bool) -> tuple[torch.Tensor, ...]:
     """Per-iteration factorization; the last entry is the λ scale (mean of diag HᵀH)."""
     tiny = torch.finfo(h.dtype).tiny
     if symmetric:
@@ -201,8 +278,8 @@ def _factor(h: torch.Tensor, g: torch.Tensor, symmetric: bool) -> tuple[torch.Te
     return hth, rhs, hth.diagonal(dim1=1, dim2=2).mean(1).clamp_min(tiny)
 
 
-def _step(fac: tuple[torch.Tensor, ...], lam: torch.Tensor, symmetric: bool) -> torch.Tensor:
-    """The damped step ``δ(λ)`` ``(n, d)`` from :func:`_factor`."""
+def damped_step(fac: tuple[torch.Tensor, ...], lam: torch.Tensor, symmetric: bool) -> torch.Tensor:
+    """The damped step ``δ(λ)`` ``(n, d)`` from :func:`factor_hessian`."""
     if symmetric:
         q, w, gq, _ = fac
         return -(q @ (w / (w * w + lam[:, None]) * gq).unsqueeze(2)).squeeze(2)

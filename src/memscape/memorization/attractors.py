@@ -104,7 +104,7 @@ def classify_attractors(
         model = copy.deepcopy(model).double()
     cps = critical_points(model, sigma, n_starts=n_starts, generator=generator, patterns=flat,
                           n_newton_starts=0, max_seeds=max_seeds, tol=tol,
-                          dedupe_tol=dedupe_tol)  # fmt: skip
+                          dedupe_tol=dedupe_tol, retries=0)  # fmt: skip  (minima only)
     is_min = cps.converged & (cps.morse_index == 0)
     if not bool(is_min.any()):
         return pd.DataFrame(

@@ -116,7 +116,7 @@ def memorization_job(
     n = len(pool := load_pool(c, seed=run_seed))
     big = max(c.sizes)  # held-out and fresh: half each of what the largest K (and twin) leave
     h = min(c.held_out, (n - 2 * big if c.pairs and n - 2 * big >= 2 else n - big) // 2)
-    train_a = pool.subset(K, seed=seed).x
+    train_a, h = pool.subset(K, seed=seed).x, h if h >= 2 else 0  # classes need 2 samples
     held, fresh = (pool.subset(h, seed, start=n - i * h).x if h else None for i in (1, 2))
 
     def gen(*tag: Any) -> Any:

@@ -1,0 +1,280 @@
+"""``memscape analyze``: any model (exact, a Python-path denoiser, a diffusers folder) into a
+results folder; every bad input one ``error:`` line naming the argument, before any work.
+
+Truth: the exact model of six points of a hexagon (its samples are training points, its
+minima at small σ sit on them and its index-1 saddles at the midpoints of neighbours, its
+score is a gradient, its log-density the Gaussian mixture's closed form), the Wiener filter
+of Gaussian data (one critical point, the mean, with Hessian (S + σ²I)⁻¹, and a Gaussian
+log-density), and a tiny ``UNet2DModel`` built here (no downloads).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import memscape as ms
+from memscape.cli import _fingerprint, app
+from tests.test_adapters import _gaussian
+
+runner = CliRunner()
+F64 = torch.float64
+HEXAGON = np.stack([np.cos(np.arange(6) * math.pi / 3), np.sin(np.arange(6) * math.pi / 3)], 1)
+
+
+def invoke(*args):
+    return runner.invoke(app, ["analyze", *(str(a) for a in args)], env={"COLUMNS": "200"})
+
+
+def refused(res, *words):
+    """Exit 2 with one ``error:`` line (no traceback) containing ``words``."""
+    text = res.output.strip()
+    assert res.exit_code == 2, res.output
+    assert text.startswith("error:") and "\n" not in text, text
+    for w in words:
+        assert w in text, (w, text)
+
+
+def log_mixture(x: np.ndarray, centres: np.ndarray, var: float) -> np.ndarray:
+    """log (1/K) Σ_k N(x; y_k, var I), by hand."""
+    sq = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+    logs = -sq / (2 * var) - 0.5 * x.shape[1] * math.log(2 * math.pi * var)
+    return np.logaddexp.reduce(logs, axis=1) - math.log(len(centres))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    np.save(root / "train.npy", HEXAGON)
+    np.save(root / "held.npy", 1.15 * HEXAGON)
+    np.save(root / "three.npy", np.zeros((5, 3)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def exact_run(files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "exact"
+    args = (files / "train.npy", "--held-out", files / "held.npy", "--samples", 12,
+            "--sigma", "0.1", "--census", 3, "--likelihood", 3, "--trace", "exact",
+            "--likelihood-sigma", 0.2, "--out", out)  # fmt: skip
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    return out, args
+
+
+def test_exact_model_results_match_the_closed_forms(exact_run):
+    out, _ = exact_run
+    for name in ("classes", "census", "asymmetry", "likelihood", "timings"):
+        assert (out / f"{name}.parquet").is_file() and (out / f"{name}.csv").is_file(), name
+    for name in ("config.json", "report.md", "report.html", "ratio.png", "nearest.png"):
+        assert (out / name).is_file(), name
+    x = np.load(out / "samples.npy")
+    assert x.shape == (12, 2)
+    # the exact probability-flow ODE ends on a training point (stored as float32 by the loader)
+    d1 = np.linalg.norm(x[:, None] - HEXAGON[None], axis=-1).min(1)
+    assert d1.max() < 1e-6
+    classes = pd.read_parquet(out / "classes.parquet")
+    assert list(classes["class"]) == ["memorized"] * 12
+    # σ = 0.1 ≪ spacing 1: minima on the points, index-1 saddles at neighbours' midpoints
+    census = pd.read_parquet(out / "census.parquet")
+    census = census[census["converged"]]
+    pts = census[["x0", "x1"]].to_numpy()
+    minima, saddles = pts[census["morse_index"] == 0], pts[census["morse_index"] == 1]
+    mids = (HEXAGON + np.roll(HEXAGON, 1, axis=0)) / 2
+    assert len(minima) >= 2 and len(saddles) >= 1
+    assert np.linalg.norm(minima[:, None] - HEXAGON[None], axis=-1).min(1).max() < 1e-6
+    assert np.linalg.norm(saddles[:, None] - mids[None], axis=-1).min(1).max() < 1e-6
+    assert (census["sigma"] == 0.1).all()
+    asym = pd.read_parquet(out / "asymmetry.parquet")
+    assert len(asym) == 3 and asym["asymmetry"].max() < 1e-10  # −log p_σ is an energy
+    like = pd.read_parquet(out / "likelihood.parquet")
+    train, held = like[like["set"] == "train"], like[like["set"] == "held_out"]
+    np.testing.assert_allclose(train["log_likelihood"], log_mixture(HEXAGON[:3], HEXAGON, 0.04),
+                               atol=2e-3)  # fmt: skip
+    np.testing.assert_allclose(held["log_likelihood"],
+                               log_mixture(1.15 * HEXAGON[:3], HEXAGON, 0.04), atol=2e-3)  # fmt: skip
+    assert held["log_likelihood"].max() < train["log_likelihood"].min()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["experiment"] == "analyze" and cfg["config"]["samples"] == 12
+    assert cfg["config"]["sigma"] == [0.1] and cfg["config"]["likelihood_sigma"] == 0.2
+    assert set(cfg["data"]) == {"model", "data", "held_out"}
+    assert cfg["data"]["model"] == cfg["data"]["data"] != cfg["data"]["held_out"]
+    assert cfg["runs"][-1]["environment"]["torch"] == torch.__version__
+    assert cfg["runs"][-1]["status"] == "finished"
+    report = (out / "report.md").read_text()
+    for title in ("Memorization", "Attractors near the samples", "Conservativeness",
+                  "Likelihood at σ = 0.2", "Time"):  # fmt: skip
+        assert f"## {title}" in report, title
+
+
+def test_the_same_command_resumes_and_other_options_are_refused(exact_run, tmp_path, monkeypatch):
+    out, args = exact_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    args = [*args[:-1], copy]
+    before = {n: pd.read_parquet(copy / f"{n}.parquet") for n in ("classes", "census")}
+
+    def boom(*a, **k):
+        raise AssertionError("a finished stage ran again")
+
+    for name in ("sample", "critical_points", "classify_samples", "log_likelihood",
+                 "score_asymmetry"):  # fmt: skip
+        monkeypatch.setattr(ms, name, boom)
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    for name, table in before.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(copy / f"{name}.parquet"), table)
+    cfg = json.loads((copy / "config.json").read_text())
+    assert [r["status"] for r in cfg["runs"]] == ["finished", "finished"]
+    other = [*args]
+    other[other.index("--samples") + 1] = 13
+    refused(invoke(*other), "--out", "samples")
+    assert len(json.loads((copy / "config.json").read_text())["runs"]) == 2
+
+
+def test_a_python_path_denoiser_without_data(tmp_path):
+    """The Wiener filter: one critical point, the mean μ, with Hessian (S + σ²I)⁻¹."""
+    out = tmp_path / "g"
+    res = invoke("tests.test_adapters:gaussian_model", "--samples", 4, "--sigma", "0.5",
+                 "--census", 2, "--likelihood", 2, "--trace", "exact", "--out", out)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert not (out / "classes.parquet").exists()  # no training set: no memorization
+    mean, cov = (t.numpy() for t in _gaussian())
+    census = pd.read_parquet(out / "census.parquet")
+    census = census[census["converged"]]
+    np.testing.assert_allclose(census[["x0", "x1", "x2"]].to_numpy(), np.tile(mean, (len(census), 1)),
+                               atol=1e-8)  # fmt: skip
+    assert set(census["morse_index"]) == {0}
+    eig = np.linalg.eigvalsh(np.linalg.inv(cov + 0.25 * np.eye(3)))
+    np.testing.assert_allclose(np.stack(census["eigenvalues"].to_numpy())[0], eig, rtol=1e-6)
+    assert pd.read_parquet(out / "asymmetry.parquet")["asymmetry"].max() < 1e-10
+    like = pd.read_parquet(out / "likelihood.parquet")
+    assert set(like["set"]) == {"generated"}  # no training set, no held-out set
+    x = np.load(out / "samples.npy")[:2]
+    c = cov + 0.002**2 * np.eye(3)
+    z = x - mean
+    ref = -0.5 * np.einsum("bi,ij,bj->b", z, np.linalg.inv(c), z) - 0.5 * np.log(
+        np.linalg.det(2 * math.pi * c)
+    )
+    # the prior N(0, σ_max² I) in place of p_σmax = N(μ, S + σ_max² I) costs O(‖μ‖/σ_max)
+    np.testing.assert_allclose(like["log_likelihood"], ref, atol=0.02)
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    diffusers = pytest.importorskip("diffusers")
+    root = tmp_path_factory.mktemp("pipe")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet = diffusers.UNet2DModel(
+            sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+            block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        )  # fmt: skip
+    diffusers.DDIMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler()).save_pretrained(
+        root / "pipe"
+    )
+    rng = np.random.default_rng(0)
+    np.save(root / "digits.npy", rng.uniform(-1, 1, (20, 64)).astype(np.float32))  # (N, 64)
+    return root
+
+
+def test_a_diffusers_folder_with_flat_data_reshaped_to_its_images(pipe, tmp_path):
+    out = tmp_path / "d"
+    res = invoke(pipe / "pipe", "--data", pipe / "digits.npy", "--samples", 4, "--steps", 3,
+                 "--sigma", "1.0", "--census", 1, "--max-steps", 5, "--likelihood", 0,
+                 "--out", out)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    x = np.load(out / "samples.npy")
+    assert x.shape == (4, 1, 8, 8) and np.isfinite(x).all()
+    assert len(pd.read_parquet(out / "classes.parquet")) == 4
+    assert (pd.read_parquet(out / "census.parquet")["sigma"] == 1.0).all()
+    # an untrained network's score is no gradient field: its Jacobian is not symmetric
+    assert pd.read_parquet(out / "asymmetry.parquet")["asymmetry"].min() > 0.1
+    assert not (out / "likelihood.parquet").exists()
+    assert "DiffusersModel(unet='UNet2DModel'" in (out / "report.md").read_text()
+
+
+def test_fingerprints_follow_the_weights(pipe):
+    model = ms.adapters.load(pipe / "pipe")
+    same = ms.adapters.load(pipe / "pipe")
+    assert _fingerprint(model) == _fingerprint(same)
+    with torch.no_grad():
+        same.unet.conv_out.bias[0] += 1e-6
+    assert _fingerprint(model) != _fingerprint(same)
+    x = torch.zeros(3, 2, dtype=F64)
+    assert _fingerprint(x) != _fingerprint(x.float()) and _fingerprint(x) == _fingerprint(x.clone())
+
+
+# ------------------------------------------------------------------ bad input
+def _bad_inputs(files, pipe_dir):
+    t, p = files / "train.npy", pipe_dir / "pipe"
+    return [
+        ((files / "nope",), ("MODEL", "no such model folder")),
+        ((files / "nope.npy",), ("MODEL", "does not exist")),
+        ((files / "notes.txt",), ("MODEL", "is a file")),
+        ((files / "w.safetensors",), ("MODEL", "no model.json beside it")),
+        ((files / "empty",), ("MODEL", "holds no model")),
+        (("exact:no_such_set",), ("MODEL", "unknown data set")),
+        ((t, "--data", files / "nope.npy"), ("--data", "does not exist")),
+        ((t, "--data", files / "three.npy"), ("--data", "(3,)", "event shape is (2,)")),
+        ((t, "--held-out", files / "three.npy"), ("--held-out", "event shape")),
+        ((t, "--sigma", "abc"), ("--sigma", "'abc'")),
+        ((t, "--sigma", "0.1,-1"), ("--sigma",)),
+        ((t, "--sigma", "0"), ("--sigma",)),
+        ((t, "--sigma", "nan"), ("--sigma",)),
+        ((t, "--sigma", ""), ("--sigma",)),
+        ((p, "--sigma", "200"), ("--sigma 200 is outside", "157.407")),
+        ((p, "--likelihood-sigma", "0.001"), ("--likelihood-sigma 0.001 is outside",)),
+        ((t, "--likelihood-sigma", "-1"), ("--likelihood-sigma",)),
+        ((t, "--samples", 1), ("--samples must be >= 2",)),
+        ((t, "--samples", 4, "--census", 5), ("--census (5)",)),
+        ((t, "--steps", 0), ("--steps",)),
+        ((t, "--batch", 0), ("--batch",)),
+        ((t, "--max-steps", 0), ("--max-steps",)),
+        ((t, "--likelihood", -1), ("--likelihood",)),
+        ((t, "--seed", -1), ("--seed",)),
+        ((t, "--sampler", "rk99"), ("--sampler", "'rk99'")),
+        ((t, "--trace", "nope"), ("--trace", "'nope'")),
+        ((t, "--device", "foo"), ("'foo'",)),
+        ((t, "--option", "novalue"), ("--option",)),
+    ]
+
+
+def test_every_bad_input_is_one_error_before_any_work(files, pipe, tmp_path, monkeypatch):
+    (files / "notes.txt").write_text("hello")
+    (files / "w.safetensors").write_bytes(b"\x00")
+    (files / "empty").mkdir(exist_ok=True)
+
+    def boom(*a, **k):
+        raise AssertionError("work started before the input was checked")
+
+    monkeypatch.setattr(ms, "sample", boom)
+    out = tmp_path / "o"
+    for args, words in _bad_inputs(files, pipe):
+        refused(invoke(*args, "--out", out), *words)
+        assert not out.exists(), args
+    (tmp_path / "f").write_text("keep")
+    refused(invoke(files / "train.npy", "--out", tmp_path / "f"), "--out", "is a file")
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_analyze_help_loads_no_heavy_library():
+    heavy = {"torch": "torch._C", "scipy": "scipy._lib", "pandas": "pandas.core",
+             "matplotlib": "matplotlib.figure"}  # fmt: skip
+    code = (
+        "import sys\nfrom memscape.cli import app\n"
+        "try:\n    app(['analyze', '--help'])\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY', sorted(k for k, m in {heavy!r}.items() if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout and "--held-out" in out.stdout, out.stdout[-800:]
