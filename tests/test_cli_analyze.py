@@ -23,7 +23,8 @@ import torch
 from typer.testing import CliRunner
 
 import memscape as ms
-from memscape.cli import _fingerprint, app
+from memscape.analyze import fingerprint
+from memscape.cli import app
 from tests.test_adapters import _gaussian
 
 runner = CliRunner()
@@ -207,12 +208,12 @@ def test_a_diffusers_folder_with_flat_data_reshaped_to_its_images(pipe, tmp_path
 def test_fingerprints_follow_the_weights(pipe):
     model = ms.adapters.load(pipe / "pipe")
     same = ms.adapters.load(pipe / "pipe")
-    assert _fingerprint(model) == _fingerprint(same)
+    assert fingerprint(model) == fingerprint(same)
     with torch.no_grad():
         same.unet.conv_out.bias[0] += 1e-6
-    assert _fingerprint(model) != _fingerprint(same)
+    assert fingerprint(model) != fingerprint(same)
     x = torch.zeros(3, 2, dtype=F64)
-    assert _fingerprint(x) != _fingerprint(x.float()) and _fingerprint(x) == _fingerprint(x.clone())
+    assert fingerprint(x) != fingerprint(x.float()) and fingerprint(x) == fingerprint(x.clone())
 
 
 # ------------------------------------------------------------------ bad input

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("memscape.dynamics", "memscape.memorization.neighbors"),
     ("memscape.landscape",),
     ("memscape.memorization",),
-    ("memscape.experiments",),
+    ("memscape.experiments", "memscape.analyze"),
     ("memscape.cli", "memscape"),
 ]
 
