@@ -293,6 +293,18 @@ def _load_model(spec: str, *, device: str, loader: dict[str, Any]) -> tuple[Any,
         raise type(err)(f"MODEL {spec!r}: {_message(err)}") from None
 
 
+@app.command("explore")
+def explore_command(
+    results_dir: str = typer.Argument(..., help="a results folder with explorer.json "
+                                      "(landscape, morse-smale)"),
+) -> None:  # fmt: skip
+    """(Re)write RESULTS_DIR/explorer.html from its explorer.json and print its path."""
+    from memscape.runs.explorer import write_explorer
+
+    with _errors():
+        typer.echo(str(write_explorer(results_dir)))
+
+
 @app.command("sample")
 def sample_command(
     run: str = typer.Argument(

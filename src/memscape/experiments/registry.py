@@ -274,7 +274,8 @@ def run_experiment(
     ctx = Context(folder, seed, workers, executor, address, progress, quick)
     try:
         exp.run(cfg, ctx)
-        folder.write_report(f"memscape run {name}")
+        changed = {k: getattr(cfg, k) for k in exp.quick} if quick else None
+        folder.write_report(f"memscape run {name}", quick=changed)
     except KeyboardInterrupt as err:
         folder.end_run("interrupted")
         what = str(err) if isinstance(err, Interrupted) else "every job had finished"

@@ -6,14 +6,16 @@ Every file is written atomically (temporary name in the same folder, then
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
-import html
 import json
+import math
+import numbers
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,16 @@ from memscape.io import atomic_write, environment, write_json
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Check", "ResultsFolder", "git_commit", "provenance"]
+__all__ = [
+    "Check",
+    "ResultsFolder",
+    "Section",
+    "duration",
+    "git_commit",
+    "provenance",
+    "report_header",
+    "template",
+]
 
 
 def _now() -> str:
@@ -113,7 +124,7 @@ class ResultsFolder:
     """
 
     path: Path
-    sections: list[tuple[str, str]] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
 
@@ -239,10 +250,8 @@ class ResultsFolder:
         self.save_figure(name, fig)
 
     def add_section(self, title: str, markdown: str = "", *tables: pd.DataFrame) -> None:
-        """Add a Markdown section to the report: text, then each table (without its index)."""
-        parts = [markdown] if markdown else []
-        parts += [t.to_markdown(index=False) for t in tables]
-        self.sections.append((title, "\n\n".join(parts)))
+        """Add a report section: Markdown text, then each table (without its index)."""
+        self.sections.append(Section(title, markdown, list(tables)))
 
     def add_check(
         self,
@@ -259,38 +268,22 @@ class ResultsFolder:
         self.checks.append(check)
         return check
 
-    def write_report(self, title: str) -> Path:
-        """Write ``report.md`` and ``report.html``: config, checks, sections and figures."""
-        cfg = self.read_config() or {}
-        lines = [f"# {title}", ""]
-        if self.checks:
-            lines += [
-                "## Measured against theory",
-                "",
-                "kind: *measurement*, a measured value against an independent prediction; "
-                "*identity*, one computation by two routes (tests the code, not the theory).",
-                "",
-                "| check | kind | measured | theory | gap | tolerance | result |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            for c in self.checks:
-                kind = "rel." if c.relative else "abs."
-                name = c.name.replace("|", "\\|")
-                lines.append(
-                    f"| {name} | {'identity' if c.identity else 'measurement'} | "
-                    f"{c.measured:.4g} | {c.theory:.4g} | {c.gap:.3g} ({kind}) | "
-                    f"{c.tolerance:.3g} | {'PASS' if c.passed else 'FAIL'} |"
-                )
-            lines.append("")
-        for sec_title, body in self.sections:
-            lines += [f"## {sec_title}", "", body, ""]
-        if self.figures:
-            lines += ["## Figures", ""]
-            lines += [f"![{f}]({f}.png)" for f in self.figures]
-            lines.append("")
-        lines += ["## Config", "", "```json", json.dumps(cfg, indent=2), "```", ""]
-        md = "\n".join(lines)
-        atomic_write(self.path / "report.md", lambda p: p.write_text(md))
+    def write_report(self, title: str, *, quick: Mapping[str, Any] | None = None) -> Path:
+        """Write ``report.md`` and ``report.html`` (and ``checks.parquet``); the HTML's path.
+
+        Both open with the same header (:func:`report_header`): experiment, how many
+        checks passed, wall time per sweep and in total, the machine, a quick-mode banner
+        naming the options ``--quick`` changed, and the command. ``report.html`` is one
+        self-contained file rendered from a Jinja2 template (figures embedded as base64
+        PNG, a stylesheet, escaped cells): it stays whole when moved or mailed.
+        ``report.md`` is its plain-text twin (figures linked beside it).
+
+        Args:
+            title: the report's title.
+            quick: the overrides of a quick run (``{option: value}``), shown in the
+                banner; ``None``: not a quick run (or, when the command has ``--quick``,
+                one whose overrides were not passed).
+        """
         if self.checks:
             import pandas as pd
 
@@ -298,23 +291,167 @@ class ResultsFolder:
                 [{**c.__dict__, "gap": c.gap, "passed": c.passed} for c in self.checks]
             )
             self.write_table("checks", checks)
-        import base64
-
-        import markdown
-
-        for f in self.figures:  # embed the figures: the page stays whole when moved or mailed
-            data = base64.b64encode((self.path / f"{f}.png").read_bytes()).decode()
-            md = md.replace(f"]({f}.png)", f"](data:image/png;base64,{data})")
-        body = markdown.markdown(md, extensions=["tables", "fenced_code"])
-        page = (
-            f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style>{body}"
+        cfg = self.read_config() or {}
+        ctx = {
+            "title": title,
+            "header": report_header(self.path, cfg, self.checks, quick),
+            "checks": [_check_row(c) for c in self.checks],
+            "sections": self.sections,
+            "figures": self.figures,
+            "rows": _rows,
+            "config": json.dumps(cfg, indent=2, ensure_ascii=False),
+        }
+        md = template("report.md.j2").render(**ctx)
+        atomic_write(self.path / "report.md", lambda p: p.write_text(md, encoding="utf-8"))
+        page = template("report.html.j2").render(**ctx, text=_markdown_html, image=self._data_uri)
+        return atomic_write(
+            self.path / "report.html", lambda p: p.write_text(page, encoding="utf-8")
         )
-        return atomic_write(self.path / "report.html", lambda p: p.write_text(page))
+
+    def _data_uri(self, figure: str) -> str:
+        """``data:image/png;base64,…`` of a saved figure: the page needs no file beside it."""
+        data = base64.b64encode((self.path / f"{figure}.png").read_bytes()).decode("ascii")
+        return f"data:image/png;base64,{data}"
 
 
-_STYLE = (
-    "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
-    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.2em .5em}"
-    "th{background:#eee}img{max-width:100%}pre{background:#f6f6f6;padding:.5em;overflow:auto}"
-)
+@dataclass
+class Section:
+    """A report section: a title, Markdown text, then tables."""
+
+    title: str
+    text: str = ""
+    tables: list[Any] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ report pieces
+@functools.cache
+def template(name: str) -> Any:
+    """The Jinja2 template ``name`` of ``memscape/runs/templates`` (HTML ones autoescaped)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=lambda name: name is not None and ".html" in name,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["md"] = _md_escape
+    return env.get_template(name)
+
+
+def _cell(v: Any) -> str:
+    """A table cell as text: floats (numpy's too) to 6 significant digits, NaN and None empty."""
+    if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral):
+        return "" if math.isnan(v) else f"{float(v):.6g}"
+    return "" if v is None else str(v)
+
+
+def _rows(table: Any) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Header, cells (as text) and which columns are numeric, of a DataFrame."""
+    import pandas as pd
+
+    cols = [str(c) for c in table.columns]
+    numeric = [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+               for t in table.dtypes]  # fmt: skip
+    rows = [[_cell(v) for v in r] for r in table.itertuples(index=False, name=None)]
+    return cols, rows, numeric
+
+
+def _md_escape(text: str) -> str:
+    """A Markdown table cell: ``|`` escaped (so it cannot end the cell), one line."""
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
+
+
+def _markdown_html(text: str, *, inline: bool = False) -> Any:
+    """Markdown text as HTML (Python-Markdown); ``inline``: without the enclosing ``<p>``."""
+    import markdown
+    from markupsafe import Markup
+
+    out = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    if inline and out.startswith("<p>") and out.endswith("</p>") and out.count("<p>") == 1:
+        out = out[3:-4]
+    return Markup(out)
+
+
+def _check_row(c: Check) -> dict[str, str]:
+    return {
+        "name": c.name,
+        "kind": "identity" if c.identity else "measurement",
+        "measured": f"{c.measured:.4g}",
+        "theory": f"{c.theory:.4g}",
+        "gap": f"{c.gap:.3g} ({'rel.' if c.relative else 'abs.'})",
+        "tolerance": f"{c.tolerance:.3g}",
+        "result": "PASS" if c.passed else "FAIL",
+    }
+
+
+def _seconds(a: str, b: str) -> float | None:
+    """Seconds from time stamp ``a`` to ``b`` (:func:`_now`'s format), ``None`` if unreadable."""
+    from datetime import datetime
+
+    try:
+        fmt = "%Y-%m-%dT%H:%M:%S%z"
+        return (datetime.strptime(b, fmt) - datetime.strptime(a, fmt)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def duration(seconds: float | None) -> str:
+    """``"0.42 s"``, ``"12.3 s"``, ``"4 min 05 s"``, ``"2 h 03 min"`` (``"?"`` when unknown)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+
+
+def _sweeps(path: Path) -> list[dict[str, Any]]:
+    """Per sweep (``timing_<name>.parquet``): jobs, summed job time, first start to last end."""
+    import pandas as pd
+
+    out = []
+    for p in sorted(path.glob("timing_*.parquet")):
+        t = pd.read_parquet(p)
+        job = float(t["seconds"].sum()) if "seconds" in t and len(t) else None
+        wall = None
+        if {"start", "end"} <= set(t.columns) and t["start"].notna().any():
+            wall = _seconds(str(t["start"].dropna().min()), str(t["end"].dropna().max()))
+        out.append({"name": p.stem[len("timing_"):], "jobs": len(t), "job_time": duration(job),
+                    "wall": duration(wall)})  # fmt: skip
+    return out
+
+
+def report_header(
+    path: Path, cfg: dict[str, Any], checks: list[Check], quick: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What the report's header says, from ``config.json``, the timing tables and the checks.
+
+    Returns ``experiment``, ``passed``, ``total`` (checks), ``sweeps`` (per sweep:
+    ``name``, ``jobs``, ``job_time``, ``wall``), ``wall`` (this run so far), ``runs``
+    (runs into the folder), ``machine`` (one line), ``quick`` (``None``, or the
+    ``option = value`` overrides, empty when unknown) and ``command``.
+    """
+    runs = cfg.get("runs") or [{}]
+    run = runs[-1]
+    env = run.get("environment") or {}
+    command = str(run.get("command", ""))
+    device = "cuda" if env.get("cuda") else "cpu"
+    machine = (f"{env.get('cpu') or env.get('machine') or '?'}, {env.get('cpu_count', '?')} cores, "
+               f"{env.get('torch_threads', '?')} torch threads, device {device}, "
+               f"torch {env.get('torch', '?')}, host {env.get('host', '?')}")  # fmt: skip
+    if quick is None and "--quick" in command.split():
+        quick = {}
+    return {
+        "experiment": cfg.get("experiment", ""),
+        "passed": sum(c.passed for c in checks),
+        "total": len(checks),
+        "sweeps": _sweeps(path),
+        "wall": duration(_seconds(str(run.get("start")), _now())),
+        "runs": len(runs),
+        "machine": machine,
+        "quick": None if quick is None else [f"{k} = {v!r}" for k, v in quick.items()],
+        "command": command,
+    }

@@ -10,7 +10,10 @@ coercive Morse function on ℝ²) and the landscape figure: energy contours, sco
 lines, basin colouring and critical points by index. The point sets are data sets of
 :mod:`memscape.datasets`: ``polygon`` (the k vertices of a regular polygon on the unit
 circle; k = 3 the triangle), ``lattice`` (a √k × √k unit grid) and ``bimodal`` (k points
-split between two Gaussian blobs at (±1, 0)).
+split between two Gaussian blobs at (±1, 0)). ``explorer.html`` shows the family around
+the run's σ (β) in the browser: a slider over σ from σ·span to σ/span (β from β/span² to
+β·span²), the critical points by Morse index and the bifurcation diagram of the family
+(pseudo-arclength continuation; :mod:`memscape.landscape.explorer`).
 
 **Checked against:** the Euler characteristic Σ(−1)^index = 1 on ℝ² (Milnor, *Morse
 Theory*) and hyperbolicity of every critical point.
@@ -52,7 +55,7 @@ class LandscapeConfig:
     basin_samples: int = option(4000, "Monte-Carlo starts for basins", ge=10)
     resolution: int = option(120, "grid nodes per axis of the figure", ge=10)
     basin_resolution: int = option(80, "basin-map nodes per axis", ge=4)
-    span: float = option(2.0, "explorer: σ from σ·span down to σ/span (β from β/span² to "
+    span: float = option(2.5, "explorer: σ from σ·span down to σ/span (β from β/span² to "
                          "β·span²)", gt=1)  # fmt: skip
     frames: int = option(24, "explorer: slider values", ge=2)
     steps: int = option(30, "explorer: initial continuation steps over the range", ge=4)
@@ -169,6 +172,6 @@ def _explorer(cfg: LandscapeConfig, ctx: Context, out: dict[str, Any], title: st
     page = write_explorer(ctx.folder.path, explorer_data(f"memscape run landscape: {title}",
                                                          [fam], experiment="landscape"))  # fmt: skip
     ctx.section("Explorer", f"`{page.name}` (beside this report, one offline page): the "
-                f"landscape for {name} from {start:.3g} to {stop:.3g} with a slider, critical "
+                f"landscape for {fam['symbol']} from {start:.3g} to {stop:.3g} with a slider, critical "
                 "points by Morse index and the bifurcation diagram with a cursor at the "
                 f"slider's value ({len(out['bifurcations'])} bifurcations in the range).")  # fmt: skip

@@ -19,7 +19,9 @@ per memory. Three families are followed by pseudo-arclength continuation
 Between consecutive events a census, its Morse–Smale graph and a landscape snapshot are
 taken; the census must satisfy ``Σ(−1)^index = 1`` (Poincaré–Hopf on ℝ²), and the number
 of events found must equal ``Σ |ΔN|/2`` over consecutive censuses (each fold or pitchfork
-changes the number N of critical points by 2).
+changes the number N of critical points by 2). ``explorer.html`` shows the three families
+in the browser: a slider over σ (or the height), the landscape with its critical points
+and Morse–Smale graph, and the bifurcation diagram with a cursor at the slider's value.
 
 **Checked against:** Poincaré–Hopf (Σ(−1)^index = 1 for every census) and the count
 of events, Σ|ΔN|/2 over consecutive censuses.
@@ -35,6 +37,7 @@ import numpy as np
 
 import memscape as ms
 from memscape.experiments.registry import Context, option, register
+from memscape.runs.explorer import write_explorer
 
 pd = lazy.load("pandas")
 torch = lazy.load("torch")
@@ -62,7 +65,8 @@ class MorseSmaleConfig:
     height_stop: float = option(0.1, "third pattern's last height", gt=0)
     steps: int = option(40, "initial continuation steps per range", ge=4)
     n_starts: int = option(400, "random starts of each census", ge=10)
-    resolution: int = option(60, "grid nodes per axis of snapshots", ge=10)
+    resolution: int = option(60, "grid nodes per axis of snapshots and of the explorer", ge=10)
+    frames: int = option(24, "explorer: slider values along each family", ge=2)
 
     def validate(self) -> None:
         """The σ range and the height range must be proper intervals."""
@@ -111,12 +115,12 @@ def family_job(system: str, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     summary="Bifurcations and Morse–Smale graphs along generation: exact, trained, Hopfield.",
     paper="Ambrogioni 2023 (Morse–Smale dynamics of generative diffusion)",
     quick={"train_steps": 1000, "width": 64, "samples": 1024, "steps": 20, "n_starts": 100,
-           "resolution": 30},
+           "resolution": 30, "frames": 12},
     figures={
         **{f"{s}_bifurcations": f"bifurcation diagram of the {s} family" for s in SYSTEMS},
         **{f"{s}_snapshots": "landscape with its Morse–Smale graph between consecutive events"
            for s in SYSTEMS},
-    },
+    },  # and explorer.html: the three families in the browser, a slider over σ (or the height)
 )  # fmt: skip
 def run(cfg: MorseSmaleConfig, ctx: Context) -> None:
     """Three jobs (exact, trained, hopfield); tables, checks, diagrams and snapshots."""
@@ -146,27 +150,64 @@ def run(cfg: MorseSmaleConfig, ctx: Context) -> None:
                     "saddle → minimum edges). Events, then the census between events (one row "
                     "per snapshot):", bif[cols].round(4),
                     snaps.drop(columns=["parameter_name"]).round(4))  # fmt: skip
+    from memscape.landscape.explorer import explorer_data
+
+    data = explorer_data("memscape run morse-smale: landscapes along generation",
+                         [_explore(out[s], s, cfg) for s in SYSTEMS], experiment="morse-smale")  # fmt: skip
+    page = write_explorer(ctx.folder.path, data)
+    ctx.section("Explorer", f"`{page.name}` (beside this report, one offline page): each "
+                "family's landscape with a slider over its parameter, critical points by Morse "
+                "index, and the bifurcation diagram with a cursor at the slider's value.")  # fmt: skip
 
 
-def _figures(res: dict[str, Any], system: str, cfg: MorseSmaleConfig, ctx: Context) -> None:
-    """The bifurcation diagram (both coordinates) and one landscape snapshot per interval."""
+def _diagram(res: dict[str, Any]) -> Any:
+    """The family's :class:`BifurcationDiagram` from its two tables."""
     name = str(res["branches"]["parameter_name"].iloc[0])
-    bd = ms.BifurcationDiagram(name, name == "sigma", res["branches"], res["bifurcations"])
-    with ctx.figure(f"{system}_bifurcations", 1, 2, figsize=(10, 3.8)) as (fig, axes):
-        for ax, coord in zip(axes, ("x0", "x1"), strict=True):
-            ms.plot_bifurcation(bd, ax=ax, y=coord, legend=coord == "x0")
-            ax.invert_xaxis()  # σ (or the height) decreases: generation runs left to right
-        fig.suptitle(f"{system}: critical points along the family")
+    return ms.BifurcationDiagram(name, name == "sigma", res["branches"], res["bifurcations"])
+
+
+def _build(res: dict[str, Any], system: str, cfg: MorseSmaleConfig) -> Any:
+    """``build(value) -> (model, σ)`` of a system (the trained MLP restored from its weights)."""
     net = None
     if system == "trained":
         net = ms.ScoreModel.mlp(2, width=cfg.width, layers=3)
         net.load_state_dict({k[6:]: v for k, v in res.items() if k.startswith("param.")})
         net.sigma_data = float(res["sigma_data"][0])
         net.double().eval().requires_grad_(False)
-    snaps, build = res["snapshots"], family(system, cfg, net)[1]
+    return family(system, cfg, net)[1]
+
+
+def _limits(res: dict[str, Any]) -> dict[str, Any]:
+    """The landscapes' box: the patterns padded by 0.8."""
     pats = torch.tensor(res["patterns"][["x0", "x1"]].to_numpy())
     lo, hi = (pats.amin(0) - 0.8).tolist(), (pats.amax(0) + 0.8).tolist()
-    lims: dict[str, Any] = {"xlim": (lo[0], hi[0]), "ylim": (lo[1], hi[1])}
+    return {"xlim": (lo[0], hi[0]), "ylim": (lo[1], hi[1])}
+
+
+def _explore(res: dict[str, Any], system: str, cfg: MorseSmaleConfig) -> dict[str, Any]:
+    """The system's family for the explorer: ``cfg.frames`` values plus the snapshots'."""
+    from memscape.landscape.explorer import explorer_family, explorer_values
+
+    bd, (_, _, _, start, stop, pats) = _diagram(res), family(system, cfg)
+    values = explorer_values(start, stop, cfg.frames, log=bd.log,
+                             include=res["snapshots"]["value"])  # fmt: skip
+    return explorer_family(_build(res, system, cfg), bd, values, name=system,
+                           patterns=None if system == "hopfield" else pats, description=WHAT[system],
+                           resolution=cfg.resolution, **_limits(res))  # fmt: skip
+
+
+def _figures(res: dict[str, Any], system: str, cfg: MorseSmaleConfig, ctx: Context) -> None:
+    """The bifurcation diagram (both coordinates) and one landscape snapshot per interval."""
+    bd = _diagram(res)
+    name = bd.parameter
+    with ctx.figure(f"{system}_bifurcations", 1, 2, figsize=(10, 3.8)) as (fig, axes):
+        for ax, coord in zip(axes, ("x0", "x1"), strict=True):
+            ms.plot_bifurcation(bd, ax=ax, y=coord, legend=coord == "x0")
+            ax.invert_xaxis()  # σ (or the height) decreases: generation runs left to right
+        fig.suptitle(f"{system}: critical points along the family")
+    snaps, build = res["snapshots"], _build(res, system, cfg)
+    pats = torch.tensor(res["patterns"][["x0", "x1"]].to_numpy())
+    lims = _limits(res)
     n, cols, rows = len(snaps), min(len(snaps), 4), -(-len(snaps) // min(len(snaps), 4))
     with ctx.figure(f"{system}_snapshots", rows, cols, figsize=(3.6 * cols, 3.5 * rows)) as f:
         axes = np.asarray(f[1]).reshape(-1)

@@ -1,0 +1,243 @@
+"""The data of the browser explorer: a 2-D landscape along a one-parameter family.
+
+For each value of the family's parameter (σ, β, a pattern's height, ...) on a slider:
+the energy ``E(x, p)`` on a grid, the critical points with their Morse index, energy
+and label, and the Morse–Smale graph saddle → minimum; beside them, the bifurcation
+diagram of the family (branches of critical points by pseudo-arclength continuation,
+Keller 1977; folds and pitchforks, Kuznetsov 2004). Along a generic family the flow is
+Morse–Smale except at isolated bifurcation values (Ambrogioni 2023), so moving the
+slider across an event shows critical points being born or dying in pairs.
+
+The critical points at each value are those of the bifurcation diagram
+(:meth:`BifurcationDiagram.at`), refined by Newton and analysed there
+(:func:`memscape.landscape.critical_points` with ``seeds=False``): the points drawn on
+the landscape are the branches the diagram shows. The result is plain JSON
+(:func:`explorer_data`); :func:`memscape.runs.explorer.write_explorer` renders it as
+one self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from memscape._validation import check_int
+from memscape.landscape._fields import event_shape, flat_score, has_energy
+from memscape.landscape.continuation import BifurcationDiagram
+from memscape.landscape.critical import critical_points, default_patterns
+from memscape.landscape.morse_smale import morse_smale_graph
+from memscape.runs.explorer import FORMAT, VERSION
+
+__all__ = ["explorer_data", "explorer_family", "explorer_values"]
+
+SYMBOLS = {"sigma": "σ", "beta": "β"}  #: how the page writes a parameter's name
+
+
+def _num(v: Any, digits: int = 6) -> float | None:
+    """A JSON number with ``digits`` significant digits (``None`` for NaN and ±inf)."""
+    v = float(v)
+    return float(f"{v:.{digits}g}") if math.isfinite(v) else None
+
+
+def _nums(a: Any, digits: int = 6) -> list[Any]:
+    """A (nested) list of :func:`_num` of an array."""
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim == 0:
+        return [_num(arr, digits)]
+    return [_nums(r, digits) if arr.ndim > 1 else _num(r, digits) for r in arr]
+
+
+def explorer_values(
+    start: float, stop: float, n: int, *, log: bool, include: Iterable[float] = ()
+) -> list[float]:
+    """``n`` slider values from ``start`` to ``stop`` (geometric when ``log``), plus ``include``.
+
+    Values of ``include`` inside the range (e.g. the parameter of a report's snapshot)
+    are added, values within 10⁻⁹ (relative) of another dropped; the list runs from
+    ``start`` to ``stop``.
+
+    Args:
+        start: first value.
+        stop: last value.
+        n: evenly spaced values (≥ 2; in ``log p`` when ``log``).
+        log: space them geometrically (σ, β).
+        include: extra values kept when inside ``[start, stop]``.
+    """
+    check_int(n, "n", minimum=2)
+    for name, v in (("start", start), ("stop", stop)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if log and v <= 0:
+            raise ValueError(f"{name} must be positive for log spacing, got {v!r}")
+    if start == stop:
+        raise ValueError(f"start and stop must differ, got {start!r}")
+    grid = np.geomspace(start, stop, n) if log else np.linspace(start, stop, n)
+    lo, hi = sorted((start, stop))
+    out: list[float] = []
+    for v in sorted([*map(float, grid), *(float(e) for e in include if lo <= e <= hi)]):
+        if not out or abs(v - out[-1]) > 1e-9 * max(abs(v), 1e-300):
+            out.append(v)
+    return out[::-1] if start > stop else out
+
+
+def _box(
+    diagram: BifurcationDiagram, values: Sequence[float], patterns: list[np.ndarray]
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The patterns and the branch points inside the slider's range, padded by 25 % (≥ 0.5)."""
+    br = diagram.branches
+    lo, hi = min(values), max(values)
+    inside = br[(br["parameter"] >= lo) & (br["parameter"] <= hi)]
+    pts = [inside[["x0", "x1"]].to_numpy(), *patterns]
+    xy = np.concatenate([p.reshape(-1, 2) for p in pts if len(p)])
+    a, b = xy.min(0), xy.max(0)
+    pad = np.maximum(0.25 * (b - a), 0.5)
+    return (float(a[0] - pad[0]), float(b[0] + pad[0])), (
+        float(a[1] - pad[1]),
+        float(b[1] + pad[1]),
+    )
+
+
+def _frame(model: Any, sigma: Any, value: float, starts: np.ndarray, pats: Any,
+           grid: torch.Tensor, resolution: int, edges: bool) -> dict[str, Any]:  # fmt: skip
+    """One slider position: the surface on the grid, critical points, Morse–Smale edges."""
+    shape = event_shape(model)
+    if has_energy(model):
+        surface = model.energy(grid.reshape(-1, *shape), sigma).detach()
+    else:
+        surface = torch.log1p(flat_score(model, grid, sigma, shape).norm(dim=1))
+    z = surface.detach().cpu().double().numpy().reshape(resolution, resolution)
+    shown = [] if pats is None else _nums(pats.detach().cpu().double().reshape(-1, 2))
+    frame: dict[str, Any] = {"value": _num(value, 10), "z": _nums(z - np.nanmin(z), 5),
+                             "points": [], "edges": [], "patterns": shown}  # fmt: skip
+    if not len(starts):
+        return frame
+    with warnings.catch_warnings():  # a branch point that Newton loses is simply not drawn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        x = torch.tensor(starts, dtype=torch.float64, device=grid.device)
+        cps = critical_points(model, sigma, starts=x, seeds=False, patterns=pats)
+    table = cps.table.reset_index(names="point")
+    conv = table[table["converged"]]
+    frame["points"] = [
+        {"x0": _num(r.x0), "x1": _num(r.x1), "energy": _num(r.energy),
+         "morse_index": int(r.morse_index), "kind": str(r.kind), "label": str(r.label)}
+        for r in conv.itertuples()
+    ]  # fmt: skip
+    if edges and (conv["morse_index"] == 1).any():
+        graph = morse_smale_graph(model, cps, sigma)
+        xy = {int(r.point): (_num(r.x0), _num(r.x1)) for r in conv.itertuples()}
+        frame["edges"] = [[xy[s], xy[e]] for s, e in graph.edges() if s in xy and e in xy]
+    return frame
+
+
+def _diagram(diagram: BifurcationDiagram) -> dict[str, Any]:
+    """Branches (parameter, x0, x1, energy, Morse index per point) and events, as lists."""
+    branches = []
+    for bid, br in diagram.branches.groupby("branch", sort=True):
+        branches.append({"branch": int(bid), "parameter": _nums(br["parameter"], 8),
+                         **{c: _nums(br[c]) for c in ("x0", "x1", "energy")},
+                         "morse_index": [int(i) for i in br["morse_index"]]})  # fmt: skip
+    events = [
+        {"parameter": _num(r.parameter, 8), "kind": str(r.kind), "x0": _num(r.x0),
+         "x1": _num(r.x1), "energy": _num(r.energy), "index_before": int(r.index_before),
+         "index_after": int(r.index_after)}
+        for r in diagram.bifurcations.itertuples()
+    ]  # fmt: skip
+    return {"branches": branches, "events": events}
+
+
+def explorer_family(
+    build: Callable[[float], tuple[Any, Any]],
+    diagram: BifurcationDiagram,
+    values: Sequence[float],
+    *,
+    patterns: torch.Tensor | None = None,
+    xlim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+    resolution: int = 60,
+    edges: bool = True,
+    name: str = "family",
+    description: str = "",
+) -> dict[str, Any]:
+    """One family of the explorer: the landscape at each slider value, and its diagram.
+
+    Args:
+        build: ``build(value) -> (model, σ)``, the 2-D landscape at one parameter value
+            (σ ``None`` when the model is not noise-conditioned).
+        diagram: the family's :class:`BifurcationDiagram` (from
+            :func:`memscape.landscape.continuation`) over a range holding ``values``.
+        values: the slider's parameter values (e.g. :func:`explorer_values`).
+        patterns: ``(K, 2)`` stored / training points, drawn and used for the labels
+            (default each model's own, e.g. a moving pattern of a Hopfield family).
+        xlim: the landscape's box (default: patterns and branch points, padded).
+        ylim: the landscape's box (default: patterns and branch points, padded).
+        resolution: grid nodes per axis (≥ 4).
+        edges: also trace the Morse–Smale graph saddle → minimum at each value.
+        name: the family's name on the page.
+        description: a sentence shown under its name.
+
+    Returns:
+        A JSON-ready dict: ``name``, ``description``, ``parameter``, ``symbol``, ``log``,
+        ``surface`` (``"energy"``, or ``"log(1 + |s|)"`` for a score-only model), ``x``,
+        ``y`` (grid axes), ``frames`` (per value: ``value``, ``z`` — the surface minus
+        its minimum, rows along ``y`` — ``points`` with ``x0``, ``x1``, ``energy``,
+        ``morse_index``, ``kind``, ``label``, ``edges`` as coordinate pairs and
+        ``patterns``) and ``diagram`` (``branches``, ``events``).
+    """
+    if not isinstance(diagram, BifurcationDiagram):
+        raise TypeError(f"diagram must be a BifurcationDiagram, got {type(diagram).__name__}")
+    if diagram.coordinates != ["x0", "x1"]:
+        raise ValueError(f"diagram must have 2 coordinates x0, x1, got {diagram.coordinates}")
+    values = [float(v) for v in values]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"values must be a non-empty sequence of finite numbers, got {values}")
+    check_int(resolution, "resolution", minimum=4)
+    for arg, lim in (("xlim", xlim), ("ylim", ylim)):
+        if lim is not None and not (len(lim) == 2 and lim[1] > lim[0]):
+            raise ValueError(f"{arg} must be (low, high) with high > low, got {lim!r}")
+    models = [build(v) for v in values]
+    pats = [patterns if patterns is not None else default_patterns(m) for m, _ in models]
+    if xlim is None or ylim is None:
+        shown = [p.detach().cpu().double().numpy() for p in pats if p is not None]
+        bx, by = _box(diagram, values, shown)
+        xlim, ylim = xlim or bx, ylim or by
+    xs = torch.linspace(float(xlim[0]), float(xlim[1]), resolution, dtype=torch.float64)
+    ys = torch.linspace(float(ylim[0]), float(ylim[1]), resolution, dtype=torch.float64)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    device = next((p.device for p in pats if p is not None), torch.device("cpu"))
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(device)  # the models' device
+    frames = []
+    for v, (model, sigma), p in zip(values, models, pats, strict=True):
+        at = diagram.at(v)
+        starts = at[["x0", "x1"]].to_numpy() if len(at) else np.zeros((0, 2))
+        frames.append(_frame(model, sigma, v, starts, p, grid, resolution, edges))
+    return {
+        "name": str(name),
+        "description": str(description),
+        "parameter": diagram.parameter,
+        "symbol": SYMBOLS.get(diagram.parameter, diagram.parameter),
+        "log": bool(diagram.log),
+        "surface": "energy" if has_energy(models[0][0]) else "log(1 + |s|)",
+        "x": _nums(xs),
+        "y": _nums(ys),
+        "frames": frames,
+        "diagram": _diagram(diagram),
+    }
+
+
+def explorer_data(title: str, families: Sequence[dict[str, Any]], **meta: Any) -> dict[str, Any]:
+    """The content of ``explorer.json``: a title, families (:func:`explorer_family`), metadata.
+
+    Args:
+        title: the page's title.
+        families: one or more families, each shown with its own slider.
+        **meta: JSON-ready extra fields (e.g. the experiment, the config).
+    """
+    if not families:
+        raise ValueError("families must hold at least one explorer_family(...)")
+    return {"format": FORMAT, "version": VERSION, "title": str(title),
+            "families": list(families), **meta}  # fmt: skip
