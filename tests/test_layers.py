@@ -164,3 +164,17 @@ def test_docs_cite_papers_not_internal_notes():
     ]
     assert not bad, f"internal references (cite the paper instead): {bad}"
     assert pattern.search("see seed 002") and not pattern.search("seed 2 of 3")  # can fail
+
+
+def test_recipes_stay_thin():
+    """A recipe is config, grid, reduction, checks and figures (≤ 250 lines; the science
+    lives in the library), ``experiments/`` ≤ 2,500 lines, no class but config dataclasses."""
+    experiments = SRC / "experiments"
+    sizes = {p.name: len(p.read_text().splitlines()) for p in experiments.rglob("*.py")}
+    recipes = {p: n for p, n in sizes.items() if (experiments / "recipes" / p).is_file()}
+    assert recipes and max(recipes.values()) <= 250, recipes
+    assert sum(sizes.values()) <= 2500, sum(sizes.values())
+    for path in (experiments / "recipes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                assert node.name.endswith("Config"), f"{path.name}: class {node.name}"

@@ -108,9 +108,8 @@ def metastable_job(factor: float, K: int, threshold: float, data_seed: int, seed
 def stability_job(K: int, steps: int, bisections: int, data_seed: int, seed: int) -> dict:
     """β where the mean stops attracting, by descent dynamics (memories.modern)."""
     x = ms.datasets.load("gaussian", size=K, data_seed=data_seed).x
-    rows = ms.memories.modern.critical_beta_by_descent(
-        x, steps=steps, bisections=bisections, generator=seed
-    )
+    rows = ms.memories.modern.critical_beta_by_descent(x, steps=steps, bisections=bisections,
+                                                       generator=seed)  # fmt: skip
     return {"stability": pd.DataFrame(rows)}
 
 
