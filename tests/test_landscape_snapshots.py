@@ -74,3 +74,46 @@ def test_plots_of_a_stored_census(census):
     ax = plot_morse_smale(pts, edges)
     assert len(ax.collections) >= 1  # the nodes
     ax.figure.savefig(io.BytesIO(), format="png")
+
+
+def test_match_events_is_the_least_total_distance_assignment():
+    """Against brute force over every one-to-one pairing of the smaller table into the larger."""
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    from memscape.landscape.snapshots import match_events
+
+    rng = np.random.default_rng(4)
+    for trial in range(20):
+        na, nb = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+
+        def table(n):
+            return pd.DataFrame({"parameter": rng.uniform(0.1, 2.0, n),
+                                 "kind": rng.choice(["fold", "pitchfork"], n),
+                                 "x0": rng.normal(size=n), "x1": rng.normal(size=n)})  # fmt: skip
+
+        a, b = table(na), table(nb)
+        a.loc[len(a)] = {"parameter": 1.0, "kind": "saddle_connection", "x0": 0.0, "x1": 0.0}
+        out = match_events(a, b)
+        pairs = out.dropna(subset=["order_a", "order_b"])
+        assert len(pairs) == min(na, nb) and len(out) == max(na, nb)
+        ea = a[a.kind != "saddle_connection"].sort_values("parameter", ascending=False)
+        eb = b.sort_values("parameter", ascending=False)
+
+        def dist(i, j):
+            u, v = ea.iloc[i], eb.iloc[j]
+            return float(np.sqrt((u.x0 - v.x0) ** 2 + (u.x1 - v.x1) ** 2
+                                 + (np.log(u.parameter) - np.log(v.parameter)) ** 2))  # fmt: skip
+
+        if na <= nb:
+            best = min(sum(dist(i, j) for i, j in enumerate(p))
+                       for p in itertools.permutations(range(nb), na))  # fmt: skip
+        else:
+            best = min(sum(dist(i, j) for j, i in enumerate(p))
+                       for p in itertools.permutations(range(na), nb))  # fmt: skip
+        assert pairs["cost"].sum() == pytest.approx(best, rel=1e-12), trial
+        for r in pairs.itertuples():
+            assert r.cost == pytest.approx(dist(int(r.order_a), int(r.order_b)), rel=1e-12)
+            assert r.parameter_a == ea.iloc[int(r.order_a)].parameter

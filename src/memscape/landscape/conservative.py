@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from memscape._validation import check_int, check_positive, check_tensor
+from memscape._validation import check_generator, check_int, check_positive, check_tensor
 from memscape.landscape._fields import check_model, check_sigma, event_shape, score_with_graph
 from memscape.landscape.morse import asymmetry
 from memscape.protocol import ScoreOrDenoiser, jacobian_of, score_of
@@ -36,18 +36,64 @@ __all__ = [
 ]
 
 
-def score_asymmetry(model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+#: Above this many coordinates the asymmetry is estimated with probes (the dense
+#: Jacobian takes d backward passes and B·d² memory).
+DENSE_JACOBIAN_MAX = 256
+#: Random probes of the estimate (its relative standard error is about 1/√probes).
+DEFAULT_PROBES = 64
+
+
+def score_asymmetry(
+    model: ScoreOrDenoiser,
+    x: torch.Tensor,
+    sigma: Any = None,
+    *,
+    probes: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> torch.Tensor:
     """Relative asymmetry ``‖J − Jᵀ‖_F / ‖J‖_F`` of the score Jacobian at each point: ``(B,)``.
 
     ``J`` is always the autograd Jacobian of the score (never a closed-form Hessian),
-    so the check tests the field itself. 0 for a gradient field (up to round-off).
-    The measure is :func:`memscape.landscape.morse.asymmetry`.
+    so the check tests the field itself; 0 for a gradient field (up to round-off).
+
+    Exact (:func:`memscape.landscape.morse.asymmetry` of the dense ``J``) when
+    ``probes`` is ``None`` and ``d ≤ DENSE_JACOBIAN_MAX``. Otherwise estimated without
+    forming ``J``: for Gaussian probes ``v ~ N(0, I)``, ``E‖(J − Jᵀ)v‖² = ‖J − Jᵀ‖_F²``
+    and ``E‖Jv‖² = ‖J‖_F²`` (Hutchinson 1989), with ``Jᵀv`` one vector-Jacobian product
+    and ``Jv`` the derivative of ``w ↦ (Jᵀw)·v`` (a second one); the ratio of the two
+    means over ``probes`` draws (``DEFAULT_PROBES`` by default) has a relative standard
+    error of about ``1/√probes``, and is exactly 0 for a gradient field.
+
+    Args:
+        model: any model following the protocol (energy, score or denoiser).
+        x: ``(B, *event_shape)`` points.
+        sigma: noise level (float or ``(B,)``; ``None`` for models without one).
+        probes: random probes; ``None``: exact up to ``DENSE_JACOBIAN_MAX`` coordinates.
+        generator: ``torch.Generator`` or seed of the probes.
     """
     check_model(model)
     x = check_tensor(x, "x", min_ndim=1)
     check_sigma(model, sigma)
-    j = jacobian_of(lambda z: score_with_graph(model, z, sigma), x)
-    return asymmetry(j).detach()
+    if probes is not None:
+        check_int(probes, "probes")
+    generator = check_generator(generator)
+    d = x[0].numel() if x.ndim > 1 else 1
+    if probes is None and d <= DENSE_JACOBIAN_MAX:
+        j = jacobian_of(lambda z: score_with_graph(model, z, sigma), x)
+        return asymmetry(j).detach()
+    skew = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    full = torch.zeros_like(skew)
+    for _ in range(probes or DEFAULT_PROBES):
+        v = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+        z = x.detach().requires_grad_(True)
+        w = torch.zeros_like(x, requires_grad=True)
+        s = score_with_graph(model, z, sigma)
+        (jt_w,) = torch.autograd.grad(s, z, w, create_graph=True)  # Jᵀw, linear in w
+        (jt_v,) = torch.autograd.grad(s, z, v, retain_graph=True)  # Jᵀv
+        (j_v,) = torch.autograd.grad(jt_w, w, v)  # ∂/∂w (Jᵀw)·v = Jv
+        skew += (j_v - jt_v).detach().flatten(1).pow(2).sum(1)
+        full += j_v.detach().flatten(1).pow(2).sum(1)
+    return (skew / full.clamp_min(torch.finfo(x.dtype).tiny)).sqrt()
 
 
 def is_conservative(

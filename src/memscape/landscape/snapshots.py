@@ -32,6 +32,7 @@ __all__ = [
     "continuation_snapshots",
     "edge_table",
     "landscape_census",
+    "match_events",
     "snapshot_values",
 ]
 
@@ -182,3 +183,54 @@ def continuation_snapshots(
               "edges": pd.concat(edges, ignore_index=True),
               "snapshots": pd.DataFrame(summary), "patterns": pats}  # fmt: skip
     return {name: t.assign(parameter_name=parameter) for name, t in tables.items()}
+
+
+def match_events(a: pd.DataFrame, b: pd.DataFrame, *, coordinates: Sequence[str] = ("x0", "x1"),
+                 log: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Pair the bifurcations of two families (e.g. a trained model against the exact one).
+
+    Events of the kinds in :data:`EVENTS` are matched one to one by the assignment of
+    least total distance (Kuhn 1955; :func:`scipy.optimize.linear_sum_assignment`) with
+    the distance ``√(‖x_a − x_b‖² + Δ²)`` of their locations, ``Δ`` the difference of
+    their parameters (of ``log p`` when ``log``): where the two landscapes change and in
+    which order. The unmatched events of the larger table are kept with NaN partners.
+
+    Args:
+        a: a bifurcation table (:attr:`BifurcationDiagram.bifurcations`): ``parameter``,
+            ``kind``, the ``coordinates`` columns.
+        b: the other family's table, alike.
+        coordinates: the location columns.
+        log: compare parameters on a log scale (σ, β).
+
+    Returns:
+        One row per event: ``order_a``, ``order_b`` (rank along the parameter, from its
+        largest value: generation order in σ), ``parameter_a``, ``parameter_b``,
+        ``kind_a``, ``kind_b``, ``distance`` (location only) and ``cost`` (the matched
+        distance above); rows sorted by ``order_a``.
+    """
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    def events(t: pd.DataFrame) -> pd.DataFrame:
+        e = t[t["kind"].isin(EVENTS)].sort_values("parameter", ascending=False)
+        return e.reset_index(drop=True).assign(order=lambda f: np.arange(len(f)))
+
+    ea, eb = events(a), events(b)
+    cols = list(coordinates)
+    pa, pb = (np.log(e["parameter"].to_numpy(float)) if log else e["parameter"].to_numpy(float)
+              for e in (ea, eb))  # fmt: skip
+    xa, xb = ea[cols].to_numpy(float), eb[cols].to_numpy(float)
+    place = np.linalg.norm(xa[:, None] - xb[None], axis=-1)
+    cost = np.sqrt(place**2 + (pa[:, None] - pb[None]) ** 2)
+    ra, rb = linear_sum_assignment(cost) if cost.size else (np.array([], int), np.array([], int))
+    rows = [{"order_a": i, "order_b": j, "parameter_a": ea["parameter"][i],
+             "parameter_b": eb["parameter"][j], "kind_a": ea["kind"][i], "kind_b": eb["kind"][j],
+             "distance": place[i, j], "cost": cost[i, j]} for i, j in zip(ra, rb, strict=True)]  # fmt: skip
+    nan = float("nan")
+    rows += [{"order_a": i, "order_b": nan, "parameter_a": ea["parameter"][i], "kind_a": ea["kind"][i]}
+             for i in sorted(set(range(len(ea))) - set(ra.tolist()))]  # fmt: skip
+    rows += [{"order_a": nan, "order_b": j, "parameter_b": eb["parameter"][j], "kind_b": eb["kind"][j]}
+             for j in sorted(set(range(len(eb))) - set(rb.tolist()))]  # fmt: skip
+    columns = ["order_a", "order_b", "parameter_a", "parameter_b", "kind_a", "kind_b", "distance",
+               "cost"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns).sort_values("order_a", ignore_index=True)

@@ -150,6 +150,13 @@ def run(cfg: MorseSmaleConfig, ctx: Context) -> None:
                     "saddle → minimum edges). Events, then the census between events (one row "
                     "per snapshot):", bif[cols].round(4),
                     snaps.drop(columns=["parameter_name"]).round(4))  # fmt: skip
+    match = ctx.table("event_matching", ms.landscape.snapshots.match_events(
+        out["trained"]["bifurcations"], out["exact"]["bifurcations"]))  # fmt: skip
+    ctx.section("Trained against exact: events matched by order and location",
+                "Folds and pitchforks of the trained family (a) paired one to one with the "
+                "exact family's (b) by least total distance √(‖x_a − x_b‖² + Δlog σ²) "
+                "(memscape.landscape.snapshots.match_events); order from σ_max down; "
+                "`distance`: between the two locations.", match.round(4))  # fmt: skip
     from memscape.landscape.explorer import explorer_data
 
     data = explorer_data("memscape run morse-smale: landscapes along generation",
