@@ -135,6 +135,50 @@ def test_another_memscape_version_is_refused(tmp_path, monkeypatch):
         folder.write_config("demo", {"a": 1}, seed=0)
 
 
+def test_recompute_keeps_the_old_results_aside_and_starts_afresh(tmp_path):
+    from memscape.runs.results import ResultsFolder
+
+    folder = ResultsFolder(tmp_path / "r")
+    folder.write_config("demo", {"a": 1}, seed=0)
+    (folder.path / "jobs").mkdir()
+    (folder.path / "jobs" / "k=1.json").write_text("old job")
+    before = (folder.path / "config.json").read_text()
+    with pytest.raises(ValueError, match="--recompute"):
+        folder.write_config("demo", {"a": 2}, seed=0)
+    folder.write_config("demo", {"a": 2}, seed=0, recompute=True)
+    (old,) = (folder.path / "superseded").iterdir()
+    assert (old / "config.json").read_text() == before  # kept byte for byte
+    assert (old / "jobs" / "k=1.json").read_text() == "old job"
+    assert not (folder.path / "jobs").exists()  # nothing of the old run is resumed
+    cfg = json.loads((folder.path / "config.json").read_text())
+    assert cfg["config"] == {"a": 2} and len(cfg["runs"]) == 1
+    assert cfg["runs"][0]["superseded"] == f"superseded/{old.name}"
+    folder.write_config("demo", {"a": 2}, seed=0, recompute=True)  # same identity: a resume
+    assert len(list((folder.path / "superseded").iterdir())) == 1
+    assert len(json.loads((folder.path / "config.json").read_text())["runs"]) == 2
+    folder.write_config("demo", {"a": 3}, seed=0, recompute=True)  # a second recompute
+    assert len(list((folder.path / "superseded").iterdir())) == 2
+
+
+def test_cli_recompute_runs_afresh_where_a_plain_rerun_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from memscape.cli import app
+
+    out = tmp_path / "o"
+    tiny = ["run", "landscape", "--quick", "--out", str(out), "--n-starts", "10",
+            "--basin-samples", "10", "--resolution", "10", "--basin-resolution", "4",
+            "--frames", "2", "--steps", "4"]  # fmt: skip
+    assert CliRunner().invoke(app, tiny).exit_code == 0
+    refused = CliRunner().invoke(app, [*tiny, "--k", "4"])
+    assert refused.exit_code == 2 and "--recompute" in refused.output
+    again = CliRunner().invoke(app, [*tiny, "--k", "4", "--recompute"])
+    assert again.exit_code == 0, again.output
+    (old,) = (out / "superseded").iterdir()
+    assert json.loads((old / "config.json").read_text())["config"]["k"] == 3
+    assert json.loads((out / "config.json").read_text())["config"]["k"] == 4
+
+
 # ------------------------------------------------------------------ the kill test (slow)
 KILL_CONFIG = """\
 sizes: [2, 8]

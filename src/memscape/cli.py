@@ -95,6 +95,15 @@ _COMMON_OPTIONS: Options = (
     ("workers", int | None, typer.Option(None, help="parallel jobs [default: one per core]")),
     ("executor", str, typer.Option("local", help="local or ray")),
     ("address", str | None, typer.Option(None, help="Ray cluster address")),
+    (
+        "recompute",
+        bool,
+        typer.Option(
+            False,
+            help="--out holds other results (config, seed, data "
+            "or version): move them to OUT/superseded/, start afresh",
+        ),
+    ),
 )
 
 

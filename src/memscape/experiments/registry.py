@@ -228,6 +228,7 @@ def run_experiment(
     executor: str = "local",
     address: str | None = None,
     progress: bool = True,
+    recompute: bool = False,
     **overrides: Any,
 ) -> ResultsFolder:
     """Run experiment ``name`` into the results folder ``out`` and return it.
@@ -239,7 +240,8 @@ def run_experiment(
     uninterrupted run. ``config.json`` pins what the results depend on — options,
     seed, memscape's version and a content fingerprint of the data (a config's
     ``data_fingerprint(seed)``, if it has one) — and a run with any of them changed
-    is refused; it also keeps the history of the runs into the folder.
+    is refused (with ``recompute``: the old results move to ``out/superseded/`` and the
+    run starts afresh); it also keeps the history of the runs into the folder.
 
     Args:
         name: a key of :data:`EXPERIMENTS` (see ``memscape list``).
@@ -252,6 +254,8 @@ def run_experiment(
         executor: sweep execution (local pool or Ray cluster).
         address: sweep execution (local pool or Ray cluster).
         progress: show progress bars (with the stage of each job in flight).
+        recompute: recompute instead of refusing when ``out`` holds other results
+            (:meth:`~memscape.runs.results.ResultsFolder.write_config`).
         **overrides: options of the experiment's config (override ``config`` and ``quick``).
 
     Raises:
@@ -270,7 +274,9 @@ def run_experiment(
     fingerprint = getattr(cfg, "data_fingerprint", None)
     data = fingerprint(seed) if callable(fingerprint) else None
     folder = ResultsFolder(Path(out) if out is not None else Path("results") / name)
-    folder.write_config(name, dataclasses.asdict(cfg), seed, data=data)
+    if not isinstance(recompute, bool):
+        raise TypeError(f"recompute must be a bool, got {type(recompute).__name__}")
+    folder.write_config(name, dataclasses.asdict(cfg), seed, data=data, recompute=recompute)
     ctx = Context(folder, seed, workers, executor, address, progress, quick)
     try:
         exp.run(cfg, ctx)

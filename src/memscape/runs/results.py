@@ -144,6 +144,7 @@ class ResultsFolder:
         seed: int,
         *,
         data: dict[str, str] | None = None,
+        recompute: bool = False,
     ) -> None:
         """Write ``config.json``: what the results depend on, and a history of the runs into it.
 
@@ -153,9 +154,14 @@ class ResultsFolder:
         environment, git commit) to ``runs``, so a folder filled by several runs lists
         every one of them (:meth:`end_run` adds its end time and status).
 
+        With ``recompute``, results of a different identity are not refused: everything
+        in the folder moves to ``superseded/<UTC time>/`` (kept, never deleted) and the
+        run starts afresh; its run record names where the old results went.
+
         Raises:
             ValueError: the folder holds results of a different config, seed, data or
-                memscape version (resuming into it would mix results), naming what differs.
+                memscape version (resuming into it would mix results), naming what differs,
+                and ``recompute`` is off.
         """
         identity = {
             "experiment": name,
@@ -167,19 +173,37 @@ class ResultsFolder:
         identity = json.loads(json.dumps(identity, default=str))
         old = self.read_config()
         runs: list[dict[str, Any]] = []
+        differ: list[str] = []
         if old is not None:
             differ = [k for k in identity if k in old and old[k] != identity[k]]
-            if differ:
+            if differ and not recompute:
                 raise ValueError(
                     f"out folder {self.path} holds results of a different "
                     f"{_differences(differ, old, identity)}; resuming would mix them: "
-                    "choose another --out (or delete the folder)"
+                    "choose another --out, or pass --recompute (recompute=True) to move "
+                    "them to superseded/ and start afresh"
                 )
-            runs = list(old.get("runs", []))
+            runs = [] if differ else list(old.get("runs", []))
             if not runs and "environment" in old:  # a config.json from before the history
                 runs = [{k: old[k] for k in ("command", "time", "environment") if k in old}]
-        runs.append({"command": " ".join(sys.argv), "start": _now(), "environment": provenance()})
+        record = {"command": " ".join(sys.argv), "start": _now(), "environment": provenance()}
+        if differ:
+            record["superseded"] = self._supersede()
+        runs.append(record)
         write_json(self.path / "config.json", {**identity, "runs": runs})
+
+    def _supersede(self) -> str:
+        """Move everything in the folder (but earlier ``superseded/``) to ``superseded/<time>``."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = self.path / "superseded" / stamp
+        n = 1
+        while dest.exists():  # two recomputes within a second
+            dest, n = self.path / "superseded" / f"{stamp}-{n}", n + 1
+        dest.mkdir(parents=True)
+        for child in sorted(self.path.iterdir()):
+            if child.name != "superseded":
+                child.replace(dest / child.name)
+        return str(dest.relative_to(self.path))
 
     def end_run(self, status: str) -> None:
         """Record the end time and ``status`` (finished, interrupted, failed) of the latest run."""
