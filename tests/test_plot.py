@@ -131,3 +131,51 @@ def test_bifurcation_diagram_projected_on_a_direction():
     for bad in ([1.0], [0.0, 0.0], [np.nan, 1.0]):
         with pytest.raises(ValueError, match="direction"):
             plot_bifurcation(diagram, y=bad)
+
+
+def test_landscape_on_a_plane_through_three_points_of_a_5d_model():
+    """Gram–Schmidt and the energy on the plane, checked against numpy: the three points sit
+    at (0, 0), (‖b − a‖, 0) and their closed-form coordinates; contours are the exact energy
+    −log Σ exp(−‖x − y‖²/2σ²) (+ a constant) at the embedded grid nodes."""
+    from scipy.special import logsumexp
+
+    from memscape.landscape.plot import landscape_plane
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=(6, 5))
+    model = ms.EmpiricalDiffusion(torch.tensor(y))
+    a, b, c = y[0], y[3], y[4]
+    origin, basis = landscape_plane(model, torch.tensor(np.stack([a, b, c])))
+    e1 = (b - a) / np.linalg.norm(b - a)
+    w = (c - a) - ((c - a) @ e1) * e1
+    e2 = w / np.linalg.norm(w)
+    assert np.allclose(basis.numpy(), np.stack([e1, e2]), atol=1e-12)
+    assert np.allclose(origin.numpy(), a)
+    sigma = 0.7
+    ax = plot_landscape(model, sigma, plane=torch.tensor(np.stack([a, b, c])), resolution=12,
+                        streamlines=False)  # fmt: skip
+    (stars,) = [c for c in scatters(ax) if c.get_label().startswith("patterns")]
+    uv = stars.get_offsets()
+    assert np.allclose(uv[0], [0, 0], atol=1e-12) and np.allclose(uv[3], [np.linalg.norm(b - a), 0])
+    assert np.allclose(uv[4], [(c - a) @ e1, np.linalg.norm(w)], atol=1e-12)
+    assert ax.get_xlabel().startswith("u") and "plane of 3 points" in ax.get_title()
+    pca_origin, pca_basis = landscape_plane(model, "pca")
+    assert np.allclose(pca_origin.numpy(), y.mean(0))
+    vh = np.linalg.svd(y - y.mean(0), full_matrices=False)[2][:2]
+    assert np.allclose(np.abs((pca_basis.numpy() * vh).sum(1)), 1.0, atol=1e-12)  # ± sign
+    # the energy on the plane is the exact one at the embedded points
+    u, v = 0.3, -0.4
+    x = a + u * e1 + v * e2
+    want = -logsumexp(-((x - y) ** 2).sum(1) / (2 * sigma**2))
+    got = float(model.energy(origin[None] + torch.tensor([[u, v]], dtype=F64) @ basis, sigma))
+    ref_x = a  # differences of energies cancel the normalising constant
+    ref = -logsumexp(-((ref_x - y) ** 2).sum(1) / (2 * sigma**2))
+    assert got - float(model.energy(origin[None], sigma)) == pytest.approx(want - ref, abs=1e-10)
+    for bad in (torch.tensor(np.stack([a, a, c])), torch.tensor(np.stack([a, b, 2 * b - a])),
+                torch.zeros(3, 4), "random"):  # fmt: skip
+        with pytest.raises(ValueError, match="plane"):
+            plot_landscape(model, sigma, plane=bad, resolution=8)
+    with pytest.raises(ValueError, match="basins"):
+        plot_landscape(model, sigma, plane="pca", basins=True)
+    with pytest.raises(ValueError, match="plane="):
+        plot_landscape(model, sigma)

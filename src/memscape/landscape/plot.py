@@ -87,6 +87,7 @@ def plot_landscape(
     basins: bool | None = None,
     basin_resolution: int = 60,
     legend: bool = True,
+    plane: Any = None,
 ) -> Axes:
     """Energy landscape of a 2-D model: contours, score stream lines, basins, critical points.
 
@@ -111,6 +112,13 @@ def plot_landscape(
         basins: colour the basins (default: when ``cps`` has a minimum).
         basin_resolution: grid nodes per axis of the basin map (each is descended).
         legend: add a legend of the Morse indices.
+        plane: for a model with ``d > 2`` coordinates, the plane drawn
+            (:func:`landscape_plane`): ``"pca"`` (through the mean of the model's patterns
+            along their two principal axes) or a ``(3, d)`` tensor of three points (the
+            plane through them; the first at the origin, the second on the first axis).
+            The energy is drawn on the plane, the stream lines follow the in-plane part of
+            the score, and the model's patterns and the critical points are shown by their
+            projections (faded with their distance from the plane). Basins need ``d = 2``.
 
     Returns:
         The Axes (``ax.figure`` is the Figure).
@@ -121,10 +129,16 @@ def plot_landscape(
     check_int(levels, "levels", minimum=2)
     check_int(basin_resolution, "basin_resolution", minimum=2)
     shape = event_shape(model)
-    if int(np.prod(shape)) != 2:
+    if plane is None and int(np.prod(shape)) != 2:
         raise ValueError(
-            f"plot_landscape needs a model with 2 coordinates, got event_shape {shape}"
+            f"plot_landscape needs a model with 2 coordinates (or a plane=), got event_shape "
+            f"{shape}"
         )
+    if plane is not None:
+        if basins:
+            raise ValueError("basins=True needs a model with 2 coordinates, not a plane")
+        basins = False
+        origin, basis = landscape_plane(model, plane)
     if cps is not None and not isinstance(cps, CriticalPoints):
         raise TypeError(
             f"cps must be a CriticalPoints (from critical_points), got {type(cps).__name__}"
@@ -132,14 +146,22 @@ def plot_landscape(
     for name, lim in (("xlim", xlim), ("ylim", ylim)):
         if lim is not None and not (len(lim) == 2 and lim[1] > lim[0]):
             raise ValueError(f"{name} must be (low, high) with high > low, got {lim!r}")
-    xlim, ylim = _limits(model, cps, sigma, xlim, ylim)
+    if plane is None:
+        xlim, ylim = _limits(model, cps, sigma, xlim, ylim)
+    else:
+        xlim, ylim = _plane_limits(model, cps, sigma, origin, basis, xlim, ylim)
     ax = _new_axes(ax)
 
     xs = torch.linspace(float(xlim[0]), float(xlim[1]), resolution, dtype=torch.float64)
     ys = torch.linspace(float(ylim[0]), float(ylim[1]), resolution, dtype=torch.float64)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
-    score = flat_score(model, grid, sigma, shape).reshape(resolution, resolution, 2).numpy()
+    if plane is not None:  # the plane's points in the model's space; the in-plane score
+        grid = origin + grid @ basis
+        field = flat_score(model, grid, sigma, shape) @ basis.T
+    else:
+        field = flat_score(model, grid, sigma, shape)
+    score = field.reshape(resolution, resolution, 2).numpy()
     if basins is None:
         basins = cps is not None and bool((cps.converged & (cps.morse_index == 0)).any())
     if basins:
@@ -166,23 +188,92 @@ def plot_landscape(
     if streamlines:
         ax.streamplot(xs.numpy(), ys.numpy(), score[..., 0], score[..., 1], color="0.45",
                       density=0.9, linewidth=0.6, arrowsize=0.7)  # fmt: skip
+    if plane is not None and (pats := default_patterns(model)) is not None:
+        uv, alpha = _on_plane(pats, origin, basis)
+        ax.scatter(uv[:, 0], uv[:, 1], marker="*", s=50, c="k", alpha=alpha, zorder=4,
+                   label="patterns (faded: off the plane)")  # fmt: skip
     if cps is not None:
-        pts = cps.points.reshape(len(cps), -1).detach().cpu().double().numpy()
+        flat = cps.points.reshape(len(cps), -1).detach().cpu().double()
+        pts, alpha = flat.numpy(), np.ones(len(cps))
+        if plane is not None:
+            pts, alpha = _on_plane(flat, origin, basis)
         index = cps.morse_index.numpy()
         for i in sorted(set(index[index >= 0].tolist())):
             marker, name, color = _index_style(i)
             sel = index == i
-            ax.scatter(pts[sel, 0], pts[sel, 1], marker=marker, s=60, c=color,
+            ax.scatter(pts[sel, 0], pts[sel, 1], marker=marker, s=60, c=color, alpha=alpha[sel],
                        edgecolors="k", linewidths=0.8, zorder=5, label=name)  # fmt: skip
         if legend and (index >= 0).any():
             ax.legend(loc="best", fontsize="small")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_xlabel("x0")
-    ax.set_ylabel("x1")
+    ax.set_xlabel("x0" if plane is None else "u (first in-plane axis)")
+    ax.set_ylabel("x1" if plane is None else "v (second in-plane axis)")
     title = f"{type(model).__name__}" + ("" if sigma is None else f", σ = {sigma:g}")
+    if plane is not None:
+        title += ", PCA plane" if isinstance(plane, str) else ", plane of 3 points"
     ax.set_title(title)
     return ax
+
+
+def landscape_plane(model: Any, plane: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(origin (d,), basis (2, d))`` of a plane through the model's space, orthonormal rows.
+
+    ``"pca"``: the mean of the model's patterns and their two principal axes (the top
+    right singular vectors of the centred patterns); a ``(3, d)`` tensor ``(a, b, c)``:
+    origin ``a``, first axis along ``b − a``, second along the part of ``c − a``
+    orthogonal to it (Gram–Schmidt).
+    """
+    d = int(np.prod(event_shape(model)))
+    if isinstance(plane, str):
+        if plane != "pca":
+            raise ValueError(f"plane must be 'pca' or a (3, d) tensor of points, got {plane!r}")
+        pats = default_patterns(model)
+        if pats is None or len(pats) < 3:
+            raise ValueError("plane='pca' needs a model with at least 3 patterns (data, memories)")
+        pats = pats.reshape(len(pats), -1).double().cpu()
+        origin = pats.mean(0)
+        basis = torch.linalg.svd(pats - origin, full_matrices=False).Vh[:2]
+        return origin, basis
+    pts = torch.as_tensor(plane, dtype=torch.float64).reshape(len(plane), -1).cpu()
+    if pts.shape != (3, d) or not torch.isfinite(pts).all():
+        raise ValueError(
+            f"plane must be 3 finite points of {d} coordinates, got {tuple(pts.shape)}"
+        )
+    e1 = pts[1] - pts[0]
+    e2 = pts[2] - pts[0]
+    if float(e1.norm()) == 0:
+        raise ValueError("plane: the first two points coincide")
+    e1 = e1 / e1.norm()
+    e2 = e2 - (e2 @ e1) * e1
+    if float(e2.norm()) <= 1e-12 * float((pts[2] - pts[0]).norm().clamp_min(1e-300)):
+        raise ValueError("plane: the three points are collinear")
+    return pts[0], torch.stack([e1, e2 / e2.norm()])
+
+
+def _on_plane(points: torch.Tensor, origin: torch.Tensor, basis: torch.Tensor):
+    """Plane coordinates ``(n, 2)`` of points and an opacity that fades with their distance."""
+    rel = points.reshape(len(points), -1).double().cpu() - origin
+    uv = rel @ basis.T
+    off = (rel - uv @ basis).norm(dim=1)
+    scale = float(uv.norm(dim=1).max().clamp_min(1e-12))
+    return uv.numpy(), np.clip(1.0 - off.numpy() / scale, 0.15, 1.0)
+
+
+def _plane_limits(model, cps, sigma, origin, basis, xlim, ylim):
+    """Ranges of the plane coordinates: the projected patterns and critical points, padded."""
+    shown = [
+        p for p in (default_patterns(model), None if cps is None else cps.points) if p is not None
+    ]
+    if not shown or (xlim is not None and ylim is not None):
+        return xlim or (-3.0, 3.0), ylim or (-3.0, 3.0)
+    uv = np.concatenate([_on_plane(p, origin, basis)[0] for p in shown])
+    lo, hi = uv.min(0), uv.max(0)
+    pad = np.maximum(0.25 * (hi - lo), 0.5)
+    if isinstance(sigma, (int, float)):
+        pad = np.maximum(pad, 2 * float(sigma))
+    lims = [(float(lo[j] - pad[j]), float(hi[j] + pad[j])) for j in range(2)]
+    return xlim or lims[0], ylim or lims[1]
 
 
 def plot_bifurcation(
