@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "memscape.io",
         "memscape.progress",
         "memscape.numeric",
+        "memscape.figures",
     ),
     ("memscape.protocol", "memscape.kernels", "memscape.runs"),
     ("memscape.dynamics.descent",),  # the one descent loop, used by the memories

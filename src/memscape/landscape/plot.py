@@ -427,4 +427,5 @@ def plot_morse_smale(points: Any, edges: Any, ax: Any = None, *, node_size: floa
                      arrowsize=8, edge_color="0.3")  # fmt: skip
     ax.set_aspect("equal")
     ax.tick_params(left=True, bottom=True, labelleft=True, labelbottom=True)
+    ax.set(xlabel="x0", ylabel="x1")
     return ax

@@ -189,7 +189,7 @@ def plot_samples(
         ax.scatter(pts[:, 0], pts[:, 1], s=6, color=CLASS_COLORS[name], label=name)
     t = train.numpy()
     ax.scatter(t[:, 0], t[:, 1], s=30, facecolors="none", edgecolors="k", lw=0.8, label="training")
-    ax.set(aspect="equal", title=title)
+    ax.set(aspect="equal", title=title, xlabel="x0", ylabel="x1")
     return ax
 
 

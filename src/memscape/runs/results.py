@@ -235,9 +235,13 @@ class ResultsFolder:
     def save_figure(self, name: str, fig: Any, *, svg: bool = True) -> Path:
         """Save a matplotlib figure as ``<name>.png`` (and ``.svg``) and list it in the report.
 
-        A figure made by pyplot is closed afterwards; one made by :meth:`figure` (a bare
+        Ticks follow :func:`memscape.figures.finish` (no overlapping labels, decades on
+        log axes). A figure made by pyplot is closed afterwards; one made by :meth:`figure` (a bare
         :class:`matplotlib.figure.Figure`) needs no backend and no closing.
         """
+        from memscape.figures import finish
+
+        finish(fig)  # one tick style for every figure (memscape.figures)
         png = atomic_write(
             self.path / f"{name}.png", lambda p: fig.savefig(p, format="png", dpi=120)
         )

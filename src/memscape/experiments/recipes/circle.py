@@ -163,7 +163,8 @@ def run(cfg: CircleConfig, ctx: Context) -> None:
                 for st, grp in sel.groupby("state"):
                     ax.scatter(grp["x0"], grp["x1"], marker=markers.get(st, "x"), s=30,
                                label=f"{st} minima")  # fmt: skip
-                ax.set(aspect="equal", xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), title=f"{name}, K = {k}")
+                ax.set(aspect="equal", xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), title=f"{name}, K = {k}",
+                       xlabel="x0", ylabel="x1")  # fmt: skip
                 ax.legend(fontsize=6, loc="lower left")
 
     ctx.section("Convention", (
