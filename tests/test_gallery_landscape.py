@@ -89,6 +89,8 @@ def test_landscape_quick_census_basins_and_graph(tmp_path, options, n_minima):
     minima = set(conv.loc[conv["morse_index"] == 0, "point"].astype(str))
     for _, e in edges.groupby("saddle"):  # each saddle joins two different minima
         assert len(e) == 2 and set(e["end"]) <= minima and e["end"].nunique() == 2
+    banner = (folder.path / "report.md").read_text().splitlines()[2]
+    assert banner.startswith("> **Quick mode**") and "n_starts = 300 (default 1000)" in banner
 
 
 @pytest.mark.slow

@@ -280,7 +280,12 @@ def run_experiment(
     ctx = Context(folder, seed, workers, executor, address, progress, quick)
     try:
         exp.run(cfg, ctx)
-        changed = {k: getattr(cfg, k) for k in exp.quick} if quick else None
+        defaults = exp.config()
+        changed = (
+            {k: {"value": getattr(cfg, k), "default": getattr(defaults, k)} for k in exp.quick}
+            if quick
+            else None
+        )
         folder.write_report(f"memscape run {name}", quick=changed)
     except KeyboardInterrupt as err:
         folder.end_run("interrupted")

@@ -480,6 +480,13 @@ def report_header(
         "wall": duration(_seconds(str(run.get("start")), _now())),
         "runs": len(runs),
         "machine": machine,
-        "quick": None if quick is None else [f"{k} = {v!r}" for k, v in quick.items()],
+        "quick": None if quick is None else [_quick_text(k, v) for k, v in quick.items()],
         "command": command,
     }
+
+
+def _quick_text(name: str, value: Any) -> str:
+    """``"steps = 800 (default 3000)"`` for ``{"value": 800, "default": 3000}``, else ``name = v``."""
+    if isinstance(value, dict) and set(value) == {"value", "default"}:
+        return f"{name} = {value['value']!r} (default {value['default']!r})"
+    return f"{name} = {value!r}"
