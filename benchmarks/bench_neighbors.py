@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import torch
 
-from memscape.runs.results import cpu_name
 from memscape.memorization import faiss_available, nearest_neighbors
+from memscape.runs.results import cpu_name
 
 
 def _best_time(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:

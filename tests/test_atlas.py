@@ -110,9 +110,10 @@ def test_a_path_through_a_middle_minimum_is_joined_by_a_verified_chain_of_saddle
 
     cols = [-minimize_scalar(lambda t: -energy(t), bounds=b, method="bounded",
                              options={"xatol": 1e-12}).fun for b in ((0.2, 0.8), (1.2, 2.0))]  # fmt: skip
-    offset = float(model.energy(atlas.minima[[order[1]]], sigma)) - minimize_scalar(
-        energy, bounds=(0.8, 1.2), method="bounded", options={"xatol": 1e-12}
-    ).fun  # memscape's energy minus this one: a constant
+    offset = (
+        float(model.energy(atlas.minima[[order[1]]], sigma))
+        - minimize_scalar(energy, bounds=(0.8, 1.2), method="bounded", options={"xatol": 1e-12}).fun
+    )  # memscape's energy minus this one: a constant
     ends = atlas.pairs.set_index(["i", "j"])["energy"]
     outer = tuple(sorted((int(order[0]), int(order[2]))))
     assert ends[outer] == pytest.approx(max(cols) + offset, abs=1e-7)

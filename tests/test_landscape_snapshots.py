@@ -102,7 +102,7 @@ def test_match_events_is_the_least_total_distance_assignment():
         ea = a[a.kind != "saddle_connection"].sort_values("parameter", ascending=False)
         eb = b.sort_values("parameter", ascending=False)
 
-        def dist(i, j):
+        def dist(i, j, ea=ea, eb=eb):
             u, v = ea.iloc[i], eb.iloc[j]
             return float(np.sqrt((u.x0 - v.x0) ** 2 + (u.x1 - v.x1) ** 2
                                  + (np.log(u.parameter) - np.log(v.parameter)) ** 2))  # fmt: skip

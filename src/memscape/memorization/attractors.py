@@ -102,9 +102,10 @@ def classify_attractors(
     flat = train.reshape(len(train), -1).to(torch.float64)
     if isinstance(model, torch.nn.Module):  # analysis in float64 (Newton tolerances)
         model = copy.deepcopy(model).double()
+    # minima only: retries=0 (no search for the saddles and maxima a complete census needs)
     cps = critical_points(model, sigma, n_starts=n_starts, generator=generator, patterns=flat,
                           n_newton_starts=0, max_seeds=max_seeds, tol=tol,
-                          dedupe_tol=dedupe_tol, retries=0)  # fmt: skip  (minima only)
+                          dedupe_tol=dedupe_tol, retries=0)  # fmt: skip
     is_min = cps.converged & (cps.morse_index == 0)
     if not bool(is_min.any()):
         return pd.DataFrame(
