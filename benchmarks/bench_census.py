@@ -7,6 +7,8 @@ the share of time spent inside model calls (the model is wrapped in a timer).
 Then completeness: on random sharp 2-D exact models (5–12 points in [−1.5, 1.5]²,
 σ ∈ [0.08, 0.3]) the share of censuses with Σ(−1)^index = 1 after the first search
 and after the retries (deflation), the retry rounds used and the time per census.
+Last, the cost against the work asked for: the census time against the number of starts
+(2-D and d = 64), and the continuation time against its initial steps on a 1-D family.
 
 Run: ``python benchmarks/bench_census.py [--device cpu] [--quick]``.
 """
@@ -97,6 +99,35 @@ def completeness(n: int, seed: int = 0) -> None:
           f"{per:.2f} s per census")  # fmt: skip
 
 
+def scaling(quick: bool) -> None:
+    """Seconds of a census against its starts, and of a continuation against its steps."""
+    g = torch.Generator().manual_seed(1)
+    two = ms.EmpiricalDiffusion(torch.randn(6, 2, generator=g, dtype=torch.float64))
+    big = ms.EmpiricalDiffusion(torch.randn(200, 64, generator=g, dtype=torch.float64) / 8)
+    print("census time against starts (exact diffusion; seconds, critical points found):")
+    for label, model, sigma in (
+        ("2-D, K=6, sigma=0.25", two, 0.25),
+        ("d=64, K=200, sigma=0.3", big, 0.3),
+    ):
+        for n in (100, 300) if quick else (100, 300, 1000, 3000):
+            t = time.perf_counter()
+            cps = ms.critical_points(model, sigma, n_starts=n, generator=0)
+            print(
+                f"  {label:<24} starts {n:>5}: {time.perf_counter() - t:7.2f} s, {len(cps)} points"
+            )
+    line = ms.EmpiricalDiffusion(
+        torch.tensor([[-1.13], [-0.83], [-0.07], [0.64]], dtype=torch.float64)
+    )
+    print("continuation time against initial steps (1-D, 4 points, sigma 2.0 -> 0.1):")
+    for steps in (10, 30) if quick else (10, 30, 100, 300):
+        t = time.perf_counter()
+        bd = ms.continuation(line, "sigma", start=2.0, stop=0.1, steps=steps,
+                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+        print(
+            f"  steps {steps:>4}: {time.perf_counter() - t:7.2f} s, {len(bd.bifurcations)} events"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -125,6 +156,7 @@ def main() -> None:
     run(f"d={d} exact diffusion, K={k}, sigma=0.3", ms.EmpiricalDiffusion(mem), 0.3, n)
     if args.completeness:
         completeness(20 if args.quick else args.completeness)
+    scaling(args.quick)
 
 
 if __name__ == "__main__":
