@@ -183,8 +183,8 @@ def landscape_atlas(
         for p, (i, j) in enumerate(part):
             mine = (res.saddle_pair == p).nonzero()[:, 0].tolist()
             links = [(*joins[s], float(res.saddle_energy[s])) for s in mine if joins[s][0] >= 0]
-            level = _chain_level(links, i, j)
-            if level is None:  # no chain of connected saddles: the path's highest image
+            level = chain = _chain_level(links, i, j)
+            if chain is None:  # no chain of connected saddles: the path's highest image
                 level = max(float(res.energies[p].max()), float(energy[i]), float(energy[j]))
                 edges.append((i, j, level, False))
             edges.extend((a, b, e, True) for a, b, e in links)
@@ -201,7 +201,7 @@ def landscape_atlas(
                     "energy": level,
                     "saddles": len(mine),
                     "certified": bool(mine) and bool((res.saddle_index[mine] == 1).all()),
-                    "verified": _chain_level(links, i, j) is not None,
+                    "verified": chain is not None,
                     "converged": bool(res.converged[p]),
                 }
             )
@@ -252,7 +252,7 @@ def _saddle_joins(
     sides = [path[p, (k - 1).clamp_min(0)], path[p, (k + 1).clamp_max(path.shape[1] - 1)]]
     starts = torch.cat([flat + SIDE_STEP * (side - flat) for side in sides])
     ends, _ = descend_flat(model, starts, sigma, shape, max_steps=max_steps)
-    dist, near = torch.cdist(ends, minima.reshape(len(minima), -1)).min(1)
+    dist, near = (t[:, 0] for t in nearest_neighbors(ends, minima.reshape(len(minima), -1), 1))
     near = torch.where(dist <= radius, near, -1).reshape(2, len(keep))
     for r, s in enumerate(keep):
         a, b = int(near[0, r]), int(near[1, r])

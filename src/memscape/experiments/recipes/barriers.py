@@ -94,7 +94,7 @@ def atlas_job(sigma: float, k: int, size: int, color: bool, neighbors: int, imag
 def run(cfg: BarriersConfig, ctx: Context) -> None:
     """One atlas per σ (and one above the data radius); tables, checks and figures."""
     x = patches(cfg.k, cfg.size, cfg.color, ctx.seed).double().reshape(cfg.k, -1)
-    gaps = torch.cdist(x, x).fill_diagonal_(float("inf")).min(1).values
+    gaps = ms.memorization.nearest_neighbors(x, x, 1, exclude_self=True)[0][:, 0]  # streamed
     s, radius = float(gaps.median()), float((x - x.mean(0)).norm(dim=1).max())
     sigmas = [f * s for f in cfg.sigma_factors] + [1.05 * radius]
     fixed = {f: getattr(cfg, f) for f in ("k", "size", "color", "neighbors", "images")}
