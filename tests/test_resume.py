@@ -100,6 +100,39 @@ def test_ctrl_c_says_what_finished_and_the_history_records_it(tmp_path, monkeypa
     assert runs[0]["start"] <= runs[0]["end"]
 
 
+def _import_interrupted(*args, **kwargs):
+    """What a SIGINT during a C-extension import raises (pybind11: ``raise_from``)."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as ctrl_c:
+        raise ImportError("initialization failed") from ctrl_c
+
+
+def test_ctrl_c_during_an_extension_import_is_an_interruption_not_an_error(tmp_path, monkeypatch):
+    """CI found ``error: initialization failed`` (exit 2) for a SIGINT during ``import``."""
+    from typer.testing import CliRunner
+
+    from memscape.cli import app
+    from memscape.runs.sweep import is_interrupt
+
+    assert is_interrupt(KeyboardInterrupt()) and not is_interrupt(ImportError("no module x"))
+    with pytest.raises(Interrupted, match=r"demo: 0 of 1 jobs finished"):
+        run_sweep(_import_interrupted, grid_jobs("j", {"a": [1]}), tmp_path / "j",
+                  description="demo", progress=False)  # fmt: skip
+    # while the report is written (after every job): the registry and the CLI say "interrupted"
+    from memscape.runs.results import ResultsFolder
+
+    monkeypatch.setattr(ResultsFolder, "write_report", _import_interrupted)
+    out = tmp_path / "run"
+    opts = ["--sizes", "2", "--seeds", "1", "--no-trained", "--samples", "4", "--pool", "8"]
+    result = CliRunner().invoke(app, ["run", "memorization", "--out", str(out), *opts])
+    assert result.exit_code == 130, result.output
+    assert "error:" not in result.output
+    assert "interrupted (every job had finished); run the same command again" in result.output
+    runs = json.loads((out / "config.json").read_text())["runs"]
+    assert [r["status"] for r in runs] == ["interrupted"]
+
+
 def _write_npy(path: Path, shift: float) -> None:
     x = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32) + shift
     np.save(path, x)

@@ -67,9 +67,13 @@ def _errors() -> Iterator[None]:
     YAML/JSON, images, ``.npy`` and safetensors files are raised as ``ValueError``); an
     ``OSError`` is shown with its file.
     """
+    from memscape.runs.sweep import is_interrupt
+
     try:
         yield
     except (ValueError, TypeError, ImportError, OSError) as err:
+        if is_interrupt(err):  # Ctrl-C during a C-extension import: not a bad input
+            raise KeyboardInterrupt from err
         typer.secho(f"error: {_message(err)}", fg="red", err=True)
         raise typer.Exit(2) from None
 
@@ -435,6 +439,7 @@ def analyze_command(
     from memscape import analyze as analysis
     from memscape.diffusion.samplers import SAMPLERS
     from memscape.experiments import ResultsFolder
+    from memscape.runs.sweep import is_interrupt
 
     with _errors():
         slug = Path(model.removeprefix("exact:").replace(":", "-")).name or "model"
@@ -476,13 +481,13 @@ def analyze_command(
         )
         try:
             analysis.analyze(folder, net, train, held, kw)
-        except KeyboardInterrupt:
+        except BaseException as err:
+            if not is_interrupt(err):
+                folder.end_run("failed")
+                raise
             folder.end_run("interrupted")
             typer.echo("interrupted; run the same command again to resume", err=True)
             raise typer.Exit(130) from None
-        except BaseException:
-            folder.end_run("failed")
-            raise
         folder.end_run("finished")
     typer.echo(f"results written to {folder.path}")
 

@@ -33,6 +33,7 @@ from memscape.runs.sweep import (
     JobOutput,
     SweepResult,
     grid_jobs,
+    is_interrupt,
     job_timings,
     run_sweep,
 )
@@ -287,7 +288,10 @@ def run_experiment(
             else None
         )
         folder.write_report(f"memscape run {name}", quick=changed)
-    except KeyboardInterrupt as err:
+    except BaseException as err:
+        if not is_interrupt(err):  # an ImportError raised by a Ctrl-C is an interruption
+            folder.end_run("failed")
+            raise
         folder.end_run("interrupted")
         what = str(err) if isinstance(err, Interrupted) else "every job had finished"
         message = (
@@ -295,8 +299,5 @@ def run_experiment(
             f"(results so far in {folder.path})"
         )
         raise Interrupted(message) from None
-    except BaseException:
-        folder.end_run("failed")
-        raise
     folder.end_run("finished")
     return folder

@@ -47,6 +47,7 @@ __all__ = [
     "cpu_budget",
     "cpu_cores",
     "grid_jobs",
+    "is_interrupt",
     "job_seed",
     "job_timings",
     "load_job",
@@ -155,6 +156,24 @@ _KEY = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*")
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a sweep; the message says how many jobs had finished (they are kept)."""
+
+
+def is_interrupt(err: BaseException) -> bool:
+    """Whether ``err`` is a Ctrl-C, or an error raised *because of* one.
+
+    A SIGINT that lands while a C extension module is being imported reaches Python as
+    ``ImportError("initialization failed")`` whose ``__cause__`` is the
+    ``KeyboardInterrupt`` (pybind11's module init; matplotlib and scipy import such
+    modules lazily). That is an interruption, not an error: walk the cause/context chain.
+    """
+    seen: set[int] = set()
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return True
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return False
 
 
 # ------------------------------------------------------------------ CPU budget
@@ -474,7 +493,9 @@ def run_sweep(
                     display.finished(job.key)
             else:
                 _run_pool(fn, pending, jobs_dir, w, threads, display)
-    except KeyboardInterrupt:
+    except BaseException as err:
+        if not is_interrupt(err):
+            raise
         done = sum((jobs_dir / k).is_dir() for k in keys)
         raise Interrupted(f"{description}: {done} of {len(keys)} jobs finished") from None
     finally:
