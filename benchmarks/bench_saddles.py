@@ -11,8 +11,10 @@ Hessian-vector products), and the merge tree of the minima. Prints the wall time
 each stage, the counts, and the machine (memscape.io.cpu_name).
 
 Run: ``python benchmarks/bench_saddles.py [--k 100] [--size 32] [--neighbors 5]
-[--sigma-factor 0.25] [--images 12] [--chunk 64] [--device cpu] [--threads N]``;
-``--k 1000 --size 16`` is the d = 768 scaling point of issue 16.
+[--sigma-factor 0.25] [--images 12] [--chunk 64] [--device cpu] [--threads N]
+[--jobs-dir DIR [--workers W] [--executor local|ray]]``; ``--k 1000 --size 16`` is the
+d = 768 scaling point of issue 16. With ``--jobs-dir`` the chunks of pairs run as
+resumable sweep jobs (a re-run after Ctrl-C resumes; ``--workers`` processes or Ray tasks).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=64, help="pairs per NEB batch")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--jobs-dir", default=None, help="run the pairs as resumable sweep jobs")
+    parser.add_argument("--workers", type=int, default=None, help="parallel jobs (--jobs-dir)")
+    parser.add_argument("--executor", default="local", choices=("local", "ray"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,7 +76,9 @@ def main() -> None:
         print(f"  pairs {done}/{total}: {time.perf_counter() - t0:.1f} s", flush=True)
 
     atlas = landscape_atlas(model, sigma, y, neighbors=args.neighbors, method=args.method,
-                            images=args.images, chunk=args.chunk, progress=progress)  # fmt: skip
+                            images=args.images, chunk=args.chunk, jobs_dir=args.jobs_dir,
+                            workers=args.workers, executor=args.executor,
+                            progress=progress if args.jobs_dir is None else True)  # fmt: skip
     wall = time.perf_counter() - t0
     pairs = atlas.pairs
     finite = atlas.barriers.barrier[np.isfinite(atlas.barriers.barrier)]

@@ -9,6 +9,7 @@ deeper minimum.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
@@ -120,3 +121,115 @@ def test_a_path_through_a_middle_minimum_is_joined_by_a_verified_chain_of_saddle
     assert atlas.graph.join_energy(*outer) == pytest.approx(max(cols) + offset, abs=1e-7)
     verified = atlas.edges[atlas.edges.verified]
     assert sorted(verified.energy.round(6)) == sorted(np.round(np.array(cols) + offset, 6))
+
+
+# ------------------------------------------------------------------ the atlas as sweep jobs
+def _atlas_case():
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(7, 2, generator=g, dtype=F64)
+    starts = torch.cat([y, torch.randn(6, 2, generator=g, dtype=F64)])
+    return ms.EmpiricalDiffusion(y), 0.3, starts
+
+
+def _assert_same_atlas(a, b):
+    assert torch.equal(a.minima, b.minima) and torch.equal(a.start_minimum, b.start_minimum)
+    for name in ("pairs", "edges", "barriers"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+    torch.testing.assert_close(a.saddle_points, b.saddle_points, rtol=0, atol=0, equal_nan=True)
+    assert a.graph.roots == b.graph.roots
+
+
+def test_atlas_as_sweep_jobs_gives_the_in_process_tables(tmp_path):
+    model, sigma, starts = _atlas_case()
+    opts = {"neighbors": 3, "chunk": 2}
+    here = landscape_atlas(model, sigma, starts, **opts)
+    assert len(here.pairs) > 4  # several chunks
+    seen = []
+    jobs = landscape_atlas(model, sigma, starts, jobs_dir=tmp_path, workers=1,
+                           progress=lambda *a: seen.append(a), **opts)  # fmt: skip
+    _assert_same_atlas(jobs, here)
+    n = len(here.pairs)
+    assert seen[-1] == (n, n) and len(seen) == -(-n // 2)
+    folders = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(folders) == -(-n // 2)  # one finished job per chunk of two pairs
+    assert sorted(p.name for p in tmp_path.glob("atlas-*.safetensors")) == [
+        folders[0].name.split("_")[0] + ".safetensors"
+    ]
+
+
+def test_an_interrupted_atlas_resumes_to_the_same_tables(tmp_path, monkeypatch):
+    import memscape.landscape.atlas as atlas_module
+    from memscape.runs.sweep import Interrupted
+    from tests.test_resume import _interrupt_at
+
+    model, sigma, starts = _atlas_case()
+    opts = {"neighbors": 3, "chunk": 2}
+    clean = landscape_atlas(model, sigma, starts, **opts)
+    total = -(-len(clean.pairs) // 2)
+    _interrupt_at(monkeypatch, 7)  # each job reports start, paths, saddles: mid third job
+    with pytest.raises(Interrupted, match=rf"atlas pairs: 2 of {total} jobs finished"):
+        landscape_atlas(model, sigma, starts, jobs_dir=tmp_path, workers=1, progress=True, **opts)
+    monkeypatch.undo()
+    calls = []
+    original = atlas_module._pair_chunk
+    monkeypatch.setattr(atlas_module, "_pair_chunk", lambda *a, **k: calls.append(a[4]) or
+                        original(*a, **k))  # fmt: skip
+    resumed = landscape_atlas(model, sigma, starts, jobs_dir=tmp_path, workers=1, **opts)
+    assert len(calls) == total - 2  # the two finished chunks were read back, not re-run
+    _assert_same_atlas(resumed, clean)
+
+
+def test_atlas_jobs_reject_an_unpicklable_model_before_any_work(tmp_path):
+    class Unpicklable(ms.EmpiricalDiffusion):
+        pass  # a local class: pickle cannot find it by name
+
+    model = Unpicklable(torch.eye(2, dtype=F64))
+    with pytest.raises(TypeError, match="picklable"):
+        landscape_atlas(model, 0.3, torch.eye(2, dtype=F64), jobs_dir=tmp_path / "j")
+    assert not (tmp_path / "j").exists()
+    with pytest.raises(ValueError, match="executor"):
+        landscape_atlas(model, 0.3, torch.eye(2, dtype=F64), jobs_dir=tmp_path, executor="dask")
+
+
+def test_atlas_jobs_on_two_workers_equal_one_worker(tmp_path):
+    model, sigma, starts = _atlas_case()
+    opts = {"neighbors": 3, "chunk": 3}
+    one = landscape_atlas(model, sigma, starts, jobs_dir=tmp_path / "one", workers=1, **opts)
+    two = landscape_atlas(model, sigma, starts, jobs_dir=tmp_path / "two", workers=2, **opts)
+    _assert_same_atlas(two, one)
+
+
+@pytest.mark.slow
+def test_atlas_jobs_on_ray_equal_one_worker(tmp_path):
+    pytest.importorskip("ray")
+    model, sigma, starts = _atlas_case()
+    opts = {"neighbors": 3, "chunk": 3}
+    one = landscape_atlas(model, sigma, starts, jobs_dir=tmp_path / "one", workers=1, **opts)
+    ray = landscape_atlas(model, sigma, starts, jobs_dir=tmp_path / "ray", workers=2,
+                          executor="ray", **opts)  # fmt: skip
+    _assert_same_atlas(ray, one)
+
+
+def test_neb_converges_at_d_3072_to_the_index_1_saddle_of_two_colour_patches():
+    """Climbing-image NEB between two memories of 32×32 colour patches (d = 3072): the
+    climbing image reaches a point of zero score, the same saddle as the string method, and
+    its Hessian ``(I − Cov_w(y)/σ²)/σ²`` has exactly one negative eigenvalue — counted here
+    from the K×K weighted Gram matrix of the patches (Cov_w has rank < K), not by Lanczos."""
+    x = ms.datasets.load("patches", size=32, color=True, num_patches=24, data_seed=0).x.double()
+    model, flat = ms.EmpiricalDiffusion(x), x.reshape(len(x), -1)
+    gaps = torch.cdist(flat, flat).fill_diagonal_(float("inf"))
+    i = int(gaps.min(1).values.argmin())
+    j, sigma = int(gaps[i].argmin()), 0.4 * float(gaps.min())  # σ < D/2: two minima
+    a, b = (ms.descend(model, x[[k]], sigma).x for k in (i, j))
+    assert float((a - b).norm()) > 0.5 * float(gaps.min())
+    neb = ms.minimum_energy_path(model, a, b, sigma, images=12, method="neb")
+    string = ms.minimum_energy_path(model, a, b, sigma, images=12, method="string")
+    assert bool(neb.converged.all()) and neb.saddle_index.tolist() == [1]
+    saddle = neb.saddles.reshape(1, -1)
+    assert float(model.score(neb.saddles, sigma).norm()) < 1e-6 * float(saddle.norm()) / sigma**2
+    assert float(neb.barrier[0]) == pytest.approx(float(string.barrier[0]), rel=1e-8)
+    assert float((neb.saddles - string.saddles).norm()) < 1e-6
+    w = torch.softmax(-((flat - saddle) ** 2).sum(1) / (2 * sigma**2), 0)
+    centred = (flat - w @ flat) * w.sqrt()[:, None]
+    cov_eigs = torch.linalg.eigvalsh(centred @ centred.T)  # the nonzero eigenvalues of Cov_w
+    assert int((cov_eigs > sigma**2).sum()) == 1  # one direction where 1 − λ/σ² < 0

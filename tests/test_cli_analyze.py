@@ -3,7 +3,10 @@ results folder; every bad input one ``error:`` line naming the argument, before 
 
 Truth: the exact model of six points of a hexagon (its samples are training points, its
 minima at small σ sit on them and its index-1 saddles at the midpoints of neighbours, its
-score is a gradient, its log-density the Gaussian mixture's closed form), the Wiener filter
+score is a gradient, its log-density the Gaussian mixture's closed form), the exact model
+of two and of three points (the probability-flow ODE carries a perturbed memory back to it
+exactly when the perturbation stays on its side of the transport's watershed: the bisector
+of two points, the quantiles 1/3 and 2/3 of the noised mixture on a line), the Wiener filter
 of Gaussian data (one critical point, the mean, with Hessian (S + σ²I)⁻¹, and a Gaussian
 log-density), and a tiny ``UNet2DModel`` built here (no downloads).
 """
@@ -23,6 +26,8 @@ import torch
 from typer.testing import CliRunner
 
 import memscape as ms
+from memscape import analyze as analysis
+from memscape import numeric
 from memscape.analyze import fingerprint
 from memscape.cli import app
 from tests.test_adapters import _gaussian
@@ -74,9 +79,10 @@ def exact_run(files, tmp_path_factory):
 
 def test_exact_model_results_match_the_closed_forms(exact_run):
     out, _ = exact_run
-    for name in ("classes", "census", "asymmetry", "likelihood", "timings"):
+    for name in ("classes", "basin", "census", "asymmetry", "likelihood", "timings"):
         assert (out / f"{name}.parquet").is_file() and (out / f"{name}.csv").is_file(), name
-    for name in ("config.json", "report.md", "report.html", "ratio.png", "nearest.png"):
+    for name in ("config.json", "report.md", "report.html", "ratio.png", "nearest.png",
+                 "basin.png"):  # fmt: skip
         assert (out / name).is_file(), name
     x = np.load(out / "samples.npy")
     assert x.shape == (12, 2)
@@ -112,8 +118,8 @@ def test_exact_model_results_match_the_closed_forms(exact_run):
     assert cfg["runs"][-1]["environment"]["torch"] == torch.__version__
     assert cfg["runs"][-1]["status"] == "finished"
     report = (out / "report.md").read_text()
-    for title in ("Memorization", "Attractors near the samples", "Conservativeness",
-                  "Likelihood at σ = 0.2", "Time"):  # fmt: skip
+    for title in ("Memorization", "Basins of the samples", "Attractors near the samples",
+                  "Conservativeness", "Likelihood at σ = 0.2", "Time"):  # fmt: skip
         assert f"## {title}" in report, title
 
 
@@ -122,7 +128,7 @@ def test_the_same_command_resumes_and_other_options_are_refused(exact_run, tmp_p
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     args = [*args[:-1], copy]
-    before = {n: pd.read_parquet(copy / f"{n}.parquet") for n in ("classes", "census")}
+    before = {n: pd.read_parquet(copy / f"{n}.parquet") for n in ("classes", "basin", "census")}
 
     def boom(*a, **k):
         raise AssertionError("a finished stage ran again")
@@ -130,6 +136,7 @@ def test_the_same_command_resumes_and_other_options_are_refused(exact_run, tmp_p
     for name in ("sample", "critical_points", "classify_samples", "log_likelihood",
                  "score_asymmetry"):  # fmt: skip
         monkeypatch.setattr(ms, name, boom)
+    monkeypatch.setattr(ms.memorization, "critical_sigma", boom)
     res = invoke(*args)
     assert res.exit_code == 0, res.output
     for name, table in before.items():
@@ -140,6 +147,84 @@ def test_the_same_command_resumes_and_other_options_are_refused(exact_run, tmp_p
     other[other.index("--samples") + 1] = 13
     refused(invoke(*other), "--out", "samples")
     assert len(json.loads((copy / "config.json").read_text())["runs"]) == 2
+
+
+def _phi(z: np.ndarray) -> np.ndarray:
+    """The standard normal CDF, by hand."""
+    return 0.5 * (1 + np.vectorize(math.erf)(np.asarray(z) / math.sqrt(2)))
+
+
+def _mixture_quantile(centres: np.ndarray, s: float, level: float) -> float:
+    """The ``level`` quantile of (1/K) Σ_k N(c_k, s²) on a line, by bisection."""
+    lo, hi = centres.min() - 10 * s, centres.max() + 10 * s
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _phi((mid - centres) / s).mean() < level else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _basin_run(tmp_path, points, levels, trials):
+    np.save(tmp_path / "pts.npy", points)
+    out = tmp_path / "b"
+    res = invoke(tmp_path / "pts.npy", "--samples", 12, "--probe", 12, "--probe-trials", trials,
+                 "--probe-levels", ",".join(map(str, levels)), "--census", 0, "--likelihood", 0,
+                 "--out", out)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(out / "basin.parquet")
+    memory = np.load(out / "samples.npy")[table["sample"]]  # each sample is a training point
+    assert set(table["sample"]) == set(range(12)) and (table["n_trials"] == trials).all()
+    return table, memory, (out / "report.md").read_text()
+
+
+def _within_binomial(recovery, truth, trials):
+    """Recovered fractions within 5 binomial standard deviations (+1 % for the ODE steps)."""
+    sd = np.sqrt(truth * (1 - truth) / trials)
+    np.testing.assert_array_less(np.abs(recovery - truth), 5 * sd + 0.01)
+
+
+def test_basin_of_two_points_is_bounded_by_their_bisector(tmp_path):
+    """Two memories 4 apart: a trial x* + s z comes back iff s z_∥ < 2, probability Φ(2/s).
+
+    Φ(2/s) > 1/2 at every s: σ* is the top level (censored) for both memories.
+    """
+    points = np.array([[-2.0, 0.0], [2.0, 0.0]])
+    levels, trials = [0.5, 1.0, 2.0, 4.0, 8.0], 800
+    table, memory, report = _basin_run(tmp_path, points, levels, trials)
+    assert np.abs(np.abs(memory[:, 0]) - 2).max() < 1e-6
+    _within_binomial(table["recovery"].to_numpy(), _phi(2 / table["probe_sigma"]), trials)
+    assert (table["critical_sigma"] == 8.0).all()
+    assert "| memorized | 12 |  | 12 | 0 |" in report  # all censored: no mean
+
+
+def test_basin_of_three_points_on_a_line_follows_the_quantiles(tmp_path):
+    """Memories −1, 0, 1: the 1-D flow keeps order, so a trial ends on the memory whose third
+    of the noised mixture's mass it starts in: between the quantiles q₁ = −q₂ and q₂ of
+    level 1/3 and 2/3 for the middle one (probability 2Φ(q₂/s) − 1), below q₁ for −1
+    (Φ((q₁ + 1)/s)). σ* at p = 1/2: 0.5 for the middle memory (0.684 there, 0.407 at 1.2),
+    the top level 1.2 for the outer ones (0.618 there)."""
+    points = np.array([[-1.0], [0.0], [1.0]])
+    levels, trials = [0.1, 0.25, 0.5, 1.2], 800
+    table, memory, report = _basin_run(tmp_path, points, levels, trials)
+    y = np.round(memory[:, 0])
+    assert np.abs(memory[:, 0] - y).max() < 1e-6 and set(y) == {-1.0, 0.0, 1.0}
+    s = table["probe_sigma"].to_numpy()
+    q1 = np.array([_mixture_quantile(points[:, 0], v, 1 / 3) for v in s])
+    truth = np.where(y == 0, 2 * _phi(-q1 / s) - 1, _phi((q1 + 1) / s))
+    _within_binomial(table["recovery"].to_numpy(), truth, trials)
+    np.testing.assert_array_equal(table["critical_sigma"], np.where(y == 0, 0.5, 1.2))
+    assert "| memorized | 12 | 0.5 |" in report  # mean σ* of the middle memory's samples
+
+
+def test_default_probe_levels_keep_each_reverse_run_in_the_models_range(pipe):
+    """Pham et al.'s 10 levels 0.005·400^(i/9); a reverse run from s ends at s/2, so a model
+    valid from σ_min = 0.0100013 (DDPM's β₁ = 10⁻⁴: √(β₁/(1 − β₁))) keeps the 7 from 0.0368."""
+    grid = 0.005 * 400 ** (np.arange(10) / 9)
+    exact = ms.EmpiricalDiffusion(torch.zeros(2, 2, dtype=F64))  # no σ range
+    np.testing.assert_allclose(analysis.probe_levels(exact, None), grid, rtol=1e-12)
+    model = ms.adapters.load(pipe / "pipe")
+    assert 2 * model.sigma_min == pytest.approx(2 * math.sqrt(1e-4 / (1 - 1e-4)), rel=1e-4)
+    np.testing.assert_allclose(analysis.probe_levels(model, None), grid[3:], rtol=1e-12)
+    assert analysis.probe_levels(model, "1,0.05") == [0.05, 1.0]  # given ones, sorted
 
 
 def test_a_python_path_denoiser_without_data(tmp_path):
@@ -216,6 +301,59 @@ def test_fingerprints_follow_the_weights(pipe):
     assert fingerprint(x) != fingerprint(x.float()) and fingerprint(x) == fingerprint(x.clone())
 
 
+# ------------------------------------------------------------------ batches
+def test_auto_batches_fill_a_quarter_of_free_memory_and_a_given_batch_wins(
+    files, tmp_path, monkeypatch
+):
+    calls = []
+    real = ms.sample
+
+    def spy(model, n, *args, **kwargs):
+        calls.append(n)
+        return real(model, n, *args, **kwargs)
+
+    monkeypatch.setattr(ms, "sample", spy)
+    # the hexagon's exact model: 16 copies of a 2-vector and 2 rows of 6 logits in float64,
+    # (16·2 + 2·6)·8 = 352 bytes a sample; a quarter of 7040 bytes holds 5 samples
+    monkeypatch.setattr(numeric, "free_memory", lambda device: 7040)
+    common = (files / "train.npy", "--samples", 12, "--probe", 0, "--census", 0,
+              "--likelihood", 0)  # fmt: skip
+    for batch, expected in (("auto", [5, 5, 2]), (3, [3, 3, 3, 3]), (20, [12])):
+        calls.clear()
+        out = tmp_path / f"b{batch}"
+        res = invoke(*common, "--batch", batch, "--out", out)
+        assert res.exit_code == 0, res.output
+        assert calls == expected, batch
+        assert f"drawn in batches of {expected[0]}" in (out / "report.md").read_text()
+    monkeypatch.setattr(numeric, "free_memory", lambda device: 1)  # nothing free
+    calls.clear()
+    assert invoke(*common, "--out", tmp_path / "tiny").exit_code == 0
+    assert calls == [1] * 12  # one at a time, never zero
+    calls.clear()
+    assert invoke(*common, "--batch", 7, "--out", tmp_path / "given").exit_code == 0
+    assert calls == [7, 5]  # a given batch wins over the memory reading
+
+
+class _TwoLayers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner, self.outer = torch.nn.Linear(2, 50), torch.nn.Linear(50, 2)
+
+    def forward(self, x, sigma):
+        return self.outer(torch.tanh(self.inner(x)))
+
+
+def test_auto_batch_counts_a_networks_activations(monkeypatch):
+    """Outputs of ``inner`` (50), ``outer`` (2) and the network (2) in float32, 216 bytes, and
+    16 copies of the sample, 128 bytes: 344 bytes a sample."""
+    model = ms.adapters.from_denoiser(_TwoLayers(), event_shape=(2,))
+    monkeypatch.setattr(numeric, "free_memory", lambda device: 4 * 344 * 7)
+    kw = {"batch": "auto", "samples": 100, "device": "cpu"}
+    assert analysis.sample_batch(model, kw) == 7
+    assert analysis.sample_batch(model, kw | {"samples": 4}) == 4  # never more than drawn
+    assert analysis.sample_batch(model, kw | {"batch": 9}) == 9
+
+
 # ------------------------------------------------------------------ bad input
 def _bad_inputs(files, pipe_dir):
     t, p = files / "train.npy", pipe_dir / "pipe"
@@ -240,7 +378,18 @@ def _bad_inputs(files, pipe_dir):
         ((t, "--samples", 1), ("--samples must be >= 2",)),
         ((t, "--samples", 4, "--census", 5), ("--census (5)",)),
         ((t, "--steps", 0), ("--steps",)),
-        ((t, "--batch", 0), ("--batch",)),
+        ((t, "--batch", 0), ("--batch", "or auto")),
+        ((t, "--batch", "abc"), ("--batch", "'abc'")),
+        ((t, "--probe", -1), ("--probe must be >= 0",)),
+        ((t, "--samples", 4, "--probe", 5), ("--probe (5)",)),
+        ((t, "--probe-trials", 0), ("--probe-trials",)),
+        ((t, "--probe-levels", "abc"), ("--probe-levels", "'abc'")),
+        ((t, "--probe-levels", "0.1,-2"), ("--probe-levels",)),
+        ((t, "--probe-levels", ""), ("--probe-levels",)),
+        ((p, "--probe-levels", "0.015"), ("--probe-levels 0.015 is outside", "2 sigma_min")),
+        ((p, "--probe-levels", "0.1,300"), ("--probe-levels 300 is outside", "157.407")),
+        ((t, "--probe-delta", -1), ("--probe-delta",)),
+        ((t, "--probe-delta", "nan"), ("--probe-delta",)),
         ((t, "--max-steps", 0), ("--max-steps",)),
         ((t, "--likelihood", -1), ("--likelihood",)),
         ((t, "--seed", -1), ("--seed",)),

@@ -150,3 +150,31 @@ def test_bad_input():
         disconnectivity_graph([0.0, 1.0], [(0, 1, 3.0)], labels=["a"])
     with pytest.raises(ValueError, match="1-D"):
         disconnectivity_graph([], [])
+
+
+def test_panels_draw_one_tree_per_group_of_a_sweep_table():
+    """Two groups of one long table: each panel's tree is its own group's (hand-computed)."""
+    import pandas as pd
+
+    from memscape.landscape.disconnectivity import plot_disconnectivity_panels
+
+    minima = pd.DataFrame({"K": [2, 2, 8, 8, 8], "minimum": [1, 0, 0, 1, 2],
+                           "energy": [11.0, 10.0, 0.0, 0.5, 2.0],
+                           "class": ["memorized", "memorized", "memorized", "spurious",
+                                     "generalized"]})  # fmt: skip
+    edges = pd.DataFrame({"K": [8, 2, 8], "i": [0, 0, 1], "j": [1, 1, 2],
+                          "energy": [4.0, 13.0, 3.0]})  # fmt: skip
+    fig = Figure()
+    axes = fig.subplots(1, 2)
+    graphs = plot_disconnectivity_panels(minima, edges, axes, by=["K"], label="class")
+    # K = 2: minimum 1 (E 11) dies into 0 (E 10) at 13 → barrier 2, energies shifted by −10
+    assert graphs[0].barriers.barrier.tolist()[1] == pytest.approx(2.0)
+    assert graphs[0].barriers.energy.tolist() == [0.0, 1.0]
+    # K = 8: 1–2 merge at 3 (2 dies, barrier 1), then {1, 2}–0 at 4 (1 dies, barrier 3.5)
+    assert graphs[1].barriers.barrier.tolist()[1:] == pytest.approx([3.5, 1.0])
+    assert graphs[1].barriers.partner.tolist() == [-1, 0, 1]
+    assert axes[1].get_title() == "K=8: 3 minima"
+    legend = {t.get_text() for t in axes[1].get_legend().get_texts()}
+    assert legend == {"memorized", "spurious", "generalized"}
+    with pytest.raises(ValueError, match="one entry per group"):
+        plot_disconnectivity_panels(minima, edges, axes[:1], by=["K"], label="class")

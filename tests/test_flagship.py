@@ -58,6 +58,7 @@ def test_exact_model_memorizes_at_every_k_and_resumes(tmp_path):
         assert (out / name).exists(), name
     timing = pd.read_parquet(out / "timing_memorization.parquet")
     assert len(timing) == 3 and (timing["seconds"] > 0).all()
+    _assert_two_memories_barrier(out)
     checks = pd.read_parquet(out / "checks.parquet")
     assert checks["passed"].all()
     # resume: drop one finished job, re-run; the others are not recomputed
@@ -81,6 +82,34 @@ def test_exact_model_memorizes_at_every_k_and_resumes(tmp_path):
     job = json.loads((out / "jobs" / victim / "run.json").read_text())
     assert {"scipy", "scikit-learn", "matplotlib", "safetensors", "git"} <= set(job["environment"])
     assert job["start"] >= cfg["runs"][1]["start"]  # recomputed by the second run
+
+
+def _assert_two_memories_barrier(out):
+    """The disconnectivity graph of K = 2 memories: one funnel each, joined at the col of the
+    segment between them (the energy is symmetric about that line, so its saddle lies on
+    it), found here by bounded Brent on the exact energy along the segment."""
+    from scipy.optimize import minimize_scalar
+
+    import memscape as ms
+
+    atlas = pd.read_parquet(out / "atlas.parquet")
+    assert (out / "disconnectivity.png").exists() and set(atlas["K"]) == {2, 16, 64}
+    two = atlas[atlas["K"] == 2]
+    assert len(two) == 2 and (two["class"] == "memorized").all() and (two["morse_index"] == 0).all()
+    y = load_job(out / "jobs", "exact_K=2_seed=0")["train"].double()
+    model = ms.EmpiricalDiffusion(y)
+
+    def energy(t):
+        return float(model.energy(((1 - t) * y[0] + t * y[1])[None], 0.02))
+
+    opts = {"method": "bounded", "options": {"xatol": 1e-12}}
+    col = -minimize_scalar(lambda t: -energy(t), bounds=(0.1, 0.9), **opts).fun
+    low = min(minimize_scalar(energy, bounds=b, **opts).fun for b in ((-0.2, 0.3), (0.7, 1.2)))
+    finite = two["barrier"][np.isfinite(two["barrier"])]
+    assert len(finite) == 1 and float(finite.iloc[0]) == pytest.approx(col - low, rel=1e-8)
+    # memories of K = 16 sit in deeper funnels than those of K = 64 (closer, merged sooner)
+    med = atlas[np.isfinite(atlas["barrier"])].groupby("K")["barrier"].median()
+    assert med[16] > med[64]
 
 
 def test_tiny_trained_run_writes_every_table_figure_and_check(tmp_path):

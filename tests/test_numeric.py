@@ -1,4 +1,4 @@
-"""Numerical helpers: the level crossing of a sampled curve."""
+"""Numerical helpers: the level crossing of a sampled curve; batches sized to free memory."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from memscape.numeric import level_crossing
+from memscape import numeric
+from memscape.numeric import batch_size_for, level_crossing
 
 
 def test_crossing_interpolates_linearly_and_reports_nan_when_never_below():
@@ -30,3 +32,53 @@ def test_crossing_rejects_mismatched_or_unsorted_samples():
         level_crossing([0.0, 1.0], [1.0, 0.5, 0.0], 0.5)
     with pytest.raises(ValueError, match="ascending"):
         level_crossing([1.0, 0.0], [1.0, 0.0], 0.5)
+
+
+# ------------------------------------------------------------------ batch sizes
+def _cpu_pages(monkeypatch, pages: int, page: int = 4096) -> None:
+    names = {"SC_AVPHYS_PAGES": pages, "SC_PAGE_SIZE": page}
+    monkeypatch.setattr(numeric.os, "sysconf", lambda name: names[name])
+
+
+def test_cpu_batch_is_the_share_of_the_available_pages(monkeypatch):
+    _cpu_pages(monkeypatch, pages=1000)  # 4 096 000 bytes free
+    assert numeric.free_memory("cpu") == 4_096_000
+    # ⌊0.25 · 4 096 000 / 1000⌋ = 1024, ⌊0.5 · 4 096 000 / 3000⌋ = 682
+    assert batch_size_for(1000, "cpu") == 1024
+    assert batch_size_for(3000, torch.device("cpu"), fraction=0.5) == 682
+    assert batch_size_for(1000, "cpu", maximum=100) == 100  # the cap
+    assert batch_size_for(1e9, "cpu") == 1  # nothing fits: one item, never zero
+
+
+def test_cuda_batch_reads_the_devices_free_memory(monkeypatch):
+    seen = []
+
+    def mem_get_info(device):
+        seen.append(device)
+        return (8 << 30, 80 << 30)  # (free, total): 8 GiB free
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    assert batch_size_for(1 << 20, "cuda:1") == 2048  # ⌊2 GiB / 1 MiB⌋
+    assert seen == [torch.device("cuda:1")]  # the device asked about, not the current one
+
+
+def test_unreadable_memory_falls_back_to_the_conservative_constant(monkeypatch):
+    def missing(name):
+        raise ValueError(f"unrecognized configuration name {name}")  # what macOS raises
+
+    monkeypatch.setattr(numeric.os, "sysconf", missing)
+    assert numeric.free_memory("cpu") == numeric.FALLBACK_FREE_BYTES == 1 << 30
+    assert numeric.free_memory("mps") == 1 << 30  # a device without a reader
+    assert batch_size_for(1 << 20, "cpu") == 256  # ⌊0.25 GiB / 1 MiB⌋
+
+
+def test_batch_size_for_rejects_bad_arguments():
+    for bad, match in ((0, "bytes_per_item"), (math.inf, "bytes_per_item"), (-5, "bytes_per_item")):
+        with pytest.raises(ValueError, match=match):
+            batch_size_for(bad, "cpu")
+    with pytest.raises(ValueError, match="fraction"):
+        batch_size_for(10, "cpu", fraction=1.5)
+    with pytest.raises(ValueError, match="maximum"):
+        batch_size_for(10, "cpu", maximum=0)
+    with pytest.raises(TypeError, match="maximum"):
+        batch_size_for(10, "cpu", maximum=2.5)

@@ -97,7 +97,9 @@ def test_bifurcation_diagram_plot(tmp_path):
         model, "sigma", start=2 * a, stop=0.1 * a, starts=torch.zeros(1, 1, dtype=F64), reseed=0
     )
     ax = diagram.plot()
-    assert ax.get_xscale() == "log" and ax.get_xlabel() == "sigma" and ax.get_ylabel() == "x0"
+    assert (
+        ax.get_xscale() == "log" and ax.get_xlabel() == "noise level σ" and ax.get_ylabel() == "x0"
+    )
     styles = {(ln.get_color(), ln.get_linestyle()) for ln in ax.get_lines()}
     assert styles == {("tab:blue", "-"), ("tab:red", "--")}  # minima solid, saddles dashed
     (marks,) = scatters(ax)
@@ -179,3 +181,133 @@ def test_landscape_on_a_plane_through_three_points_of_a_5d_model():
         plot_landscape(model, sigma, plane="pca", basins=True)
     with pytest.raises(ValueError, match="plane="):
         plot_landscape(model, sigma)
+
+
+def census(rows):
+    """A census table from ``(x0, x1, morse_index, energy)`` rows (all converged)."""
+    import pandas as pd
+
+    t = pd.DataFrame(rows, columns=["x0", "x1", "morse_index", "energy"])
+    return t.assign(converged=True).reset_index(names="point")
+
+
+def test_morse_smale_graph_has_energy_up_nodes_by_index_and_readable_labels():
+    import pandas as pd
+    from matplotlib.text import Annotation
+
+    from memscape.figures import legend_overlaps_data
+    from memscape.landscape import plot_morse_smale
+
+    pts = census([(-1, 0, 0, 0.2), (1, 0, 0, 0.5), (0, 0.3, 1, 1.7), (0, 2, 2, 3.0)])
+    edges = pd.DataFrame({"saddle": [2, 2, 2], "end": ["0", "1", "unresolved-2-+"]})
+    ax = plot_morse_smale(pts, edges)
+    assert ax.get_ylabel() == "energy E"
+    sc = {c.get_label(): c.get_offsets() for c in scatters(ax)}
+    assert set(sc) == {"minimum", "saddle (index 1)", "maximum (index 2)"}
+    assert np.allclose(sorted(map(tuple, sc["minimum"])), [(-1, 0.2), (1, 0.5)])
+    assert np.allclose(sc["saddle (index 1)"], [[0, 1.7]])
+    arrows = [t for t in ax.texts if isinstance(t, Annotation) and t.arrow_patch is not None]
+    assert len(arrows) == 2  # the unresolved end is left out
+    assert {tuple(a.xy) for a in arrows} == {(-1.0, 0.2), (1.0, 0.5)}  # heads at the minima
+    labels = [t for t in ax.texts if t.get_text()]
+    assert sorted(t.get_text() for t in labels) == ["0", "1", "2", "3"]
+    assert min(t.get_fontsize() for t in labels) >= 8
+    ms.figures.finish(ax.figure)
+    assert not legend_overlaps_data(ax)
+    no_energy = pts.assign(energy=np.nan)
+    assert plot_morse_smale(no_energy, edges).get_ylabel().startswith("x1")
+    with pytest.raises(ValueError, match="fontsize"):
+        plot_morse_smale(pts, edges, fontsize=5)
+
+
+def test_landscape_has_an_energy_colorbar_and_sigma_and_k_in_its_title():
+    from memscape.figures import maps_without_colorbar
+
+    model = ms.EmpiricalDiffusion(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], dtype=F64))
+    ax = plot_landscape(model, 0.5, resolution=16, streamlines=False)
+    assert "σ = 0.5" in ax.get_title() and "K = 3" in ax.get_title()
+    assert maps_without_colorbar(ax.figure) == []
+    (bar,) = [a for a in ax.figure.axes if hasattr(a, "_colorbar")]
+    assert bar.get_xlabel() == "energy E(x, σ)"
+    plain = plot_landscape(model, 0.5, resolution=16, streamlines=False, colorbar=False)
+    assert len(plain.figure.axes) == 1
+    hop = ms.ModernHopfield(torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=F64), 2.0)
+    assert "β = 2" in plot_landscape(hop, resolution=12, streamlines=False).get_title()
+
+
+def test_attractor_colors_follow_each_minimum_across_censuses():
+    from memscape.landscape import attractor_colors
+
+    snaps = [
+        census([(0, 0, 0, 0)]),
+        census([(2, 0, 0, 0), (1, 0, 1, 0), (0.1, 0, 0, 0)]),  # a minimum born at x = 2
+        census([(0, 0.1, 0, 0), (-2, 0, 0, 0), (2.1, 0, 0, 0)]),  # and one at x = −2
+    ]
+    assert attractor_colors(snaps) == [["C0"], ["C1", "0.6", "C0"], ["C0", "C2", "C1"]]
+    assert attractor_colors(snaps[:1], palette=["red"]) == [["red"]]
+    with pytest.raises(ValueError, match="palette"):
+        attractor_colors(snaps, palette=[])
+
+
+def test_basins_take_the_colour_given_to_their_minimum(well):
+    from matplotlib.colors import to_rgba
+
+    model, cps = well
+    colors = ["gold" if int(i) == 0 else "k" for i in cps.morse_index]
+    minima = [r for r in range(len(cps)) if int(cps.morse_index[r]) == 0 and bool(cps.converged[r])]
+    colors[minima[-1]] = "purple"
+    ax = plot_landscape(model, cps=cps, resolution=12, basin_resolution=10, basin_colors=colors)
+    (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
+    shown = {tuple(np.round(mesh.cmap(k), 6)) for k in range(mesh.cmap.N)}
+    assert shown == {tuple(np.round(to_rgba(c), 6)) for c in ("gold", "purple")}
+    with pytest.raises(ValueError, match="basin_colors"):
+        plot_landscape(model, cps=cps, resolution=12, basin_resolution=10, basin_colors=["r"])
+
+
+def test_plot_fraction_draws_the_wilson_interval_found_by_inverting_the_score_test():
+    """The Wilson interval is the set of p0 whose score test |p̂ − p0| ≤ z √(p0(1−p0)/n)
+    accepts p̂ (Wilson 1927): found here by brute force on a fine grid of p0."""
+    from matplotlib.collections import LineCollection
+
+    from memscape.landscape import plot_fraction
+
+    frac, trials, z = np.array([0.0, 0.3, 0.9]), np.array([20, 50, 10]), 1.959964
+    ax = Figure().add_subplot()
+    line = plot_fraction(ax, [1, 2, 3], frac, trials, label="f")
+    assert np.allclose(line.get_ydata(), frac)
+    assert [t.get_text() for t in ax.legend().get_texts()] == ["f"]
+    (bars,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    p0 = np.linspace(0, 1, 200001)
+    for seg, p, n in zip(bars.get_segments(), frac, trials, strict=True):
+        ok = p0[np.abs(p - p0) <= z * np.sqrt(p0 * (1 - p0) / n)]
+        assert seg[:, 1].min() == pytest.approx(ok.min(), abs=2e-5)
+        assert seg[:, 1].max() == pytest.approx(ok.max(), abs=2e-5)
+    for bad in ({"fraction": [1.2], "trials": [5]}, {"fraction": [0.5], "trials": [0]}):
+        with pytest.raises(ValueError, match="fractions"):
+            plot_fraction(ax, [1], **bad)
+
+
+def test_snapshot_panels_share_one_legend_of_every_index_on_the_top_right_panel():
+    """Two points at ±1 (exact diffusion energy): one minimum at σ = 2 (above the pitchfork
+    at σ = 1), two minima and a saddle at σ = 0.5; the single legend names both indices."""
+    from memscape.landscape import plot_snapshots
+    from memscape.landscape.morse_smale import morse_smale_graph
+    from memscape.landscape.snapshots import census_table, edge_table
+
+    y = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=F64)
+    model = ms.EmpiricalDiffusion(y)
+    panels = []
+    for sigma in (2.0, 0.5):
+        cps = critical_points(model, sigma, n_starts=24, generator=torch.Generator().manual_seed(1))
+        panels.append({"model": model, "sigma": sigma, "census": census_table(cps),
+                       "edges": edge_table(morse_smale_graph(model, cps)), "patterns": y,
+                       "title": f"σ = {sigma:g}: test"})  # fmt: skip
+    fig = Figure(layout="constrained")
+    axes = fig.subplots(1, 2)
+    plot_snapshots(panels, axes, resolution=12, basin_resolution=8, xlim=(-2, 2), ylim=(-2, 2))
+    assert axes[0].get_legend() is None
+    names = [t.get_text() for t in axes[1].get_legend().get_texts()]
+    assert names == ["minimum", "saddle (index 1)"]
+    assert axes[0].get_title() == "σ = 2, K = 2: test"
+    with pytest.raises(ValueError, match="one Axes per panel"):
+        plot_snapshots(panels, axes[:1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -84,6 +85,18 @@ def test_resume_equals_uninterrupted_training(tmp_path, energy):
     cfg = json.loads((tmp_path / "full" / "config.json").read_text())
     assert cfg["train"]["seed"] == 3 and "torch" in cfg["versions"]
     assert (tmp_path / "full" / "losses.csv").read_text().startswith("step,loss,lr")
+
+
+def test_rerunning_a_finished_run_keeps_its_final_partial_loss_row(tmp_path):
+    """40 steps logged every 7: rows at 7, …, 35 and a partial one at 40 — also on a re-run."""
+    data = _circle()
+    kw = dict(steps=40, batch=16, seed=3, log_every=7, out=tmp_path / "run", progress=False)
+    first = ms.train(_tiny(), data, **kw)
+    assert list(first.losses["step"]) == [7, 14, 21, 28, 35, 40]
+    again = ms.train(_tiny(), data, **kw)  # finished: resumes at step 40, trains nothing
+    pd.testing.assert_frame_equal(again.losses, first.losses, check_exact=True)
+    on_disk = pd.read_csv(tmp_path / "run" / "losses.csv")
+    assert list(on_disk["step"]) == [7, 14, 21, 28, 35, 40]
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):

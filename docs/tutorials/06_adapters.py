@@ -111,7 +111,8 @@ print(cps.table[["morse_index", "converged", "score_norm", "nearest_distance"]].
 # --8<-- [start:cli]
 memscape = Path(sys.executable).with_name("memscape")  # the console script of this environment
 np.save(work / "digits.npy", train.numpy())
-flags = "--samples 32 --census 0 --likelihood 0".split()  # the memorization part only
+# memorization, and the basin of one sample per class (Pham et al.'s critical σ*)
+flags = "--samples 32 --probe 1 --probe-trials 8 --census 0 --likelihood 0".split()
 command = [str(memscape), "analyze", str(work / "tiny"), "--data", str(work / "digits.npy")]
 quiet = {**os.environ, "DIFFUSERS_VERBOSITY": "error"}
 subprocess.run(

@@ -25,6 +25,7 @@ from .diffusion import (
     log_likelihood,
     sample,
     train,
+    train_stacked,
 )
 from .dynamics import DescentResult, descend
 from .landscape import (
@@ -122,4 +123,5 @@ __all__ = [
     "score_of",
     "theory",
     "train",
+    "train_stacked",
 ]

@@ -416,10 +416,18 @@ def analyze_command(
     n: int | None = typer.Option(None, help="a seeded subset of this many training points"),
     option: list[str] = typer.Option([], help="data loader option key=value (repeatable)"),
     samples: int = typer.Option(256, help="samples to draw and classify"),
-    batch: int = typer.Option(256, help="samples per sampler call"),
+    batch: str = typer.Option("auto", help="samples per sampler call, or auto: as many as "
+                              "fill a quarter of the device's free memory"),
     sampler: str = typer.Option("heun", help="heun, euler, euler_maruyama, ddim or ode"),
     steps: int = typer.Option(18, help="sampler noise levels, over the model's sigma range"),
     sigma: str = typer.Option("0.1,0.5", help="noise levels of the census, comma-separated"),
+    probe: int = typer.Option(4, help="samples whose basin radius (critical sigma) is probed, "
+                              "per class with a training set; 0: no probe"),
+    probe_trials: int = typer.Option(16, help="noise draws per sample and probe level"),
+    probe_levels: str | None = typer.Option(None, help="probe noise levels, comma-separated "
+                                            "(default: 10 from 0.005 to 2 in MODEL's range)"),
+    probe_delta: float | None = typer.Option(None, help="recovery distance of the probe "
+                                             "(default: the memorization radius)"),
     census: int = typer.Option(4, help="samples whose attractors are found at each sigma"),
     max_steps: int = typer.Option(500, help="descent steps of the census"),
     likelihood: int = typer.Option(8, help="points per set whose likelihood is computed"),
@@ -430,7 +438,7 @@ def analyze_command(
     seed: int = typer.Option(0, help="seed of the samples, the data subset and the probes"),
     device: str = typer.Option("cpu", help="torch device"),
 ) -> None:  # fmt: skip
-    """Analyze a diffusion model: samples, memorization, attractors, conservativeness, likelihood.
+    """Analyze a diffusion model: samples, memorization, basins, attractors, Jacobian, likelihood.
 
     Writes a results folder (config with versions and fingerprints of the model and the
     data, tables, figures, report); the same command again resumes it.
@@ -445,14 +453,21 @@ def analyze_command(
         slug = Path(model.removeprefix("exact:").replace(":", "-")).name or "model"
         path = check_output_path(out or Path("results") / f"analyze-{slug}", "--out", folder=True)
         check_device(device, "--device")
+        if batch != "auto":
+            if not batch.isdigit() or int(batch) < 1:
+                raise ValueError(f"--batch must be an integer >= 1 or auto, got {batch!r}")
+            kw["batch"] = int(batch)
         for value, arg, least in (
-            (samples, "--samples", 2), (batch, "--batch", 1), (steps, "--steps", 1),
-            (census, "--census", 0), (max_steps, "--max-steps", 1),
-            (likelihood, "--likelihood", 0), (seed, "--seed", 0),
+            (samples, "--samples", 2), (steps, "--steps", 1), (census, "--census", 0),
+            (probe, "--probe", 0), (probe_trials, "--probe-trials", 1),
+            (max_steps, "--max-steps", 1), (likelihood, "--likelihood", 0), (seed, "--seed", 0),
         ):  # fmt: skip
             check_int(value, arg, minimum=least)
-        if census > samples:
-            raise ValueError(f"--census ({census}) must not exceed --samples ({samples})")
+        for value, arg in ((census, "--census"), (probe, "--probe")):
+            if value > samples:
+                raise ValueError(f"{arg} ({value}) must not exceed --samples ({samples})")
+        if probe_delta is not None:
+            check_positive(probe_delta, "--probe-delta")
         check_choice(sampler, SAMPLERS, "--sampler")
         check_choice(trace, ("hutchinson", "exact"), "--trace")
         kw["sigma"] = _sigma_list(sigma)
@@ -462,6 +477,7 @@ def analyze_command(
         net, own = _load_model(model, device=device, loader={"n": n, "seed": seed, **options})
         for s in kw["sigma"]:
             _in_range(net, s, "--sigma")
+        kw["probe_levels"] = analysis.probe_levels(net, probe_levels)
         kw["likelihood_sigma"] = likelihood_sigma or getattr(net, "sigma_min", None) or 0.002
         _in_range(net, kw["likelihood_sigma"], "--likelihood-sigma")
         shape = tuple(net.event_shape)

@@ -23,6 +23,7 @@ from memscape.diffusion.processes import (
     get_process,
 )
 from memscape.diffusion.samplers import *  # noqa: F403 (the names of samplers.__all__)
+from memscape.diffusion.stacked import train_stacked
 from memscape.diffusion.training import TrainRun, train
 
 __all__ = [
@@ -45,5 +46,6 @@ __all__ = [
     "get_process",
     "log_likelihood",
     "train",
+    "train_stacked",
 ]
 __all__ += samplers.__all__

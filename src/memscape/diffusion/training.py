@@ -82,6 +82,60 @@ def _fingerprint(x: torch.Tensor) -> str:
     return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
+def _check_hyper(**hyper: Any) -> dict[str, Any]:
+    """Check the arguments of :func:`train` that ``config.json`` records; return them as a dict."""
+    check_int(hyper["steps"], "steps")
+    check_int(hyper["batch"], "batch")
+    check_int(hyper["seed"], "seed", minimum=0)
+    check_positive(hyper["lr"], "lr")
+    check_int(hyper["warmup"], "warmup", minimum=0)
+    check_int(hyper["log_every"], "log_every")
+    ema = hyper["ema"]
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+        raise ValueError(f"ema must be a number in [0, 1), got {ema!r}")
+    if hyper["grad_clip"] is not None:
+        check_positive(hyper["grad_clip"], "grad_clip")
+    return hyper
+
+
+def _check_run_args(
+    checkpoint_every: int | None, threads: int | None, device: str | torch.device
+) -> torch.device:
+    """Check the arguments of :func:`train` that ``config.json`` does not record."""
+    if checkpoint_every is not None:
+        check_int(checkpoint_every, "checkpoint_every")
+    if threads is not None:
+        check_int(threads, "threads")
+    return check_device(device)
+
+
+def _check_out(out: str | Path | None, name: str) -> Path | None:
+    path = None if out is None else Path(out)
+    if path is not None and path.exists() and not path.is_dir():
+        raise ValueError(f"{name} must be a folder, but {path} is a file")
+    return path
+
+
+def _run_config(
+    model: ScoreModel,
+    x: torch.Tensor,
+    data_name: str,
+    dev: torch.device,
+    hyper: dict,
+    fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """What a run folder's ``config.json`` holds (and what a resumed run must match)."""
+    digest = _fingerprint(x) if fingerprint is None else fingerprint
+    data_info = {"name": data_name, "shape": list(x.shape), "fingerprint": digest}
+    return {
+        "train": hyper,
+        "model": model.config,
+        "data": data_info,
+        "device": str(dev),
+        "versions": environment(),
+    }
+
+
 def train(
     model: ScoreModel,
     data: Any,
@@ -133,46 +187,16 @@ def train(
             f"data samples have shape {tuple(x.shape[1:])} but the model expects "
             f"{model.event_shape}"
         )
-    check_int(steps, "steps")
-    check_int(batch, "batch")
-    check_int(seed, "seed", minimum=0)
-    check_positive(lr, "lr")
-    check_int(warmup, "warmup", minimum=0)
-    check_int(log_every, "log_every")
-    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
-        raise ValueError(f"ema must be a number in [0, 1), got {ema!r}")
-    if grad_clip is not None:
-        check_positive(grad_clip, "grad_clip")
-    if checkpoint_every is not None:
-        check_int(checkpoint_every, "checkpoint_every")
-    if threads is not None:
-        check_int(threads, "threads")
-    dev = check_device(device)
-    path = None if out is None else Path(out)
-    if path is not None and path.exists() and not path.is_dir():
-        raise ValueError(f"out must be a folder, but {path} is a file")
+    hyper = _check_hyper(
+        steps=steps, batch=batch, seed=seed, lr=lr, warmup=warmup, ema=ema,
+        grad_clip=grad_clip, log_every=log_every,
+    )  # fmt: skip
+    dev = _check_run_args(checkpoint_every, threads, device)
+    path = _check_out(out, "out")
     given_sigma_data = model.sigma_data
     if model.sigma_data is None:
         model.sigma_data = data_sigma if data_sigma is not None else measured_sigma_data(x)
-
-    hyper = {
-        "steps": steps,
-        "batch": batch,
-        "seed": seed,
-        "lr": lr,
-        "warmup": warmup,
-        "ema": ema,
-        "grad_clip": grad_clip,
-        "log_every": log_every,
-    }
-    data_info = {"name": data_name, "shape": list(x.shape), "fingerprint": _fingerprint(x)}
-    config = {
-        "train": hyper,
-        "model": model.config,
-        "data": data_info,
-        "device": str(dev),
-        "versions": environment(),
-    }
+    config = _run_config(model, x, data_name, dev, hyper)
     ckpt = _find_checkpoint(path) if (path is not None and resume) else None
     if ckpt is not None:
         try:
@@ -187,20 +211,21 @@ def train(
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
         write_json(path / "config.json", config)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or old_threads)
-    try:
-        rate = trainer.run(steps, checkpoint_every, path, progress)
-    finally:
-        torch.set_num_threads(old_threads)
+    rate = trainer.run(steps, checkpoint_every, path, progress, threads)
     if path is not None:
         trainer.save_checkpoint(path)
     trainer.finish()
-    losses = pd.DataFrame(trainer.rows, columns=["step", "loss", "lr"])
+    losses = _save_run(path, model, trainer.rows)
+    return TrainRun(model=model, losses=losses, path=path, config=config, steps_per_second=rate)
+
+
+def _save_run(path: Path | None, model: ScoreModel, rows: list) -> pd.DataFrame:
+    """The loss table; with a run folder, the model (written last but for it) and losses.csv."""
+    losses = pd.DataFrame(rows, columns=["step", "loss", "lr"])
     if path is not None:
         model.save(path)
         atomic_write(path / "losses.csv", lambda p: losses.to_csv(p, index=False))
-    return TrainRun(model=model, losses=losses, path=path, config=config, steps_per_second=rate)
+    return losses
 
 
 def _find_checkpoint(path: Path) -> Path | None:
@@ -255,7 +280,27 @@ class _Trainer:
         w = m.precond.loss_weight(sigma, m._sigma_data())
         return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
 
-    def run(self, steps: int, every: int | None, path: Path | None, progress: bool) -> float:
+    def _clip(self, max_norm: float) -> None:
+        torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
+
+    def _record(self, n: int, lr: float) -> float:
+        """Append the loss-table row of the last ``n`` steps; return the loss to show."""
+        mean = float(self.buf[:n].mean())
+        self.rows.append((self.step, mean, lr))
+        return mean
+
+    def run(
+        self, steps: int, every: int | None, path: Any, progress: bool, threads: int | None
+    ) -> float:
+        """Train up to ``steps`` on ``threads`` CPU threads (restored after); the steps/s."""
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(threads or old_threads)
+        try:
+            return self._loop(steps, every, path, progress)
+        finally:
+            torch.set_num_threads(old_threads)
+
+    def _loop(self, steps: int, every: int | None, path: Any, progress: bool) -> float:
         from tqdm.auto import tqdm
 
         h = self.h
@@ -263,23 +308,21 @@ class _Trainer:
         t0, start = time.perf_counter(), self.step
         while self.step < steps:
             t = self.step
-            lr = h["lr"] * min(1.0, (t + 1) / h["warmup"]) if h["warmup"] else h["lr"]
+            lr = self._lr(t)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            loss = self._loss()
+            loss = self._loss()  # a scalar, or one loss per stacked model (their sum is minimized)
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward(torch.ones_like(loss))
             if h["grad_clip"] is not None:
-                torch.nn.utils.clip_grad_norm_(self.params, h["grad_clip"], foreach=True)
+                self._clip(h["grad_clip"])
             self.opt.step()
             decay = min(h["ema"], (1 + t) / (10 + t))
             torch._foreach_lerp_(self.ema, self.param_data, 1.0 - decay)
             self.buf[t % h["log_every"]] = loss.detach()
             self.step = t + 1
             if self.step % h["log_every"] == 0 or self.step == steps:
-                n = (self.step - 1) % h["log_every"] + 1
-                mean = float(self.buf[:n].mean())
-                self.rows.append((self.step, mean, lr))
+                mean = self._record((self.step - 1) % h["log_every"] + 1, lr)
                 bar.set_postfix(loss=f"{mean:.4g}", refresh=False)
                 bar.update(self.step - bar.n)
                 elapsed = time.perf_counter() - t0
@@ -287,56 +330,38 @@ class _Trainer:
                        rate=(self.step - start) / elapsed if elapsed > 0 else float("nan"))  # fmt: skip
             if path is not None and every is not None and self.step % every == 0:
                 self.save_checkpoint(path)
+        if self.step == steps > 0 and (not self.rows or self.rows[-1][0] != steps):
+            # a finished run resumed: its final partial row was dropped with the checkpoint's
+            # rows; the restored loss buffer still holds those steps
+            self._record((steps - 1) % h["log_every"] + 1, self._lr(steps - 1))
         bar.close()
         elapsed = time.perf_counter() - t0
         return (self.step - start) / elapsed if elapsed > 0 and self.step > start else float("nan")
 
+    def _lr(self, t: int) -> float:
+        """The learning rate of step ``t`` (linear warm-up over ``warmup`` steps)."""
+        h = self.h
+        return h["lr"] * min(1.0, (t + 1) / h["warmup"]) if h["warmup"] else h["lr"]
+
     # ------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: Path) -> None:
         """Write ``path/checkpoint`` whole: into a temp folder, then swap it in."""
-        tmp, final, old = path / (_CKPT + ".tmp"), path / _CKPT, path / (_CKPT + ".old")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        save_tensors(tmp / "model.safetensors", self.model.state_dict())
-        save_tensors(tmp / "ema.safetensors", {str(i): e for i, e in enumerate(self.ema)})
         opt = self.opt.state_dict()
-        tensors = {"rng": self.gen.get_state(), "loss_buffer": self.buf}
-        for i, st in opt["state"].items():
-            for k, v in st.items():
-                tensors[f"adam.{i}.{k}"] = v
-        save_tensors(tmp / "optimizer.safetensors", tensors)
-        groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
-        write_json(
-            tmp / "state.json", {"step": self.step, "param_groups": groups, "rows": self.rows}
-        )
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.replace(old)
-        tmp.replace(final)
-        shutil.rmtree(old, ignore_errors=True)
+        write_checkpoint(
+            path, self.model.state_dict(), self.ema, opt, self.gen.get_state(), self.buf,
+            self.step, self.rows,
+        )  # fmt: skip
 
     def restore(self, ckpt: Path) -> None:
         """Load weights, EMA, Adam state, generator state and loss rows from ``ckpt``."""
-        dev = self.x.device
-        state = read_json(ckpt / "state.json", "resume")
-        self.model.load_state_dict(load_tensors(ckpt / "model.safetensors", "resume"))
-        ema = load_tensors(ckpt / "ema.safetensors", "resume")
+        c = read_checkpoint(ckpt, self.x.device, self.h["log_every"])
+        self.model.load_state_dict(c.model)
         for i, e in enumerate(self.ema):
-            e.copy_(ema[str(i)])
-        tensors = load_tensors(ckpt / "optimizer.safetensors", "resume")
-        adam: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in tensors.items():
-            if key.startswith("adam."):
-                _, idx, k = key.split(".", 2)
-                adam.setdefault(int(idx), {})[k] = v if k == "step" else v.to(dev)
-        self.opt.load_state_dict({"state": adam, "param_groups": state["param_groups"]})
-        self.gen.set_state(tensors["rng"])
-        self.buf.copy_(tensors["loss_buffer"])
-        # a call's final row averages a partial interval: drop it so the table matches an
-        # uninterrupted run (the loss buffer restored above still holds those steps)
-        every = self.h["log_every"]
-        self.rows = [tuple(r) for r in state["rows"] if r[0] % every == 0]  # type: ignore[misc]
-        self.step = int(state["step"])
+            e.copy_(c.ema[i])
+        self.opt.load_state_dict({"state": c.adam, "param_groups": c.param_groups})
+        self.gen.set_state(c.rng)
+        self.buf.copy_(c.loss_buffer)
+        self.rows, self.step = c.rows, c.step
 
     def finish(self) -> None:
         """Copy the EMA weights into the model and switch it to eval mode."""
@@ -344,3 +369,79 @@ class _Trainer:
             for p, e in zip(self.param_data, self.ema, strict=True):
                 p.copy_(e)
         self.model.eval()
+
+
+# ---------------------------------------------------------------- checkpoint files
+def write_checkpoint(
+    path: Path,
+    model_state: dict[str, torch.Tensor],
+    ema: list[torch.Tensor],
+    opt_state: dict[str, Any],
+    rng: torch.Tensor,
+    loss_buffer: torch.Tensor,
+    step: int,
+    rows: list,
+) -> None:
+    """Write ``path/checkpoint`` whole (into a temp folder, then swapped in).
+
+    Holds the weights, the EMA (one tensor per trainable parameter, in order), the Adam
+    state (``opt_state``: an ``Optimizer.state_dict()``), the generator state, the loss
+    buffer, the step and the loss-table rows. Shared by :func:`train` and
+    :func:`memscape.diffusion.stacked.train_stacked`, so either resumes the other's runs.
+    """
+    tmp, final, old = path / (_CKPT + ".tmp"), path / _CKPT, path / (_CKPT + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_tensors(tmp / "model.safetensors", model_state)
+    save_tensors(tmp / "ema.safetensors", {str(i): e for i, e in enumerate(ema)})
+    tensors = {"rng": rng, "loss_buffer": loss_buffer}
+    for i, st in opt_state["state"].items():
+        for k, v in st.items():
+            tensors[f"adam.{i}.{k}"] = v
+    save_tensors(tmp / "optimizer.safetensors", tensors)
+    groups = [{k: v for k, v in g.items()} for g in opt_state["param_groups"]]
+    write_json(tmp / "state.json", {"step": step, "param_groups": groups, "rows": rows})
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.replace(old)
+    tmp.replace(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`read_checkpoint` loads: the fields :func:`write_checkpoint` wrote."""
+
+    model: dict[str, torch.Tensor]
+    ema: list[torch.Tensor]
+    adam: dict[int, dict[str, torch.Tensor]]
+    param_groups: list[dict[str, Any]]
+    rng: torch.Tensor
+    loss_buffer: torch.Tensor
+    rows: list
+    step: int
+
+
+def read_checkpoint(ckpt: Path, dev: torch.device, log_every: int) -> Checkpoint:
+    """Load a checkpoint folder written by :func:`write_checkpoint` (Adam moments on ``dev``)."""
+    state = read_json(ckpt / "state.json", "resume")
+    ema = load_tensors(ckpt / "ema.safetensors", "resume")
+    tensors = load_tensors(ckpt / "optimizer.safetensors", "resume")
+    adam: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("adam."):
+            _, idx, k = key.split(".", 2)
+            adam.setdefault(int(idx), {})[k] = v if k == "step" else v.to(dev)
+    # a call's final row averages a partial interval: drop it so the table matches an
+    # uninterrupted run (the loss buffer still holds those steps)
+    rows = [tuple(r) for r in state["rows"] if r[0] % log_every == 0]
+    return Checkpoint(
+        model=load_tensors(ckpt / "model.safetensors", "resume"),
+        ema=[ema[str(i)] for i in range(len(ema))],
+        adam=adam,
+        param_groups=state["param_groups"],
+        rng=tensors["rng"],
+        loss_buffer=tensors["loss_buffer"],
+        rows=rows,
+        step=int(state["step"]),
+    )

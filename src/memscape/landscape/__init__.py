@@ -27,6 +27,7 @@ from memscape.landscape.disconnectivity import (
     DisconnectivityGraph,
     disconnectivity_graph,
     plot_disconnectivity,
+    plot_disconnectivity_panels,
 )
 from memscape.landscape.discrete import discrete_fixed_points
 from memscape.landscape.labels import label_points
@@ -34,11 +35,12 @@ from memscape.landscape.morse import HessianSpectrum, hessian_spectrum, is_hyper
 from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.landscape.newton import NewtonResult, newton_refine
 from memscape.landscape.paths import MinimumEnergyPath, minimum_energy_path
-from memscape.landscape.plot import (
-    plot_bifurcation,
-    plot_census,
-    plot_landscape,
+from memscape.landscape.plot import plot_bifurcation, plot_census, plot_landscape
+from memscape.landscape.plot_panels import (
+    attractor_colors,
+    plot_fraction,
     plot_morse_smale,
+    plot_snapshots,
 )
 from memscape.landscape.profiles import RadialProfile, radial_profile
 from memscape.landscape.saddles import (
@@ -71,6 +73,7 @@ __all__ = [
     "NewtonResult",
     "RadialProfile",
     "SaddleResult",
+    "attractor_colors",
     "basin_fractions",
     "basin_map",
     "basin_radius",
@@ -97,8 +100,11 @@ __all__ = [
     "plot_bifurcation",
     "plot_census",
     "plot_disconnectivity",
+    "plot_disconnectivity_panels",
+    "plot_fraction",
     "plot_landscape",
     "plot_morse_smale",
+    "plot_snapshots",
     "radial_profile",
     "refine_saddles",
     "relative_energy",

@@ -24,19 +24,33 @@ database of minima and the transition states between neighbours; here:
 
 Only nearest-neighbour pairs are joined, so a barrier is an upper bound when the
 lowest col of a minimum leads to a minimum outside its ``neighbors`` nearest.
+
+For large K the pair work of steps 2–3 runs as resumable sweep jobs
+(:mod:`memscape.runs.sweep`: ``jobs_dir``, ``workers``, ``executor="ray"``), one per
+chunk of pairs, giving the same tables as in-process.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from memscape._validation import check_choice, check_int, check_positive, check_tensor
+from memscape._validation import (
+    check_choice,
+    check_int,
+    check_output_path,
+    check_positive,
+    check_tensor,
+)
 from memscape.landscape._cluster import dedupe
 from memscape.landscape._descent import descend_flat
 from memscape.landscape._fields import check_model, check_sigma, event_shape, has_energy
@@ -46,9 +60,10 @@ from memscape.landscape.labels import default_tolerance, label_points, median_nn
 from memscape.landscape.paths import minimum_energy_path
 from memscape.landscape.saddles import certify_morse_index
 from memscape.memorization.neighbors import nearest_neighbors
+from memscape.progress import report
 from memscape.protocol import ScoreOrDenoiser
 
-__all__ = ["LandscapeAtlas", "landscape_atlas"]
+__all__ = ["LandscapeAtlas", "atlas_pairs_job", "landscape_atlas"]
 
 DEDUPE_FRACTION = 1e-4  # minima closer than this × the patterns' spacing are one (as the census)
 JOIN_FRACTION = (
@@ -110,9 +125,22 @@ def landscape_atlas(
     chunk: int = 64,
     dedupe_tol: float | None = None,
     max_steps: int = 2000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: bool | Callable[[int, int], None] | None = None,
+    jobs_dir: str | Path | None = None,
+    workers: int | None = None,
+    executor: str = "local",
 ) -> LandscapeAtlas:
     """Minima from ``starts``, saddles to their nearest minima, and the merge tree (module doc).
+
+    With ``jobs_dir`` the pair work (paths, saddle refinement and connection tests,
+    ``chunk`` pairs per job) runs through the sweep engine
+    (:func:`memscape.runs.sweep.run_sweep`): each finished chunk is kept in
+    ``jobs_dir``, so an interrupted atlas resumes after it, and chunks run on local
+    worker processes or Ray tasks. The tables are the same as in-process: each chunk
+    is the same computation, assembled in the same order. The model travels to the
+    workers rebuilt from its training points (:class:`~memscape.EmpiricalDiffusion`,
+    written to ``jobs_dir`` as safetensors) or pickled (any other model, which must
+    then be picklable).
 
     Args:
         model: an energy model following the protocol (the merge tree compares the
@@ -123,11 +151,16 @@ def landscape_atlas(
         neighbors: nearest minima joined to each minimum.
         method: ``"string"`` (robust on rugged exact models, the default) or ``"neb"``.
         images: images per path.
-        chunk: pairs relaxed per batch (memory ``chunk · images · d``).
+        chunk: pairs relaxed per batch (memory ``chunk · images · d``), one job each.
         dedupe_tol: minima closer than this are one (default ``10⁻⁴`` × the patterns'
             median nearest-neighbour spacing, or the starts' without patterns).
         max_steps: descent steps per start.
-        progress: called as ``progress(done, total)`` after each batch of pairs.
+        progress: a callable ``progress(done, total)`` (pairs), called after each chunk
+            (with ``jobs_dir``: as the finished chunks are read back), or ``True``: with
+            ``jobs_dir``, the sweep's progress bar (jobs and the stage of each).
+        jobs_dir: folder of the resumable pair jobs (``None``: in-process).
+        workers: parallel jobs with ``jobs_dir`` (``None``: one per core).
+        executor: ``"local"`` (process pool) or ``"ray"``, with ``jobs_dir``.
 
     Returns:
         :class:`LandscapeAtlas`.
@@ -151,8 +184,15 @@ def landscape_atlas(
     check_int(max_steps, "max_steps")
     if dedupe_tol is not None:
         check_positive(dedupe_tol, "dedupe_tol")
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable, got {type(progress).__name__}")
+    if progress is not None and not (isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be a bool or callable, got {type(progress).__name__}")
+    if workers is not None:
+        check_int(workers, "workers")
+    check_choice(executor, ("local", "ray"), "executor")
+    transport: dict[str, Any] = {}
+    if jobs_dir is not None:
+        jobs_dir = check_output_path(jobs_dir, "jobs_dir", folder=True)
+        transport = _transport(model)
     shape = event_shape(model, starts)
     flat = starts.detach().reshape(starts.shape[0], -1)
     patterns = default_patterns(model)
@@ -171,46 +211,26 @@ def landscape_atlas(
     if m > 1:
         _, nn = nearest_neighbors(minima, minima, min(neighbors, m - 1), exclude_self=True)
         pairs = sorted({(min(i, int(j)), max(i, int(j))) for i in range(m) for j in nn[i]})
-    rows: list[dict[str, Any]] = []
-    edges: list[tuple[int, int, float, bool]] = []  # the merge tree's (i, j, E, verified)
-    tops = torch.full((len(pairs), d), float("nan"), dtype=minima.dtype, device=minima.device)
-    for c in range(0, len(pairs), chunk):
-        part = pairs[c : c + chunk]
-        a = minima[[i for i, _ in part]].reshape(-1, *shape)
-        b = minima[[j for _, j in part]].reshape(-1, *shape)
-        res = minimum_energy_path(field, a, b, sigma, images=images, method=method)
-        joins = _saddle_joins(field, res, minima, sigma, shape, JOIN_FRACTION * scale, max_steps)
-        for p, (i, j) in enumerate(part):
-            mine = (res.saddle_pair == p).nonzero()[:, 0].tolist()
-            links = [(*joins[s], float(res.saddle_energy[s])) for s in mine if joins[s][0] >= 0]
-            level = chain = _chain_level(links, i, j)
-            if chain is None:  # no chain of connected saddles: the path's highest image
-                level = max(float(res.energies[p].max()), float(energy[i]), float(energy[j]))
-                edges.append((i, j, level, False))
-            edges.extend((a, b, e, True) for a, b, e in links)
-            if links:
-                top = max(
-                    mine,
-                    key=lambda s: float(res.saddle_energy[s]) if joins[s][0] >= 0 else -math.inf,
-                )
-                tops[c + p] = res.saddles[top].reshape(-1)
-            rows.append(
-                {
-                    "i": i,
-                    "j": j,
-                    "energy": level,
-                    "saddles": len(mine),
-                    "certified": bool(mine) and bool((res.saddle_index[mine] == 1).all()),
-                    "verified": chain is not None,
-                    "converged": bool(res.converged[p]),
-                }
-            )
-        if progress is not None:
-            progress(min(c + chunk, len(pairs)), len(pairs))
-    columns = ["i", "j", "energy", "saddles", "certified", "verified", "converged"]
-    table = pd.DataFrame(rows, columns=columns)
-    edge_table = pd.DataFrame(edges, columns=["i", "j", "energy", "verified"])
+    opts = {"sigma": sigma, "method": method, "images": images,
+            "radius": JOIN_FRACTION * scale, "max_steps": max_steps}  # fmt: skip
+    parts = [pairs[c : c + chunk] for c in range(0, len(pairs), chunk)]
+    tell = progress if callable(progress) and not isinstance(progress, bool) else None
+    if jobs_dir is None:
+        outputs = []
+        for part in parts:
+            outputs.append(_pair_chunk(field, minima, energy, shape, part, **opts))
+            if tell is not None:
+                tell(sum(len(p) for p in parts[: len(outputs)]), len(pairs))
+    else:
+        outputs = _run_chunks(Path(jobs_dir), transport, minima, energy, shape, parts, opts,
+                              workers, executor, progress is True)  # fmt: skip
+        for k in range(len(outputs)):
+            if tell is not None:
+                tell(sum(len(p) for p in parts[: k + 1]), len(pairs))
+    table = _concat([o["pairs"] for o in outputs], PAIR_COLUMNS)
+    edge_table = _concat([o["edges"] for o in outputs], EDGE_COLUMNS)
     edge_table = edge_table.drop_duplicates(["i", "j", "energy"], ignore_index=True)
+    tops = torch.cat([o["saddle_points"] for o in outputs]) if outputs else minima[:0]
     graph = disconnectivity_graph(energy.cpu().numpy(), edge_table[["i", "j", "energy"]], labels)
     cert = certify_morse_index(field, minima.reshape(m, *shape), sigma, k=2)
     graph.barriers["morse_index"] = cert.morse_index.tolist()
@@ -222,6 +242,163 @@ def landscape_atlas(
         saddle_points=tops.reshape(len(pairs), *shape),
         graph=graph,
     )
+
+
+PAIR_COLUMNS = {"i": "int64", "j": "int64", "energy": "float64", "saddles": "int64",
+                "certified": "bool", "verified": "bool", "converged": "bool"}  # fmt: skip
+EDGE_COLUMNS = {"i": "int64", "j": "int64", "energy": "float64", "verified": "bool"}
+
+
+def _concat(parts: list[pd.DataFrame], columns: dict[str, str]) -> pd.DataFrame:
+    """The chunks' tables one after another, with the columns' dtypes (also when empty)."""
+    if not parts:
+        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in columns.items()})
+    return pd.concat(parts, ignore_index=True).astype(columns)
+
+
+def _pair_chunk(
+    field: ScoreOrDenoiser,
+    minima: torch.Tensor,
+    energy: torch.Tensor,
+    shape: tuple[int, ...],
+    part: list[tuple[int, int]],
+    *,
+    sigma: Any,
+    method: str,
+    images: int,
+    radius: float,
+    max_steps: int,
+) -> dict[str, Any]:
+    """One chunk of pairs: paths, saddles, their connections; its rows, edges and top saddles."""
+    report("paths", pairs=len(part))
+    a = minima[[i for i, _ in part]].reshape(-1, *shape)
+    b = minima[[j for _, j in part]].reshape(-1, *shape)
+    res = minimum_energy_path(field, a, b, sigma, images=images, method=method)
+    report("saddles", saddles=len(res.saddle_pair))
+    joins = _saddle_joins(field, res, minima, sigma, shape, radius, max_steps)
+    rows: list[dict[str, Any]] = []
+    edges: list[tuple[int, int, float, bool]] = []  # the merge tree's (i, j, E, verified)
+    tops = torch.full((len(part), minima.shape[1]), float("nan"), dtype=minima.dtype,
+                      device=minima.device)  # fmt: skip
+    for p, (i, j) in enumerate(part):
+        mine = (res.saddle_pair == p).nonzero()[:, 0].tolist()
+        links = [(*joins[s], float(res.saddle_energy[s])) for s in mine if joins[s][0] >= 0]
+        level = chain = _chain_level(links, i, j)
+        if chain is None:  # no chain of connected saddles: the path's highest image
+            level = max(float(res.energies[p].max()), float(energy[i]), float(energy[j]))
+            edges.append((i, j, level, False))
+        edges.extend((a, b, e, True) for a, b, e in links)
+        if links:
+            top = max(
+                mine,
+                key=lambda s: float(res.saddle_energy[s]) if joins[s][0] >= 0 else -math.inf,
+            )
+            tops[p] = res.saddles[top].reshape(-1)
+        rows.append(
+            {
+                "i": i,
+                "j": j,
+                "energy": level,
+                "saddles": len(mine),
+                "certified": bool(mine) and bool((res.saddle_index[mine] == 1).all()),
+                "verified": chain is not None,
+                "converged": bool(res.converged[p]),
+            }
+        )
+    return {
+        "pairs": _concat([pd.DataFrame(rows, columns=list(PAIR_COLUMNS))], PAIR_COLUMNS),
+        "edges": _concat([pd.DataFrame(edges, columns=list(EDGE_COLUMNS))], EDGE_COLUMNS),
+        "saddle_points": tops,
+    }
+
+
+# ------------------------------------------------------------------ the pair work as jobs
+def _transport(model: Any) -> dict[str, Any]:
+    """How the model reaches a job: rebuilt from its training points, else pickled."""
+    from memscape.diffusion.empirical import EmpiricalDiffusion
+
+    if type(model) is EmpiricalDiffusion:
+        return {"exact": {"chunk_size": model.chunk_size, "method": model.method},
+                "data": model.data}  # fmt: skip
+    try:
+        blob = pickle.dumps(model)
+    except Exception as err:
+        raise TypeError(
+            f"model must be picklable to run the atlas as jobs (jobs_dir), got "
+            f"{type(model).__name__}: {err}"
+        ) from err
+    return {"model": model, "pickled": hashlib.sha256(blob).hexdigest()}
+
+
+def _run_chunks(
+    folder: Path,
+    transport: dict[str, Any],
+    minima: torch.Tensor,
+    energy: torch.Tensor,
+    shape: tuple[int, ...],
+    parts: list[list[tuple[int, int]]],
+    opts: dict[str, Any],
+    workers: int | None,
+    executor: str,
+    bar: bool,
+) -> list[dict[str, Any]]:
+    """Run the chunks as sweep jobs (their inputs in ``folder``); their outputs in order.
+
+    The job keys carry a digest of the inputs (minima, their energies, the options, the
+    model's training points), so a folder never hands back another atlas's chunks.
+    """
+    from memscape.io import save_tensors
+    from memscape.runs.sweep import Job, run_sweep
+
+    tensors = {"minima": minima, "energy": energy}
+    if "data" in transport:
+        tensors["data"] = transport["data"]
+    what = [opts, list(shape), transport.get("exact"), transport.get("pickled")]
+    digest = hashlib.sha256(json.dumps(what, default=str).encode())
+    for name in sorted(tensors):
+        digest.update(name.encode() + tensors[name].detach().cpu().contiguous().numpy().tobytes())
+    tag = digest.hexdigest()[:12]
+    inputs = folder / f"atlas-{tag}.safetensors"
+    if not inputs.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        save_tensors(inputs, tensors)
+    spec = {"inputs": str(inputs), "device": str(minima.device), "shape": list(shape),
+            "exact": transport.get("exact"), "model": transport.get("model"), **opts}  # fmt: skip
+    jobs, first = [], 0
+    for part in parts:
+        key = f"atlas-{tag}_pairs={first}-{first + len(part) - 1}"
+        jobs.append(Job(key, {**spec, "pairs": [list(p) for p in part]}))
+        first += len(part)
+    res = run_sweep(atlas_pairs_job, jobs, folder, workers=workers, executor=executor,
+                    progress=bar, description="atlas pairs")  # fmt: skip
+    for out in (outputs := [res[j.key] for j in jobs]):
+        out["saddle_points"] = out["saddle_points"].to(minima.device)
+    return outputs
+
+
+def atlas_pairs_job(
+    inputs: str,
+    pairs: list[list[int]],
+    shape: list[int],
+    device: str,
+    exact: dict[str, Any] | None,
+    model: Any,
+    **opts: Any,
+) -> dict[str, Any]:
+    """One chunk of an atlas's pairs as a sweep job (:func:`landscape_atlas` with ``jobs_dir``).
+
+    ``inputs``: safetensors of the ``minima``, their ``energy`` and, for an exact model
+    (``exact``: its options), its training points ``data``; else ``model`` itself.
+    """
+    from memscape.diffusion.empirical import EmpiricalDiffusion
+    from memscape.io import load_tensors
+
+    t = {k: v.to(device) for k, v in load_tensors(inputs, "atlas inputs").items()}
+    field = EmpiricalDiffusion(t["data"], **exact) if exact is not None else model
+    part = [(int(i), int(j)) for i, j in pairs]
+    out = _pair_chunk(field, t["minima"], t["energy"], tuple(shape), part, **opts)
+    out["saddle_points"] = out["saddle_points"].cpu()
+    return out
 
 
 def _saddle_joins(

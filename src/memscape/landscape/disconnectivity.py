@@ -28,7 +28,13 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-__all__ = ["CLASS_COLORS", "DisconnectivityGraph", "disconnectivity_graph", "plot_disconnectivity"]
+__all__ = [
+    "CLASS_COLORS",
+    "DisconnectivityGraph",
+    "disconnectivity_graph",
+    "plot_disconnectivity",
+    "plot_disconnectivity_panels",
+]
 
 #: leaf colours of the usual classes (memorization classes and census labels)
 CLASS_COLORS = {
@@ -241,15 +247,18 @@ def plot_disconnectivity(
     x = _layout(graph)
     energies = [d["energy"] for _, d in tree.nodes(data=True)]
     span = (max(energies) - min(energies)) or 1.0
+    segments = []  # one line broken by NaN: thousands of minima draw in one call
     for node in tree.nodes:
         parents = list(tree.predecessors(node))
         y0 = tree.nodes[node]["energy"]
         y1 = tree.nodes[parents[0]]["energy"] if parents else y0 + 0.05 * span
-        ax.plot([x[node], x[node]], [y0, y1], color=line_color, lw=1.0, zorder=1)
+        segments.append([(x[node], y0), (x[node], y1)])
         kids = list(tree.successors(node))
         if kids:
             xs = [x[c] for c in kids]
-            ax.plot([min(xs), max(xs)], [y0, y0], color=line_color, lw=1.0, zorder=1)
+            segments.append([(min(xs), y0), (max(xs), y0)])
+    path = np.array([p for seg in segments for p in (*seg, (np.nan, np.nan))])
+    ax.plot(path[:, 0], path[:, 1], color=line_color, lw=1.0, zorder=1)
     leaves = [m for m, d in tree.nodes(data=True) if d["kind"] == "minimum"]
     labels = [tree.nodes[m]["label"] for m in leaves]
     if any(lab is not None for lab in labels):
@@ -267,3 +276,52 @@ def plot_disconnectivity(
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
     return ax
+
+
+def plot_disconnectivity_panels(
+    minima: pd.DataFrame,
+    edges: pd.DataFrame,
+    axes: Any,
+    *,
+    by: Sequence[str],
+    label: str = "label",
+) -> list[DisconnectivityGraph]:
+    """One disconnectivity graph per group of a sweep's tables, each on its own axes.
+
+    Args:
+        minima: one row per minimum and group: ``minimum`` (0 … n−1 within its group),
+            ``energy``, the ``label`` column and the ``by`` columns (e.g. the atlas
+            minima of :func:`memscape.memorization.attractors.attractor_atlas` with
+            ``model``, ``K`` and ``seed``).
+        edges: the merge trees' edges ``i``, ``j``, ``energy`` with the ``by`` columns.
+        axes: one matplotlib ``Axes`` per group (a sequence or array), groups in sorted
+            order.
+        by: the columns that name a group.
+        label: the column of the leaves' classes.
+
+    Returns:
+        The graphs, in the order of ``axes``. Energies are drawn above each group's lowest
+        minimum (one constant per panel: the tree does not change).
+    """
+    by = list(by)
+    groups = list(minima.groupby(by, sort=True))
+    if len(groups) != len(axes):
+        raise ValueError(f"axes must have one entry per group of {by} ({len(groups)}), "
+                         f"got {len(axes)}")  # fmt: skip
+    graphs = []
+    for (key, part), ax in zip(groups, axes, strict=True):
+        part = part.sort_values("minimum")
+        mask = np.ones(len(edges), dtype=bool)
+        for column, value in zip(by, key, strict=True):
+            mask &= (edges[column] == value).to_numpy()
+        low = float(part["energy"].min())
+        rows = edges.loc[mask, ["i", "j", "energy"]].to_numpy(np.float64) - [0.0, 0.0, low]
+        graph = disconnectivity_graph(part["energy"].to_numpy() - low, rows, part[label].tolist())
+        graph.plot(ax)
+        ax.set_ylabel("energy above the lowest minimum")
+        name = ", ".join(
+            f"{c}={v}" if c != "model" else str(v) for c, v in zip(by, key, strict=True)
+        )
+        ax.set_title(f"{name}: {len(part)} minima", fontsize="medium")
+        graphs.append(graph)
+    return graphs

@@ -15,8 +15,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from memscape._validation import check_choice, check_int
+from memscape.figures import NO_COLORBAR
 from memscape.landscape._fields import (
     check_model,
     check_sigma,
@@ -33,12 +35,21 @@ if TYPE_CHECKING:
 
     from memscape.landscape.continuation import BifurcationDiagram
 
-__all__ = ["plot_bifurcation", "plot_census", "plot_landscape", "plot_morse_smale"]
+__all__ = [
+    "landscape_title",
+    "plot_bifurcation",
+    "plot_census",
+    "plot_landscape",
+]
 
 #: marker and name of critical points by Morse index (index ≥ 3 share the last style)
 INDEX_STYLE = {0: ("o", "minimum"), 1: ("X", "saddle (index 1)"), 2: ("^", "maximum (index 2)")}
 INDEX_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown")
 KIND_MARKERS = {"fold": "s", "pitchfork": "D", "saddle_connection": "*"}
+#: axis labels of the usual family parameters (others are shown by their own name)
+PARAMETER_NAMES = {"sigma": "noise level σ", "beta": "inverse temperature β", "t": "time t"}
+#: colour map of energy contour lines (dark = low), readable over pale basin colours
+ENERGY_CMAP = "viridis"
 
 
 def _new_axes(ax: Any, figsize: tuple[float, float] = (5.0, 4.0)) -> Axes:
@@ -88,15 +99,18 @@ def plot_landscape(
     basin_resolution: int = 60,
     legend: bool = True,
     plane: Any = None,
+    colorbar: bool = True,
+    basin_colors: Any = None,
 ) -> Axes:
     """Energy landscape of a 2-D model: contours, score stream lines, basins, critical points.
 
     Energy contours are drawn at quantiles of the energy on the grid (so that both
-    wells and walls show); for score-only models the score magnitude ``‖s(x, σ)‖`` is
-    shaded instead.  Basins are coloured by the census minimum that gradient descent
-    from each grid node reaches (:func:`memscape.landscape.basins.basin_map`), and
-    critical points are marked by Morse index (minimum ``o``, saddle ``X``,
-    maximum ``^``) with a legend.
+    wells and walls show), coloured by the energy with a colorbar; for score-only models
+    the score magnitude ``log(1 + ‖s(x, σ)‖)`` is shaded instead (with its colorbar).
+    Basins are coloured by the census minimum that gradient descent from each grid node
+    reaches (:func:`memscape.landscape.basins.basin_map`), and critical points are marked
+    by Morse index (minimum ``o``, saddle ``X``, maximum ``^``) with a legend. The title
+    names the model, σ (or β for a Hopfield network) and the number K of patterns.
 
     Args:
         model: a model following the protocol with ``d = 2`` coordinates.
@@ -119,6 +133,11 @@ def plot_landscape(
             The energy is drawn on the plane, the stream lines follow the in-plane part of
             the score, and the model's patterns and the critical points are shown by their
             projections (faded with their distance from the plane). Basins need ``d = 2``.
+        colorbar: add the energy (or score-magnitude) colorbar beside the Axes.
+        basin_colors: one colour per census row (``len(cps)``, e.g. from
+            :func:`~memscape.landscape.attractor_colors`, so that an attractor keeps its colour across
+            panels); a basin takes its minimum's colour. Default ``C0, C1, …`` in the
+            order of the minima.
 
     Returns:
         The Axes (``ax.figure`` is the Figure).
@@ -142,6 +161,11 @@ def plot_landscape(
     if cps is not None and not isinstance(cps, CriticalPoints):
         raise TypeError(
             f"cps must be a CriticalPoints (from critical_points), got {type(cps).__name__}"
+        )
+    if basin_colors is not None and (cps is None or len(basin_colors) != len(cps)):
+        raise ValueError(
+            f"basin_colors must give one colour per census row "
+            f"({None if cps is None else len(cps)}), got {len(basin_colors)}"
         )
     for name, lim in (("xlim", xlim), ("ylim", ylim)):
         if lim is not None and not (len(lim) == 2 and lim[1] > lim[0]):
@@ -172,19 +196,32 @@ def plot_landscape(
         ids = np.unique(labels[labels >= 0])
         coded = np.searchsorted(ids, labels).astype(float)
         coded[labels < 0] = np.nan
-        cmap = ListedColormap([f"C{i % 10}" for i in range(max(len(ids), 1))])
+        colors = [basin_colors[int(i)] if basin_colors is not None else f"C{j % 10}"
+                  for j, i in enumerate(ids)]  # fmt: skip
+        cmap = ListedColormap(colors or ["C0"])
+        # categorical (each basin its minimum's colour): no colorbar
         ax.pcolormesh(bm.xs.numpy(), bm.ys.numpy(), coded, cmap=cmap, alpha=0.25,
-                      shading="nearest", vmin=-0.5, vmax=max(len(ids), 1) - 0.5)  # fmt: skip
+                      shading="nearest", vmin=-0.5, vmax=max(len(ids), 1) - 0.5,
+                      gid=NO_COLORBAR)  # fmt: skip
     gxn, gyn = gx.numpy(), gy.numpy()
     if has_energy(model):
         energy = model.energy(grid.reshape(-1, *shape), sigma).detach().double().numpy()
         energy = energy.reshape(resolution, resolution)
         lv = np.unique(np.quantile(energy, np.linspace(0, 1, levels + 2)[1:-1]))
-        ax.contour(gxn, gyn, energy, levels=lv, colors="0.3", linewidths=0.7,
-                   negative_linestyles="solid")  # fmt: skip
+        cs = ax.contour(gxn, gyn, energy, levels=lv, cmap=ENERGY_CMAP, linewidths=0.9,
+                        negative_linestyles="solid")  # fmt: skip
+        what = "energy E(x)" if sigma is None else "energy E(x, σ)"
     else:
         norm = np.linalg.norm(score, axis=-1)
-        ax.contourf(gxn, gyn, np.log1p(norm), levels=levels, cmap="Greys", alpha=0.5)
+        cs = ax.contourf(gxn, gyn, np.log1p(norm), levels=levels, cmap="Greys", alpha=0.5)
+        what = "log(1 + ‖s(x, σ)‖)"
+    if colorbar:
+        # below the Axes: the right side is where a legend goes when the map is full
+        bar = ax.figure.colorbar(cs, ax=ax, label=what, location="bottom", shrink=0.85,
+                                 aspect=30, pad=0.02)  # fmt: skip
+        bar.ax.xaxis.set_major_locator(MaxNLocator(5))
+    else:
+        cs.set_gid(NO_COLORBAR)  # the caller draws one colorbar for several panels
     if streamlines:
         ax.streamplot(xs.numpy(), ys.numpy(), score[..., 0], score[..., 1], color="0.45",
                       density=0.9, linewidth=0.6, arrowsize=0.7)  # fmt: skip
@@ -209,11 +246,25 @@ def plot_landscape(
     ax.set_ylim(*ylim)
     ax.set_xlabel("x0" if plane is None else "u (first in-plane axis)")
     ax.set_ylabel("x1" if plane is None else "v (second in-plane axis)")
-    title = f"{type(model).__name__}" + ("" if sigma is None else f", σ = {sigma:g}")
+    title = landscape_title(model, sigma)
     if plane is not None:
         title += ", PCA plane" if isinstance(plane, str) else ", plane of 3 points"
     ax.set_title(title)
     return ax
+
+
+def landscape_title(model: Any, sigma: Any = None) -> str:
+    """``"<Model>, σ = …, K = …"``: the model, its noise level σ (or its inverse temperature
+    β when it has one and no σ is given) and its number K of patterns (when it has them)."""
+    parts = [type(model).__name__]
+    if sigma is not None:
+        parts.append(f"σ = {float(sigma):.3g}")
+    elif isinstance(getattr(model, "beta", None), (int, float)):
+        parts.append(f"β = {float(model.beta):.3g}")
+    pats = default_patterns(model)
+    if pats is not None:
+        parts.append(f"K = {len(pats)}")
+    return ", ".join(parts)
 
 
 def landscape_plane(model: Any, plane: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,7 +385,7 @@ def plot_bifurcation(
                    c="k", zorder=5, label=str(kind))  # fmt: skip
     if diagram.log:
         ax.set_xscale("log")
-    ax.set_xlabel(diagram.parameter)
+    ax.set_xlabel(PARAMETER_NAMES.get(diagram.parameter, diagram.parameter))
     ax.set_ylabel(ylabel or y)
     if legend and (seen or len(bif)):
         styles = [_index_style(i) for i in sorted(seen)]
@@ -363,6 +414,8 @@ def plot_census(
     resolution: int = 120,
     basin_resolution: int = 60,
     legend: bool = True,
+    colorbar: bool = True,
+    basin_colors: Any = None,
 ) -> Axes:
     """:func:`plot_landscape` of a stored census table, with the patterns and graph edges.
 
@@ -384,13 +437,17 @@ def plot_census(
         resolution: as :func:`plot_landscape`.
         basin_resolution: as :func:`plot_landscape`.
         legend: as :func:`plot_landscape`.
+        colorbar: as :func:`plot_landscape`.
+        basin_colors: one colour per *converged* row of ``points`` (as
+            :func:`plot_landscape`'s, e.g. :func:`~memscape.landscape.attractor_colors`).
     """
     conv = points[points["converged"]]
     xy = torch.tensor(conv[["x0", "x1"]].to_numpy(), dtype=torch.float64)
     ok = torch.ones(xy.shape[0], dtype=torch.bool)  # converged in the census that found them
     cps = CriticalPoints.from_points(model, xy, sigma, converged=ok, patterns=patterns)
     ax = plot_landscape(model, sigma, cps=cps, ax=ax, xlim=xlim, ylim=ylim, resolution=resolution,
-                        basin_resolution=basin_resolution, legend=legend)  # fmt: skip
+                        basin_resolution=basin_resolution, legend=legend, colorbar=colorbar,
+                        basin_colors=basin_colors)  # fmt: skip
     if patterns is not None:
         pats = patterns.reshape(len(patterns), -1).double().numpy()
         ax.plot(pats[:, 0], pats[:, 1], "k*", ms=5, zorder=6)
@@ -400,32 +457,4 @@ def plot_census(
             if int(e.saddle) in pos.index and int(e.end) in pos.index:
                 a, b = pos.loc[int(e.saddle)], pos.loc[int(e.end)]
                 ax.plot([a.x0, b.x0], [a.x1, b.x1], c="k", lw=1.0, alpha=0.7, zorder=4)
-    return ax
-
-
-def plot_morse_smale(points: Any, edges: Any, ax: Any = None, *, node_size: float = 160) -> Axes:
-    """The Morse–Smale graph drawn at the critical points' positions, nodes coloured by index.
-
-    Args:
-        points: a census table (columns ``point``, ``x0``, ``x1``, ``converged``,
-            ``morse_index``); its converged rows are the nodes.
-        edges: a Morse–Smale edge table (columns ``saddle``, ``end``); edges to
-            unresolved end points are left out.
-        ax: Axes to draw on (default a new Agg figure).
-        node_size: networkx node size.
-    """
-    import networkx as nx
-
-    ax = _new_axes(ax, (5.0, 4.5))
-    g = nx.DiGraph()
-    conv = points[points["converged"]]
-    pos = {str(r.point): (r.x0, r.x1) for r in conv.itertuples()}
-    g.add_nodes_from(pos)
-    g.add_edges_from((str(r.saddle), str(r.end)) for r in edges.itertuples() if str(r.end) in pos)
-    colors = [_index_style(int(i))[2] for i in conv["morse_index"]]
-    nx.draw_networkx(g, pos, ax=ax, node_color=colors, node_size=node_size, font_size=6,
-                     arrowsize=8, edge_color="0.3")  # fmt: skip
-    ax.set_aspect("equal")
-    ax.tick_params(left=True, bottom=True, labelleft=True, labelbottom=True)
-    ax.set(xlabel="x0", ylabel="x1")
     return ax

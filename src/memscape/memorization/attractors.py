@@ -11,6 +11,9 @@ Where :func:`memscape.memorization.classify_samples` labels generated *samples*,
 * else **spurious**: an isolated attractor that is no training point (the spurious
   states of an associative memory past its capacity).
 
+:func:`attractor_atlas` joins the attractors by minimum-energy paths and certified saddles
+into a disconnectivity graph (Becker & Karplus 1997), its leaves in these classes.
+
 :func:`critical_sigma` is Pham et al.'s probe of an attractor's basin: the largest noise
 level from which the reverse process brings a perturbed point back (probability ≥ ½).
 """
@@ -32,9 +35,11 @@ if TYPE_CHECKING:  # the landscape layer (and matplotlib) load when a function r
     from memscape.landscape import BasinRadius
 
 __all__ = [
+    "ATLAS_COLUMNS",
     "ATTRACTOR_CLASSES",
     "FLATNESS",
     "PROBE_LEVELS",
+    "attractor_atlas",
     "attractor_summary",
     "classify_attractors",
     "critical_sigma",
@@ -93,6 +98,25 @@ def classify_attractors(
         starts), ``flatness`` (``λ_min/λ_max``), ``d1`` (distance to the nearest training
         point) and ``class``.
     """
+    return _attractor_census(model, sigma, train, delta_m=delta_m, n_starts=n_starts,
+                             flatness=flatness, max_seeds=max_seeds, tol=tol,
+                             dedupe_tol=dedupe_tol, generator=generator)[0]  # fmt: skip
+
+
+def _attractor_census(
+    model: Any,
+    sigma: Any,
+    train: torch.Tensor,
+    *,
+    delta_m: float,
+    n_starts: int,
+    flatness: float,
+    max_seeds: int,
+    tol: float | None,
+    dedupe_tol: float | None,
+    generator: torch.Generator | None,
+) -> tuple[pd.DataFrame, torch.Tensor]:
+    """:func:`classify_attractors`'s table and the minima ``(A, *event_shape)`` it describes."""
     from memscape.landscape import critical_points
 
     train = check_tensor(train, "train", min_ndim=2)
@@ -100,17 +124,15 @@ def classify_attractors(
     check_positive(flatness, "flatness")
     check_int(n_starts, "n_starts")
     flat = train.reshape(len(train), -1).to(torch.float64)
-    if isinstance(model, torch.nn.Module):  # analysis in float64 (Newton tolerances)
-        model = copy.deepcopy(model).double()
+    model = _float64(model)
     # minima only: retries=0 (no search for the saddles and maxima a complete census needs)
     cps = critical_points(model, sigma, n_starts=n_starts, generator=generator, patterns=flat,
                           n_newton_starts=0, max_seeds=max_seeds, tol=tol,
                           dedupe_tol=dedupe_tol, retries=0)  # fmt: skip
     is_min = cps.converged & (cps.morse_index == 0)
     if not bool(is_min.any()):
-        return pd.DataFrame(
-            {c: pd.Series([], dtype=str if c == "class" else float) for c in _COLUMNS}
-        )
+        empty = {c: pd.Series([], dtype=str if c == "class" else float) for c in _COLUMNS}
+        return pd.DataFrame(empty), cps.points[:0]
     pts = cps.points[is_min].reshape(int(is_min.sum()), -1)
     d1 = nearest_neighbors(pts, flat, k=1)[0][:, 0].numpy()
     eig = cps.eigenvalues[is_min]
@@ -118,9 +140,64 @@ def classify_attractors(
     label = np.where(d1 <= delta_m, "memorized",
                      np.where(ratio < flatness, "generalized", "spurious"))  # fmt: skip
     minima = cps.table[is_min.numpy()]
-    return pd.DataFrame({"energy": minima["energy"].to_numpy(),
-                         "basin_fraction": minima["basin_fraction"].to_numpy(),
-                         "flatness": ratio, "d1": d1, "class": label})  # fmt: skip
+    table = pd.DataFrame({"energy": minima["energy"].to_numpy(),
+                          "basin_fraction": minima["basin_fraction"].to_numpy(),
+                          "flatness": ratio, "d1": d1, "class": label})  # fmt: skip
+    return table, cps.points[is_min]
+
+
+def _float64(model: Any) -> Any:
+    """A ``torch.nn.Module`` copied to float64 (Newton and path tolerances); others as given."""
+    return copy.deepcopy(model).double() if isinstance(model, torch.nn.Module) else model
+
+
+#: columns of :func:`attractor_atlas`'s minima table
+ATLAS_COLUMNS = ("minimum", "energy", "class", "merge_energy", "barrier", "partner", "morse_index")
+
+
+def attractor_atlas(
+    model: Any,
+    sigma: Any,
+    attractors: torch.Tensor,
+    classes: Sequence[str],
+    *,
+    neighbors: int = 3,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The disconnectivity graph of a model's attractors, its leaves in their classes.
+
+    A landscape atlas (:func:`memscape.landscape.landscape_atlas`; Becker & Karplus 1997,
+    Wales, Miller & Walsh 1998) started from the attractors of :func:`classify_attractors`
+    (already minima, so each descends to itself): minimum-energy paths to each one's
+    ``neighbors`` nearest, certified saddles and the merge tree. Each minimum keeps the
+    class of the attractor it came from (Pham et al. 2025: memorized / spurious /
+    generalized), so the tree shows which classes share a funnel and how deep each is:
+    memories in deep separate funnels while the model memorizes, shallow merged ones as
+    it generalizes.
+
+    Args:
+        model: an energy model (a ``torch.nn.Module`` is copied to float64).
+        sigma: the noise level of the attractors.
+        attractors: ``(A, *event_shape)`` minima, e.g. of :func:`classify_attractors`.
+        classes: the ``A`` classes of ``attractors``.
+        neighbors: nearest minima joined to each minimum.
+
+    Returns:
+        ``(minima, edges)``: one row per minimum of the atlas (:data:`ATLAS_COLUMNS`:
+        ``barrier`` its persistence, ``inf`` for the lowest of each connected set) and
+        the merge tree's edges ``i, j, energy, verified``.
+    """
+    from memscape.landscape import landscape_atlas
+
+    attractors = check_tensor(attractors, "attractors", min_ndim=2)
+    classes = [str(c) for c in classes]
+    if len(classes) != len(attractors):
+        raise ValueError(f"classes must have {len(attractors)} entries, got {len(classes)}")
+    atlas = landscape_atlas(_float64(model), sigma, attractors.to(torch.float64),
+                            neighbors=neighbors)  # fmt: skip
+    starts = atlas.start_minimum.tolist()
+    first = {int(m): c for m, c in zip(starts[::-1], classes[::-1], strict=True)}
+    table = atlas.barriers.assign(**{"class": [first[m] for m in atlas.barriers["minimum"]]})
+    return table[list(ATLAS_COLUMNS)], atlas.edges
 
 
 def critical_sigma(

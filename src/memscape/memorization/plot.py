@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from memscape.figures import NO_COLORBAR
 from memscape.memorization.classes import CLASSES, fraction_column
 
 __all__ = [
@@ -211,7 +212,7 @@ def plot_nearest(generated: torch.Tensor, train: torch.Tensor, axes: Any, title:
         for ax, vec in zip(row, (flat_g[i], flat_t[nearest[i]]), strict=True):
             arr = vec.numpy()
             if side * side == arr.size:
-                ax.imshow(arr.reshape(side, side), cmap="gray", vmin=-1, vmax=1)
+                ax.imshow(arr.reshape(side, side), cmap="gray", vmin=-1, vmax=1, gid=NO_COLORBAR)
             else:
                 ax.plot(arr, lw=0.8)
             ax.set_xticks([])
@@ -227,14 +228,16 @@ def plot_landscapes(
     """A trained 2-D model's landscape at ``sigma`` above that of the exact empirical model.
 
     Pham et al. 2025, Fig. 2: the trained model's attractors against the stored patterns
-    (the exact empirical denoiser of the same K points: one minimum per point).
+    (the exact empirical denoiser of the same K points: one minimum per point). Both
+    panels show the training points (black stars), an energy colorbar, and σ and K in
+    their titles.
 
     Args:
         trained: the trained model (``None``: leave the top Axes empty).
         train: ``(K, 2)`` training points.
         sigma: noise level of both landscapes.
         axes: two Axes (top: trained, bottom: exact).
-        title: suffix of both titles (e.g. ``"K=8"``).
+        title: suffix of both titles (σ and K are always shown; ``"K=8"`` adds nothing).
     """
     from memscape.diffusion import EmpiricalDiffusion
     from memscape.landscape.plot import plot_landscape
@@ -245,8 +248,14 @@ def plot_landscapes(
         plot_landscape(trained, sigma, ax=axes[0], xlim=lim, ylim=lim)
     plot_landscape(EmpiricalDiffusion(train.to(torch.float64)), sigma, ax=axes[1], xlim=lim,
                    ylim=lim)  # fmt: skip
-    axes[0].set_title(f"trained, {title}")
-    axes[1].set_title(f"exact empirical, {title}")
+    t = train.reshape(len(train), -1).double().numpy()
+    where = f"σ = {float(sigma):.3g}, K = {len(train)}"
+    for ax, name in zip(axes[:2], ("trained", "exact empirical"), strict=True):
+        if trained is not None or name != "trained":
+            ax.scatter(t[:, 0], t[:, 1], marker="*", s=40, c="k", zorder=6, label="training points")
+            ax.legend(fontsize=7)
+        extra = "" if title.replace(" ", "") in ("", f"K={len(train)}") else f" ({title})"
+        ax.set_title(f"{name}, {where}{extra}", fontsize=9)
     return axes
 
 

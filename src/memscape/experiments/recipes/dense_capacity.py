@@ -187,7 +187,7 @@ def run(cfg: DenseCapacityConfig, ctx: Context) -> None:
 
     with ctx.figure("capacity_vs_N", 1, 2, figsize=(12, 4.6)) as (_, (ax, ax2)):
         for i, (n, grp) in enumerate(cap.groupby("n")):
-            ax.loglog(grp["N"], grp["K"], "o", c=f"C{i}", label=f"n = {n}: measured K_f")
+            ax.errorbar(grp["N"], grp["K"], [0 * grp["K"], grp["K_upper"] - grp["K"]], fmt="o", c=f"C{i}", capsize=2, label=f"n = {n}: measured K_f (bracket to K_upper)")  # fmt: skip
             ns = np.geomspace(float(grp["N"].min()), float(grp["N"].max()), 50)
             est = [_k_theory(round(v), int(n), f) for v in ns]
             label = f"n = {n}: estimate, slope ≈ {n - 1} (up to log N)"
@@ -200,9 +200,9 @@ def run(cfg: DenseCapacityConfig, ctx: Context) -> None:
         ax.legend(fontsize=7)
         for (interaction, n, N), sub in retrieval.groupby(["interaction", "n", "N"]):
             name = "exponential" if interaction == "exponential" else f"polynomial n = {n}"
-            ax2.semilogx(sub["load"], sub["retrieved"], "o-", ms=4, label=f"{name}, N = {N}")
+            ms.landscape.plot_fraction(ax2, sub["load"], sub["retrieved"], np.minimum(cfg.probes, sub["K"]), "o-", ms=4, label=f"{name}, N = {N}")  # fmt: skip
         ax2.axvline(1.0, c="gray", ls="--", lw=0.8)
-        ax2.set(xlabel="K / N", ylabel="fraction retrieved exactly", ylim=(-0.02, 1.02))
+        ax2.set(xlabel="K / N", ylabel="fraction retrieved exactly (Wilson 95 %)", ylim=(-0.02, 1.02), xscale="log")  # fmt: skip
         ax2.set_title("Retrieval from noisy cues with K > N")
         ax2.legend(fontsize=7)
     ctx.section(

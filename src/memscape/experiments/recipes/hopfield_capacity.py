@@ -200,18 +200,18 @@ def run(cfg: HopfieldCapacityConfig, ctx: Context) -> None:
         for i, (n, grp) in enumerate(summary.groupby("N")):
             ax.errorbar(grp["alpha"], grp["overlap"], grp["overlap_std"].fillna(0), marker="o",
                         ms=3, capsize=2, c=f"C{i}", label=f"N = {n}")  # fmt: skip
-            ax1.plot(grp["alpha"], grp["retrieved"], "o-", c=f"C{i}", ms=3, label=f"N = {n}")
+            ms.landscape.plot_fraction(ax1, grp["alpha"], grp["retrieved"], grp["probes"], "o-", c=f"C{i}", ms=3, label=f"N = {n}")  # fmt: skip
         ax.plot(a, T.ags_overlap(a), "k-", lw=1.5, label="AGS m(α), 0 above α_c")
         ax.set(ylabel="final overlap m", title="Hebbian retrieval (mean ± sd)", ylim=(0, 1.02))
         ax1.axhline(0.5, c="k", ls=":", lw=1)
         ax1.set(ylabel=f"fraction retrieved (m ≥ {cfg.retrieved_overlap:g})",
-                title="Retrieval failure: half fail at α_½(N)")  # fmt: skip
+                title="Retrieval failure: half fail at α_½(N) (Wilson 95 %)")  # fmt: skip
         for i, (n, grp) in enumerate(fsum.groupby("N")):
-            ax2.plot(grp["alpha"], grp["fraction"], "o", c=f"C{i}", ms=4, label=f"N = {n}")
+            ms.landscape.plot_fraction(ax2, grp["alpha"], grp["fraction"], grp["K"] * cfg.fixed_trials, c=f"C{i}", ms=4, label=f"N = {n}")  # fmt: skip
             x = np.linspace(float(grp["alpha"].min()), float(grp["alpha"].max()), 200)
             ax2.plot(x, [T.fixed_point_probability(int(n), v).probability for v in x], c=f"C{i}")
         ax2.plot([], [], "k-", lw=1, label="exp(−N Φ(−1/√α))")
-        ax2.set(ylabel="fraction of patterns that are fixed points", title="Exact fixed points")
+        ax2.set(ylabel="fraction of patterns that are fixed points", title="Exact fixed points (Wilson 95 %)")  # fmt: skip
         for axis in (ax, ax1, ax2):
             axis.axvline(alpha_c, ls="--", c="gray", lw=0.8, label=f"α_c = {alpha_c:.4f}")
             axis.set(xlabel="load α = K/N", xlim=(0.08 if axis is not ax2 else None, a[-1]))

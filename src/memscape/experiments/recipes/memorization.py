@@ -11,7 +11,8 @@ sample's d₁, d₂, the ratio criterion d₁/d₂ < 1/3 (Yoon et al. 2023; Gu e
 class: memorized / spurious / generalized, or off-data — d₁ above the 0.99 quantile of
 held-out real samples (never trained on) and above ``resolution``·√χ²_d(0.99), the spread of
 data seen at the noise level the model resolves; fresh real samples through the same rule;
-the attractors at a small σ; the critical σ of a few samples (censored at the top probe
+the attractors at a small σ and (energy models: the exact one) their disconnectivity graph
+(Becker & Karplus 1997), paths and certified saddles to each one's nearest; the critical σ of a few samples (censored at the top probe
 level: a bound); and Kadkhodaie et al. 2024's twin test (a model on a disjoint set, same
 noise) against the agreement of two independent samples of one model.
 :func:`memscape.memorization.reduce_sweep` gives K_A (memorization ends), K_S (spurious
@@ -46,6 +47,7 @@ torch = lazy.load("torch")
 
 SYNTHETIC = ("circle", "gmm", "mixture", "manifold")  # drawn as a pool of `pool` points
 CHECKPOINT_EVERY = 250  # training steps between checkpoints (what an interruption can lose)
+TRAINING = ("width", "layers", "energy", "steps", "batch", "lr", "device")  # options of make_model
 
 
 @dataclass
@@ -75,6 +77,8 @@ class MemorizationConfig:
     census_starts: int = option(128, "starts of the attractor census", ge=1)
     probe_points: int = option(4, "samples per class in the basin probe", ge=0)
     probe_trials: int = option(16, "noise draws per level in the probe", ge=1)
+    atlas_neighbors: int = option(3, "disconnectivity graph of the attractors: paths to the "
+                                  "nearest n of each (energy models; 0: none)", ge=0)  # fmt: skip
     pairs: bool = option(True, "Kadkhodaie test: also train on a disjoint set of the same size")
     exact_baseline: bool = option(True, "run the exact empirical model as the theory baseline")
     device: str = option("cpu", "torch device of training and sampling")
@@ -114,41 +118,27 @@ def memorization_job(
     """
     mz, c = ms.memorization, MemorizationConfig(**cfg)
     n = len(pool := load_pool(c, seed=run_seed))
-    big = max(c.sizes)  # held-out and fresh: half each of what the largest K (and twin) leave
-    h = min(c.held_out, (n - 2 * big if c.pairs and n - 2 * big >= 2 else n - big) // 2)
-    train_a, h = pool.subset(K, seed=seed).x, h if h >= 2 else 0  # classes need 2 samples
-    held, fresh = (pool.subset(h, seed, start=n - i * h).x if h else None for i in (1, 2))
+    train_a, held, fresh, h = mz.measure.split_pool(pool, K, seed, held_out=c.held_out,
+                                                    largest=max(c.sizes), twin=c.pairs)  # fmt: skip
 
     def gen(*tag: Any) -> Any:
         return torch.Generator().manual_seed(job_seed(run_seed, *tag))
 
-    def make(train: Any, tag: str) -> Any:
-        if kind == "exact":
-            return ms.EmpiricalDiffusion(train.to(torch.float64))
-        # models/…/tag: a finished run is loaded, an interrupted one continues from its checkpoint
+    def make(train: Any, tag: str) -> Any:  # models/…/tag: a finished training loads, else resumes
         out = None if models is None else Path(models) / f"K={K}_seed={seed}" / tag
-        s = job_seed(run_seed, "model", K, seed, tag) % 2**31
-        net = ms.ScoreModel.mlp(dim=train[0].numel(), width=c.width, layers=c.layers,
-                                energy=c.energy, seed=s)  # fmt: skip
-        ms.train(net, train.reshape(len(train), -1).float(), steps=c.steps, batch=c.batch,
-                 lr=c.lr, seed=s, out=out, device=c.device, progress=False, resume=True,
-                 checkpoint_every=CHECKPOINT_EVERY if out is not None else None)  # fmt: skip
-        return net
+        return mz.measure.make_model(kind, train, seed=job_seed(run_seed, "model", K, seed, tag) % 2**31,
+            out=out, checkpoint_every=CHECKPOINT_EVERY, **{k: cfg[k] for k in TRAINING})  # fmt: skip
 
     def draw(model: Any, what: str = "") -> Any:
         report("sample", what=what)
-        # the exact score is stiff (Lipschitz ~ 1/σ²): 4x the steps; σ_min 1e-4 resolves close points
-        ex = kind == "exact"
-        x = ms.sample(model, n=c.samples, shape=tuple(train_a.shape[1:]), sampler=c.sampler,
-                      steps=c.sampler_steps * (4 if ex else 1), sigma_min=1e-4 if ex else 0.002,
-                      generator=gen("noise", seed))  # fmt: skip
-        return x.detach().to(torch.float32)
+        return mz.measure.draw_samples(model, c.samples, tuple(train_a.shape[1:]), sampler=c.sampler,
+            steps=c.sampler_steps, exact=kind == "exact", generator=gen("noise", seed))  # fmt: skip
 
     model = make(train_a, "a")
     samples = draw(model)
     model = model.cpu() if isinstance(model, torch.nn.Module) else model  # census, probe: CPU
     opts = ("ratio_threshold", "census_sigma", "census_starts", "probe_points", "probe_trials",
-            "sampler_steps")  # fmt: skip
+            "sampler_steps", "atlas_neighbors")  # fmt: skip
     m = mz.measure_model(model, samples, train_a, held_out=held, fresh=fresh,
                          classify={k: cfg[k] for k in ("delta_m", "delta_s", "off_data_quantile",
                                                        "resolution")}, trained=kind == "trained",
@@ -164,6 +154,7 @@ def memorization_job(
         summary |= sim.mean().add_prefix("mean_").to_dict()
     return {"samples": rows, "summary": pd.DataFrame([summary]), "attractors": m.attractors.assign(**tag),
             "probe": m.probe.assign(**tag), "generated": samples, "train": train_a.to(torch.float32),
+            "atlas": m.atlas.assign(**tag), "atlas_edges": m.atlas_edges.assign(**tag),
             "reference_d1": m.classes.reference_d1.float()}  # fmt: skip
 
 
@@ -183,6 +174,7 @@ QUICK = {"sizes": (2, 16, 256), "seeds": 1, "samples": 128, "census_starts": 96,
         "d1_histogram": "d₁ of generated and held-out real samples, δ_m and the off-data threshold",
         "samples_vs_nearest": "samples next to their nearest training point",
         "landscapes": "the trained landscape at each K (written for 2-D data only)",
+        "disconnectivity": "disconnectivity graph of the attractors at each K, leaves by class",
     },
 )
 def run(cfg: MemorizationConfig, ctx: Context) -> None:
@@ -193,7 +185,8 @@ def run(cfg: MemorizationConfig, ctx: Context) -> None:
     jobs = [job for kind in kinds for job in grid_jobs(kind, points, kind=kind, run_seed=ctx.seed,
             cfg=asdict(cfg), models=str(ctx.folder.path / "models") if kind == "trained" else None)]  # fmt: skip
     res = ctx.sweep(memorization_job, jobs, "memorization")
-    tables = {n: ctx.table(n, res.table(n)) for n in ("samples", "summary", "attractors", "probe")}
+    tables = {n: ctx.table(n, res.table(n))
+              for n in ("samples", "summary", "attractors", "probe", "atlas", "atlas_edges")}  # fmt: skip
     red = mz.reduce_sweep(tables["summary"], tables["samples"], kinds, cfg.off_data_quantile)
     ctx.table("fractions", pd.concat([f.assign(model=k) for k, f in red.fractions.items()]))
     ctx.table("transition", red.transition_table())
@@ -218,6 +211,11 @@ def run(cfg: MemorizationConfig, ctx: Context) -> None:
         ctx.check("exact model memorizes at every K (≥ 95 %): smallest Wilson 95 % high (median "
                   "seed)", red.fractions["exact"][f"{mem}_high"].min(), 1.0, 0.05, relative=False)  # fmt: skip
     _figures(cfg, ctx, res, red, kinds[0])
+    if len(atlas := tables["atlas"][tables["atlas"]["seed"] == 0]):  # one panel per (model, K)
+        n = atlas.groupby(["model", "K"]).ngroups
+        with ctx.figure("disconnectivity", 1, n, figsize=(4.2 * n, 4)) as (_, axes):
+            ms.landscape.disconnectivity.plot_disconnectivity_panels(atlas, tables["atlas_edges"],
+                np.atleast_1d(axes), by=("model", "K", "seed"), label="class")  # fmt: skip
     for section in red.sections(kinds[0], asdict(cfg)):
         ctx.section(*section)
 

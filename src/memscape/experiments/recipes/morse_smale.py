@@ -216,17 +216,20 @@ def _figures(res: dict[str, Any], system: str, cfg: MorseSmaleConfig, ctx: Conte
     pats = torch.tensor(res["patterns"][["x0", "x1"]].to_numpy())
     lims = _limits(res)
     n, cols, rows = len(snaps), min(len(snaps), 4), -(-len(snaps) // min(len(snaps), 4))
-    with ctx.figure(f"{system}_snapshots", rows, cols, figsize=(3.6 * cols, 3.5 * rows)) as f:
+    panels = []
+    for s in snaps.itertuples():
+        model, sig = build(s.value)
+        edges = res["edges"][res["edges"]["snapshot"] == s.snapshot]
+        where = (
+            f"σ = {s.value:.3g}" if name == "sigma" else f"{name} = {s.value:.3g}, β = {cfg.beta:g}"
+        )
+        panels.append({"model": model, "sigma": sig, "edges": edges,
+                       "census": res["census"][res["census"]["snapshot"] == s.snapshot],
+                       "patterns": model.memories if system == "hopfield" else pats,
+                       "title": f"{where}: χ = {s.euler_characteristic}, {len(edges)} edges"})  # fmt: skip
+    with ctx.figure(f"{system}_snapshots", rows, cols, figsize=(3.6 * cols, 3.7 * rows)) as f:
         axes = np.asarray(f[1]).reshape(-1)
-        for j, (ax, s) in enumerate(zip(axes, snaps.itertuples(), strict=False)):
-            model, sig = build(s.value)
-            shown = model.memories if system == "hopfield" else pats
-            census = res["census"][res["census"]["snapshot"] == s.snapshot]
-            edges = res["edges"][res["edges"]["snapshot"] == s.snapshot]
-            ms.landscape.plot_census(model, sig, census, patterns=shown, edges=edges, ax=ax,
-                                     resolution=cfg.resolution, legend=j == 0,
-                                     basin_resolution=max(cfg.resolution // 2, 4), **lims)  # fmt: skip
-            ax.set_title(f"{name} = {s.value:.3g}: χ = {s.euler_characteristic}, "
-                         f"{len(edges)} edges", fontsize=9)  # fmt: skip
+        ms.landscape.plot_snapshots(panels, axes[:n], resolution=cfg.resolution,
+                                         basin_resolution=max(cfg.resolution // 2, 4), **lims)  # fmt: skip
         for ax in axes[n:]:
             ax.axis("off")

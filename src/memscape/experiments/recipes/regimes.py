@@ -153,14 +153,14 @@ def run(cfg: RegimesConfig, ctx: Context) -> None:
 
     with ctx.figure("cloning", figsize=(6, 4)) as (_, ax):
         for d, grp in cloning.sort_values("t").groupby("d"):
-            line = ax.plot(grp["t_minus_t_S"], grp["same_class"], "o", ms=4, label=f"d = {d}")[0]
+            line = ms.landscape.plot_fraction(ax, grp["t_minus_t_S"], grp["same_class"], grp["pairs"], ms=4, label=f"d = {d}")  # fmt: skip
             t = np.linspace(max(grp["t"].min(), 1e-3), grp["t"].max(), 200)
             phi = ms.theory.clone_probability(t, math.sqrt(d) * cfg.mean_scale)
             ax.plot(t - grp["t_S"].iat[0], phi, c=line.get_color(), lw=1)
         ax.axhline(level, ls=":", c="k", lw=1, label=f"{level:.3f} (d → ∞ at t_S)")
         ax.axvline(0, ls="--", c="k", lw=1)
         ax.set(xlabel="cloning time t − t_S", ylabel="P(both clones in the same class)",
-               title="Speciation: measured (points) and exact (lines)")  # fmt: skip
+               title="Speciation: measured (points, Wilson 95 %) and exact (lines)")  # fmt: skip
         ax.legend(fontsize=8)
     with ctx.figure("collapse", 1, 2, figsize=(10, 4)) as (_, (ax1, ax2)):
         for (n, d), grp in curves.groupby(["n", "d"]):
@@ -172,8 +172,9 @@ def run(cfg: RegimesConfig, ctx: Context) -> None:
         ax1.legend(fontsize=7)
         lim = [0, float(max(collapse["t_C_theory"].max(), collapse["t_C"].max())) * 1.1]
         ax2.plot(lim, lim, "k--", lw=1, label="theory")
-        ax2.scatter(collapse["t_C_theory"], collapse["t_C"], c=collapse["d"], cmap="viridis")
-        ax2.set(xlabel="t_C theory ½ ln(1 + σ²/(n^{2/d} − 1))", ylabel="t_C measured",
+        pts = ax2.scatter(collapse["t_C_theory"], collapse["t_C"], c=collapse["d"], cmap="viridis")
+        ax2.figure.colorbar(pts, ax=ax2, label="dimension d")
+        ax2.set(xlabel="t_C theory ½ ln(1 + σ²/(n^(2/d) − 1))", ylabel="t_C measured",
                 title="Measured against theory")  # fmt: skip
         ax2.legend(fontsize=8)
 
