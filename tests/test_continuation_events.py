@@ -24,7 +24,7 @@ F64 = torch.float64
 
 
 # ---------------------------------------------------------------- independent truth (numpy)
-def _weights(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
+def weights(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     """Softmax weights ``(n, K)`` of points ``x`` ``(n, d)`` over data ``y`` ``(K, d)``."""
     logits = -((x[:, None, :] - y[None]) ** 2).sum(-1) / (2 * sigma**2)
     logits -= logits.max(1, keepdims=True)
@@ -34,13 +34,13 @@ def _weights(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
 
 def grad_1d(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     """``E'(x)`` for 1-D data ``y`` ``(K,)`` at points ``x`` ``(n,)``."""
-    w = _weights(x[:, None], y[:, None], sigma)
+    w = weights(x[:, None], y[:, None], sigma)
     return (x - w @ y) / sigma**2
 
 
 def curv_1d(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     """``E''(x) = 1/σ² − Var_w(y)/σ⁴``."""
-    w = _weights(x[:, None], y[:, None], sigma)
+    w = weights(x[:, None], y[:, None], sigma)
     m = w @ y
     return 1 / sigma**2 - (w @ y**2 - m**2) / sigma**4
 
@@ -217,20 +217,30 @@ def test_random_1d_families_folds_match_the_independent_solver(seed):
 
 
 #: seed 16: data −1.435, −1.218 far from the rest make a pitchfork whose imperfection is
-#: round-off (|E'''|σ³ = 8e-5) at σ = 0.1086, next to the range end: the branch through it
-#: stops there (warned) and the fold is missed. Known gap of issue 11.
-KNOWN_GAP = pytest.mark.xfail(strict=True, reason="round-off imperfect pitchfork at the range end")
+#: round-off (|E‴|σ³ = 8e-5, the other data weigh e^{−32} there) at σ = 0.1086: its fold
+#: lies ~1e-9 in σ from the symmetric point, the branches through it come closer than the
+#: corrector can separate and stop there. The fold is then solved for directly, reported
+#: flagged ``stalled`` and warned about.
+ROUND_OFF_PITCHFORK = 16
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "seed", [pytest.param(s, marks=KNOWN_GAP) if s == 16 else s for s in range(3, 25)]
-)
+@pytest.mark.parametrize("seed", range(3, 25))
 def test_random_1d_families_folds_match_the_independent_solver_slow(seed):
     y = random_family(seed)
     lo, hi = 0.1, 2.0
     truth = folds_1d(y[:, 0].numpy(), lo, hi, samples=300)
-    check_folds(diagram(y, lo, hi, seed), truth, y[:, 0].numpy())
+    if seed == ROUND_OFF_PITCHFORK:
+        with pytest.warns(RuntimeWarning, match="could not step past"):
+            bd = diagram(y, lo, hi, seed)
+        stalled = bd.bifurcations[bd.bifurcations.stalled]
+        assert len(stalled) == 1, bd.bifurcations
+        s, x = min(truth, key=lambda t: abs(t[0] - stalled.parameter.iloc[0]))
+        assert third_derivative(y[:, 0].numpy(), x, s) < NEAR_PITCHFORK  # the round-off case
+    else:
+        bd = diagram(y, lo, hi, seed)
+        assert not bd.bifurcations.stalled.any(), bd.bifurcations
+    check_folds(bd, truth, y[:, 0].numpy())
 
 
 def test_counts_by_index_match_an_independent_census_between_events():

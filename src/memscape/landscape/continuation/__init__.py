@@ -9,8 +9,10 @@ Brent's method and verified before they are reported.
 
 Modules: :mod:`.options` (:class:`ContinuationOptions`, the named thresholds),
 :mod:`.family` (the family and its derivatives), :mod:`.corrector` (predictor–corrector),
-:mod:`.events` (detection, location, verification, kinds), :mod:`.branches` (every
-branch once, branch switching), :mod:`.connections` (saddle connections),
+:mod:`.events` (detection, location, verification, kinds), :mod:`.unfolding` (what
+merges at a branch point: pitchfork, transcritical, the D₃ crossing), :mod:`.stall` (the
+fold where a branch stops, next to a round-off imperfect pitchfork), :mod:`.branches`
+(every branch once, branch switching), :mod:`.connections` (saddle connections),
 :mod:`.result` (:class:`BifurcationDiagram`).
 """
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from memscape._validation import check_tensor
-from memscape.landscape.continuation.branches import Seed, on_path, trace
+from memscape.landscape.continuation.branches import Seed, attach, on_path, trace
 from memscape.landscape.continuation.connections import saddle_connections
 from memscape.landscape.continuation.corrector import Config, correct
 from memscape.landscape.continuation.family import Family, builder, census
@@ -116,7 +118,8 @@ def continuation(
     """Follow every branch of critical points of ``E(x, p)`` for ``p`` from ``start`` to ``stop``.
 
     Pseudo-arclength predictor–corrector on ``G(x, p) = ∇ₓE = −score`` (Keller 1977),
-    with verified folds and pitchforks (see :mod:`memscape.landscape.continuation`).
+    with verified folds, pitchforks and transcritical bifurcations (see
+    :mod:`memscape.landscape.continuation`).
     Without ``starts``, the census (:func:`memscape.landscape.critical.critical_points`)
     runs at both ends, at ``reseed`` interior values and in ``refine`` rounds of
     midpoints, and every branch through any of these points is traced once.
@@ -194,6 +197,7 @@ def continuation(
         if not fresh:
             break
         trace(fam, fresh, cfg, forward, opts.branch_switching, paths, events)
+    attach(fam, events, paths, cfg)
     if opts.saddle_connections and paths:
         events += saddle_connections(fam, paths, events, cfg, opts.n_graph)
     return BifurcationDiagram(parameter, log, *tables(fam, paths, events))

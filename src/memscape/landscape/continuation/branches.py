@@ -8,6 +8,7 @@ are one event listing all of them.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
@@ -18,9 +19,10 @@ from scipy.optimize import brentq
 from memscape.landscape.continuation.corrector import Config, Path, chord, follow
 from memscape.landscape.continuation.events import Event, examine
 from memscape.landscape.continuation.family import Family
-from memscape.landscape.continuation.options import LOCATE_XTOL, SAME_POINT_TOL
+from memscape.landscape.continuation.options import LOCATE_XTOL, SAME_POINT_TOL, STALL_SAME_TOL
+from memscape.landscape.continuation.stall import fold_at_stall
 
-__all__ = ["Seed", "on_path", "trace"]
+__all__ = ["Seed", "attach", "on_path", "trace"]
 
 
 @dataclass
@@ -34,6 +36,13 @@ class Seed:
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return float((a - b).norm()) <= SAME_POINT_TOL * (1.0 + float(b.norm()))
+
+
+def _twins(a: Event, b: Event) -> bool:
+    """One event found twice (on two branches, or at two stops next to one fold)."""
+    if a.stalled and b.stalled:
+        return float((a.u - b.u).norm()) <= STALL_SAME_TOL
+    return _same(a.u, b.u)
 
 
 def on_path(fam: Family, u: torch.Tensor, path: Path, cfg: Config) -> bool:
@@ -92,14 +101,48 @@ def _merge(halves: list[tuple[Path, list[Event]]], parent: Event | None, fam: Fa
     return merged
 
 
+def _stall(
+    fam: Family, followed: tuple[Path, list[Event]], cfg: Config
+) -> tuple[Path, list[Event]]:
+    """``(path, events)``, with the fold next to the point where ``path`` stopped, if any."""
+    path, found = followed
+    if not path.stalled:
+        return path, found
+    last = path.u[-1]
+    ev = fold_at_stall(fam, last, cfg, max(float(e.abs().max()) for e in path.eig))
+    where = f"{fam.p(float(last[-1])):.6g}"
+    if ev is None:
+        warnings.warn(f"continuation: a branch stopped at {where}, before the range end (no "
+                      "step verified, even the smallest)", RuntimeWarning, stacklevel=4)  # fmt: skip
+        return path, found
+    warnings.warn(
+        f"continuation: a branch stopped at {where} next to a fold it could not step past "
+        "(branches closer than round-off: an imperfect pitchfork); the fold was solved for "
+        "directly and reported, the branches beyond it may be cut short",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    path.pieces.append(chord(last, ev.u))
+    path.add(ev.u, path.tan[-1], fam.eigvals(ev.u[:-1], float(ev.u[-1])), True)
+    return path, [*found, ev]
+
+
+def _crossing(ev: Event, u: torch.Tensor) -> Seed:
+    """A point merging at ``ev``, followed away from it and through it (:func:`attach`)."""
+    d = (u - ev.u) / (u - ev.u).norm()
+    return Seed(u, (d, -d))
+
+
 def trace(
     fam: Family, seeds: list[Seed], cfg: Config, forward: float, switching: bool,
     paths: list[Path] | None = None, events: list[Event] | None = None,
 ) -> tuple[list[Path], list[Event], int]:  # fmt: skip
     """Follow every seed not on a traced branch: ``(paths, events, new branches)``.
 
-    Branches leaving a pitchfork are queued first (``switching``). ``paths`` / ``events``:
-    what earlier rounds traced (extended in place).
+    Branches leaving a branch point are queued first (``switching``), those crossing it
+    (the points merging there, :mod:`.unfolding`) before those turning there.
+    ``paths`` / ``events``: what earlier rounds traced (extended in place). A branch that
+    stops short is looked at for a fold next to it (:mod:`.stall`).
     """
     paths = [] if paths is None else paths
     events = [] if events is None else events
@@ -110,7 +153,7 @@ def trace(
         seed = queue.popleft()
         if any(on_path(fam, seed.u, p, cfg) for p in paths):
             continue
-        halves = [follow(fam, seed.u, ref, cfg, look) for ref in seed.refs]
+        halves = [_stall(fam, follow(fam, seed.u, ref, cfg, look), cfg) for ref in seed.refs]
         bid = len(paths)
         if seed.parent is not None:
             seed.parent.children.append(bid)
@@ -118,7 +161,7 @@ def trace(
         new += 1
         for _, found in halves:
             for ev in found:
-                twin = next((o for o in events if _same(ev.u, o.u)), None)
+                twin = next((o for o in events if _twins(ev, o)), None)
                 if twin is not None:
                     if twin.branch != bid and bid not in twin.children:
                         twin.children.append(bid)
@@ -127,4 +170,19 @@ def trace(
                 events.append(ev)
                 if switching and ev.kind != "fold":
                     queue.extendleft(Seed(u, (d,), ev) for u, d in ev.switched)
+                    queue.extendleft(_crossing(ev, u) for u in ev.nearby if bool((u != ev.u).any()))
     return paths, events, new
+
+
+def attach(fam: Family, events: list[Event], paths: list[Path], cfg: Config) -> None:
+    """List with each branch point every traced branch through the points merging there.
+
+    A branch crossing a branch point transversally (a transcritical crossing) shows no
+    event of its own, so it is found through the critical points the local census
+    (:mod:`.unfolding`) found beside the event.
+    """
+    for ev in events:
+        for u in ev.nearby:
+            for bid, path in enumerate(paths):
+                if bid != ev.branch and bid not in ev.children and on_path(fam, u, path, cfg):
+                    ev.children.append(bid)

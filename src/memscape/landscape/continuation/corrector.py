@@ -24,6 +24,7 @@ from memscape.landscape.continuation.options import (
     GROW,
     MAX_CORRECTION,
     MAX_CORRECTOR_ITER,
+    MAX_CORRECTOR_TRAVEL,
     MIN_TANGENT_COS,
     SHRINK,
     SLOW_ITERS,
@@ -78,7 +79,8 @@ def chord(u0: torch.Tensor, u1: torch.Tensor) -> Piece:
 class Path:
     """One followed half-branch: points, unit tangents, ascending eigenvalues, arc pieces.
 
-    ``pieces[k]`` joins ``u[k]`` to ``u[k + 1]``; ``mark[k]``: ``u[k]`` is a located event.
+    ``pieces[k]`` joins ``u[k]`` to ``u[k + 1]``; ``mark[k]``: ``u[k]`` is a located event;
+    ``stalled``: it stopped before the range end, no step verifying, even the smallest.
     """
 
     u: list[torch.Tensor] = field(default_factory=list)
@@ -86,6 +88,7 @@ class Path:
     eig: list[torch.Tensor] = field(default_factory=list)
     mark: list[bool] = field(default_factory=list)
     pieces: list[Piece] = field(default_factory=list)
+    stalled: bool = False
 
     def add(self, u: torch.Tensor, t: torch.Tensor, eig: torch.Tensor, mark: bool) -> None:
         """Append a point (its piece from the previous point is appended by the caller)."""
@@ -123,8 +126,8 @@ def correct(
             return u, True, it  # residual at rounding level (steps are noise at a branch point)
         du = _solve(j, -f)
         u = u + du
-        if not bool(torch.isfinite(u).all()):
-            return u, False, it
+        if not bool(torch.isfinite(u).all()) or float((u - pred).norm()) > MAX_CORRECTOR_TRAVEL:
+            return u, False, it  # diverged: never evaluate the family out there (σ → 0, ∞)
         if float(du.norm()) < tol:
             return u, True, it
     return u, False, MAX_CORRECTOR_ITER
@@ -191,13 +194,8 @@ def follow(fam: Family, u0: torch.Tensor, ref: torch.Tensor, cfg: Config, examin
             found = examine(piece, (t, path.eig[-1]), (t_new, eig_new))
         if step is None or found is None:
             h *= 0.5
-            if h < cfg.h_min:
-                warnings.warn(
-                    f"continuation: a branch stopped at {fam.p(float(u[-1])):.6g}, before the "
-                    "range end (no step verified, even the smallest)",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
+            if h < cfg.h_min:  # the caller warns (and looks for a fold there)
+                path.stalled = True
                 break
             continue
         start = piece.u0

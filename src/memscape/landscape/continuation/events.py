@@ -9,7 +9,13 @@ bifurcations of equilibria; for a gradient field ``G = ∇ₓE`` the Jacobian is
 - **pitchfork** (symmetric branch point): ``[∂ₓG ∂_qG]`` loses rank; a branch goes
   through with its index changing by one while a second branch turns there, two of
   its halves of index ``k`` meeting the through branch of index ``k ± 1``;
-- **branch_point**: any other rank-deficient point (e.g. transcritical).
+- **transcritical**: ``[∂ₓG ∂_qG]`` loses rank and every branch through the point passes
+  through it, as many critical points merging there on both sides: two branches
+  exchanging indices generically; with ``D₃`` symmetry (three equal data points on an
+  equilateral triangle) a double eigenvalue crosses zero on the central branch while the
+  three branches of isotropy ``Z₂`` cross it (Golubitsky, Stewart & Schaeffer 1988, vol. II,
+  the ``D_n`` case study with ``n = 3``), found by :mod:`.unfolding`;
+- **branch_point**: any other rank-deficient point, or one whose structure is not resolved.
 
 A candidate is a change of the Morse index along the piece (the crossing eigenvalue
 ``λ_j`` is located by Brent's method) or a turn of ``q`` (the root of the tangent's ``q``
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from scipy.optimize import brentq
@@ -37,6 +44,7 @@ from memscape.landscape.continuation.options import (
     VERIFY_EIG_RTOL,
     VERIFY_GRAD_RTOL,
 )
+from memscape.landscape.continuation.unfolding import unfold
 from memscape.landscape.morse import morse_index
 
 __all__ = ["Event", "examine"]
@@ -47,9 +55,14 @@ class Event:
     """A verified bifurcation at ``u = (x̃, q)``, arc parameter ``s`` on its piece.
 
     ``index_before`` / ``index_after``: for a fold, the indices of the branch arriving at
-    and leaving the turning point along the traced direction; for a pitchfork, the through
-    branch's index on the side of ``start`` and on the side of ``stop``. ``switched``:
-    points ``(u, outward direction)`` on the branches leaving a branch point.
+    and leaving the turning point along the traced direction; for a branch point, the
+    through branch's index on the side of ``start`` and on the side of ``stop``.
+    ``multiplicity``: the Hessian eigenvalues through zero; ``points_before`` /
+    ``points_after``: the critical points merging at the event on the side of ``start``
+    and of ``stop`` (−1: not resolved). ``switched``: points ``(u, outward direction)`` on
+    the branches leaving a branch point; ``nearby``: the merging points found around it
+    (followed both ways: a branch crossing the point is one branch). ``stalled``: a fold
+    where branches stopped, solved for directly (:mod:`.stall`).
     """
 
     kind: str
@@ -62,6 +75,11 @@ class Event:
     branch: int = -1
     children: list[int] = field(default_factory=list)
     switched: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    multiplicity: int = 1
+    points_before: int = -1
+    points_after: int = -1
+    nearby: list[torch.Tensor] = field(default_factory=list)
+    stalled: bool = False
 
 
 def _locate(piece: Piece, fun: Callable[[float], float], f0: float, f1: float) -> float | None:
@@ -121,18 +139,29 @@ def _branch_point(
                 out[name].append((p, (p - u) / gap, idx))
     thr = sorted(out["through"], key=lambda e: forward * (float(e[0][-1]) - q))
     kind, before, after = "branch_point", -1, -1
+    extra: dict[str, Any] = {"multiplicity": mult}
     if len(thr) == 2:
         before, after = thr[0][2], thr[1][2]
         turning = {e[2] for e in out["turn"]}
         sides = {1.0 if float(e[0][-1]) > q else -1.0 for e in out["turn"]}
         if mult == 1 and abs(before - after) == 1 and len(turning) == 1 and len(sides) == 1:
             k = turning.pop()
-            same_side = thr[1] if forward * sides.pop() > 0 else thr[0]  # through, turning side
+            turn_after = forward * sides.pop() > 0
+            same_side = thr[1] if turn_after else thr[0]  # through, turning side
             other = thr[0] if same_side is thr[1] else thr[1]
             if same_side[2] != k and other[2] == k:
                 kind = "pitchfork"
+                extra.update(
+                    points_before=1 if turn_after else 3, points_after=3 if turn_after else 1
+                )
     switched = [(p, d) for p, d, _ in out["turn"] + out["through"]]
-    return kind, before, after, switched
+    if kind == "branch_point":  # count what merges there (a transcritical, a D₃ crossing, ...)
+        unf = unfold(fam, u, mult, cfg.h0, forward, (cfg.q_lo, cfg.q_hi), cfg.tol)
+        kind = unf.kind()
+        if unf.resolved:
+            extra.update(points_before=len(unf.before), points_after=len(unf.after))
+        extra["nearby"] = unf.before + unf.after
+    return kind, before, after, switched, extra
 
 
 def _vertex(
@@ -199,8 +228,8 @@ def _vertex(
         return None
     if not _rank_deficient(fam, u, jac_scale):
         return None
-    kind, before, after, switched = _branch_point(fam, u, piece, cfg, forward)
-    return [Event(kind, u, 0.5 * piece.s1, before, after, grad, lam, switched=switched)]
+    kind, before, after, switched, extra = _branch_point(fam, u, piece, cfg, forward)
+    return [Event(kind, u, 0.5 * piece.s1, before, after, grad, lam, switched=switched, **extra)]
 
 
 def examine(
@@ -266,10 +295,12 @@ def examine(
         tq = abs(float(tangent(fam, u, piece.d)[-1]))
         if mult != 1 or not turned or tq > TURN_TOL:
             return None
-        return [Event("fold", u, s, m0, m1, grad, lam)]
+        after_side = forward * (float(piece.u0[-1]) + float(piece.u1[-1]) - 2 * q) > 0
+        pts = (0, 2) if after_side else (2, 0)  # the two branches lie on the side of the turn
+        return [Event("fold", u, s, m0, m1, grad, lam, points_before=pts[0], points_after=pts[1])]
     if m0 == m1:  # the turning branch: its through branch is located and verified there
         return _vertex(fam, cfg, forward, piece, m0, float(t0[-1]))
-    kind, before, after, switched = _branch_point(fam, u, piece, cfg, forward, mult)
+    kind, before, after, switched, extra = _branch_point(fam, u, piece, cfg, forward, mult)
     if before < 0:  # through branch not resolved: its indices from the traced piece
         before, after = (m0, m1) if forward * float(piece.d[-1]) >= 0 else (m1, m0)
-    return [Event(kind, u, s, before, after, grad, lam, switched=switched)]
+    return [Event(kind, u, s, before, after, grad, lam, switched=switched, **extra)]

@@ -48,15 +48,23 @@ class Family:
             self._cache[q] = self.build(self.p(q))
         return self._cache[q]
 
+    def grads(self, xt: torch.Tensor, q: float) -> torch.Tensor:
+        """``G = ∇ₓE = −s`` at a batch ``x = L·x̃`` ``(n, d)``: ``(n, d)``."""
+        model, sig = self.at(q)
+        return -flat_score(model, self.scale * xt, sig, self.event_shape)
+
+    def hessians(self, xt: torch.Tensor, q: float) -> torch.Tensor:
+        """Unscaled Hessians ``∂ₓG`` at a batch ``x = L·x̃`` ``(n, d)``: ``(n, d, d)``."""
+        model, sig = self.at(q)
+        return flat_hessian(model, self.scale * xt, sig, self.event_shape)
+
     def grad(self, xt: torch.Tensor, q: float) -> torch.Tensor:
         """``G = ∇ₓE = −s`` at ``x = L·x̃``: ``(d,)``."""
-        model, sig = self.at(q)
-        return -flat_score(model, self.scale * xt[None], sig, self.event_shape)[0]
+        return self.grads(xt[None], q)[0]
 
     def hess(self, xt: torch.Tensor, q: float) -> torch.Tensor:
         """Unscaled Hessian ``∂ₓG`` at ``x = L·x̃`` (closed form when there is one): ``(d, d)``."""
-        model, sig = self.at(q)
-        return flat_hessian(model, self.scale * xt[None], sig, self.event_shape)[0]
+        return self.hessians(xt[None], q)[0]
 
     def dgdq(self, xt: torch.Tensor, q: float) -> torch.Tensor:
         """``∂_qG`` by a central difference: ``(d,)``."""

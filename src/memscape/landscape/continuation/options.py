@@ -33,6 +33,10 @@ FAST_ITERS = 3
 SLOW_ITERS = 6
 #: Newton iterations of one correction before it is declared failed.
 MAX_CORRECTOR_ITER = 15
+#: a Newton iterate this far (scaled units: the data's spread, one e-fold in a log
+#: parameter) from its prediction has diverged; the corrector stops before evaluating the
+#: family there (where σ = e^q may underflow to 0). Accepted corrections move ≤ 0.25·h ≪ 1.
+MAX_CORRECTOR_TRAVEL = 1.0
 #: accepted corrections move at most this fraction of the step (distance criterion): a
 #: corrector that travels farther has likely landed on a neighbouring branch.
 MAX_CORRECTION = 0.25
@@ -63,6 +67,29 @@ BRANCH_POINT_RTOL = 1e-6
 SAME_POINT_TOL = 1e-6
 #: distance from a branch point to the switched points, in units of the initial step.
 SWITCH_STEP = 0.5
+
+# ---------------------------------------------------------------- local structure of branch points
+#: the critical points merging at a branch point are counted at ``q* ± δ``, ``δ`` this times
+#: the initial step (and again at ``δ/4``): small enough that nothing else lies that near.
+LOCAL_STEP = 1 / 32
+#: ... within this times ``δ^{1/2}`` of ``x*`` (a turning branch lies ~``δ^{1/2}`` away).
+LOCAL_RADIUS = 4.0
+#: ... and merging there: the farthest of them comes at least this much closer at ``δ/4``
+#: (``1/2`` on a turning branch, ``1/4`` on a crossing one; ``1`` for a point not merging).
+LOCAL_SHRINK = 0.75
+#: start directions on the circle of a two-dimensional null space (D₃: multiples of 3).
+LOCAL_DIRECTIONS = 12
+#: Newton iterations of the local census at fixed ``q``.
+LOCAL_ITERS = 40
+
+# ---------------------------------------------------------------- a branch that stops (stall.py)
+#: relative step of the forward differences of the extended fold system's Jacobian.
+STALL_FD_STEP = 1e-7
+#: largest dimension where the fold next to a stopped branch is solved for (2d + 1 unknowns).
+STALL_MAX_DIM = 64
+#: two folds solved for where branches stopped are one when closer than this (scaled units):
+#: Newton on the nearly singular extended system leaves them ~1e-5 apart.
+STALL_SAME_TOL = 1e-3
 
 #: defaults of the user options (also the documented defaults of ``continuation``).
 CONTINUATION_DEFAULTS: dict[str, Any] = {

@@ -32,13 +32,21 @@ class BifurcationDiagram:
             bifurcation point), ``morse_index``, ``stable`` (index 0),
             ``lambda0..`` (the smallest Hessian eigenvalues, ascending).
         bifurcations: tidy table, one row per bifurcation: ``parameter``, ``kind``
-            (``fold``, ``pitchfork``, ``saddle_connection``), ``branch`` (where found),
+            (``fold``, ``pitchfork``, ``transcritical``, ``branch_point``,
+            ``saddle_connection``), ``branch`` (where found),
             ``branches`` (tuple: that branch and the branches leaving it),
             ``index_before``, ``index_after`` (a fold: the indices of the branches
             arriving at and leaving the turn, along the traced direction; a pitchfork:
             the through branch's index on the ``start`` side and on the ``stop`` side),
             ``grad_norm`` (``‖∇E‖`` at the located point) and ``eigenvalue`` (the Hessian
-            eigenvalue through zero there), ``x0..``, ``energy``.
+            eigenvalue through zero there), ``multiplicity`` (how many eigenvalues vanish
+            there), ``points_before`` / ``points_after`` (the critical points that merge
+            at it on the ``start`` / ``stop`` side: a fold 2 and 0, a pitchfork 3 and 1,
+            a transcritical as many on both sides, 4 and 4 where three branches cross a
+            ``D₃``-symmetric one; −1 when not resolved), ``stalled`` (a fold where
+            branches stopped, closer than round-off to a pitchfork: solved for directly,
+            the branches beyond it may be cut short; a warning says so), ``x0..``,
+            ``energy``.
     """
 
     parameter: str
@@ -125,11 +133,16 @@ def tables(
             "index_after": ev.index_after,
             "grad_norm": ev.grad_norm,
             "eigenvalue": ev.eigenvalue,
+            "multiplicity": ev.multiplicity,
+            "points_before": ev.points_before,
+            "points_after": ev.points_after,
+            "stalled": ev.stalled,
         }
         row.update(_coordinates((fam.scale * ev.u[:-1]).cpu().numpy()))
         row["energy"] = fam.energy(ev.u[:-1], q)
         brows.append(row)
     cols = ["parameter", "kind", "branch", "branches", "index_before", "index_after"]
-    cols += ["grad_norm", "eigenvalue"]
+    cols += ["grad_norm", "eigenvalue", "multiplicity", "points_before", "points_after"]
+    cols += ["stalled"]
     cols += [*_coordinates(np.zeros(d)), "energy"]
     return pd.DataFrame(rows), pd.DataFrame(brows, columns=cols)
