@@ -367,6 +367,10 @@ class _StackedTrainer(_Trainer):
         for g in grads:
             g.mul_(coef.reshape(n, *([1] * (g.ndim - 1))))
 
+    def _last_row_step(self) -> int | None:
+        rows = self.model_rows[0]
+        return int(rows[-1][0]) if rows else None
+
     def _record(self, n: int, lr: float) -> float:
         """Append each model's loss-table row of the last ``n`` steps; their mean, to show."""
         means = self.buf[:n].mean(0).tolist()

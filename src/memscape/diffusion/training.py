@@ -330,13 +330,17 @@ class _Trainer:
                        rate=(self.step - start) / elapsed if elapsed > 0 else float("nan"))  # fmt: skip
             if path is not None and every is not None and self.step % every == 0:
                 self.save_checkpoint(path)
-        if self.step == steps > 0 and (not self.rows or self.rows[-1][0] != steps):
+        if self.step == steps > 0 and self._last_row_step() != steps:
             # a finished run resumed: its final partial row was dropped with the checkpoint's
             # rows; the restored loss buffer still holds those steps
             self._record((steps - 1) % h["log_every"] + 1, self._lr(steps - 1))
         bar.close()
         elapsed = time.perf_counter() - t0
         return (self.step - start) / elapsed if elapsed > 0 and self.step > start else float("nan")
+
+    def _last_row_step(self) -> int | None:
+        """The step of the loss table's last row (``None`` before the first)."""
+        return int(self.rows[-1][0]) if self.rows else None
 
     def _lr(self, t: int) -> float:
         """The learning rate of step ``t`` (linear warm-up over ``warmup`` steps)."""
