@@ -178,3 +178,6 @@ def test_panels_draw_one_tree_per_group_of_a_sweep_table():
     assert legend == {"memorized", "spurious", "generalized"}
     with pytest.raises(ValueError, match="one entry per group"):
         plot_disconnectivity_panels(minima, edges, axes[:1], by=["K"], label="class")
+    grid = Figure().subplots(2, 2).ravel()  # a grid larger than the groups: the rest removed
+    plot_disconnectivity_panels(minima, edges, grid, by=["K"], label="class")
+    assert len(grid[0].figure.axes) == 2

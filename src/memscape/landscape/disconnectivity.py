@@ -294,8 +294,8 @@ def plot_disconnectivity_panels(
             minima of :func:`memscape.memorization.attractors.attractor_atlas` with
             ``model``, ``K`` and ``seed``).
         edges: the merge trees' edges ``i``, ``j``, ``energy`` with the ``by`` columns.
-        axes: one matplotlib ``Axes`` per group (a sequence or array), groups in sorted
-            order.
+        axes: matplotlib ``Axes``, at least one per group (a sequence or array), groups
+            in sorted order; axes beyond the groups (the rest of a grid) are removed.
         by: the columns that name a group.
         label: the column of the leaves' classes.
 
@@ -305,9 +305,12 @@ def plot_disconnectivity_panels(
     """
     by = list(by)
     groups = list(minima.groupby(by, sort=True))
-    if len(groups) != len(axes):
-        raise ValueError(f"axes must have one entry per group of {by} ({len(groups)}), "
+    if len(groups) > len(axes):
+        raise ValueError(f"axes must have at least one entry per group of {by} ({len(groups)}), "
                          f"got {len(axes)}")  # fmt: skip
+    for spare in list(axes)[len(groups) :]:
+        spare.remove()
+    axes = list(axes)[: len(groups)]
     graphs = []
     for (key, part), ax in zip(groups, axes, strict=True):
         part = part.sort_values("minimum")

@@ -213,9 +213,10 @@ def run(cfg: MemorizationConfig, ctx: Context) -> None:
     _figures(cfg, ctx, res, red, kinds[0])
     if len(atlas := tables["atlas"][tables["atlas"]["seed"] == 0]):  # one panel per (model, K)
         n = atlas.groupby(["model", "K"]).ngroups
-        with ctx.figure("disconnectivity", 1, n, figsize=(4.2 * n, 4)) as (_, axes):
-            ms.landscape.disconnectivity.plot_disconnectivity_panels(atlas, tables["atlas_edges"],
-                np.atleast_1d(axes), by=("model", "K", "seed"), label="class")  # fmt: skip
+        rows, cols = -(-n // 3), min(n, 3)  # a grid of at most three panels a row
+        with ctx.figure("disconnectivity", rows, cols, figsize=(4.4 * cols, 3.8 * rows)) as fa:
+            ms.landscape.plot_disconnectivity_panels(atlas, tables["atlas_edges"],
+                np.ravel(fa[1]), by=("model", "K", "seed"), label="class")  # fmt: skip
     for section in red.sections(kinds[0], asdict(cfg)):
         ctx.section(*section)
 
