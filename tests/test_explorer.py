@@ -236,3 +236,42 @@ def test_cli_explore_rewrites_the_page_and_names_a_bad_folder(tmp_path, data):
     missing = CliRunner().invoke(app, ["explore", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "error:" in missing.output
     assert "existing results folder" in missing.output
+
+
+@functools.lru_cache(maxsize=2)
+def _pair(kind: str) -> str:
+    from memscape.landscape.explorer import pair_family
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fam = pair_family(1.0, "vp", kind, frames=3, steps=12, n_starts=30, resolution=12)
+    return json.dumps(fam)
+
+
+@pytest.mark.parametrize("kind", ["density", "drift"])
+def test_pair_family_is_the_process_landscape_of_two_points(kind):
+    """Symmetry-breaking's explorer: (±1, 0) under VP along t, against numpy and the theory."""
+    fam = json.loads(_pair(kind))
+    proc = ms.diffusion.get_process("vp")
+    assert fam["parameter"] == "t" and fam["log"] is True and fam["name"] == f"±1, VP, {kind}"
+    ts = [f["value"] for f in fam["frames"]]
+    assert ts[0] == pytest.approx(float(proc.t_of_sigma(3.0))) and ts[0] > ts[1] > ts[2]
+    assert ts[-1] == pytest.approx(float(proc.t_of_sigma(0.3)))
+    x, y = np.meshgrid(np.array(fam["x"]), np.array(fam["y"]))
+    y2 = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    for fr in fam["frames"]:
+        s, sig, rate, g2 = (float(v) for v in proc.sde(fr["value"]))
+        d2 = (x[..., None] / s - y2[:, 0]) ** 2 + (y[..., None] / s - y2[:, 1]) ** 2
+        e = -np.log(np.exp(-d2 / (2 * sig * sig)).mean(-1))  # −log p_t up to a constant
+        if kind == "drift":  # U = g² E + ½ f ‖x‖² (Raya & Ambrogioni 2023)
+            e = g2 * e + 0.5 * rate * (x**2 + y**2)
+        assert np.array(fr["z"]) == pytest.approx(e - e.min(), rel=1e-4, abs=1e-5 * np.ptp(e))
+        assert all(p["x1"] == pytest.approx(0, abs=1e-6) for p in fr["points"])
+    first, last = (sorted(p["morse_index"] for p in fam["frames"][i]["points"]) for i in (0, -1))
+    assert (first, last) == ([0], [0, 0, 1])  # one minimum at t(3a); two and a saddle at t(0.3a)
+    theory = {"density": ms.theory.symmetry_breaking_time,
+              "drift": ms.theory.drift_potential_breaking_time}[kind](1.0, "vp")  # fmt: skip
+    pitch = [e for e in fam["diagram"]["events"] if e["kind"] == "pitchfork"]
+    assert len(pitch) == 1 and pitch[0]["parameter"] == pytest.approx(theory, rel=1e-3)
+    with pytest.raises(ValueError, match="a must be"):
+        ms.landscape.explorer.pair_family(-1.0, "vp")

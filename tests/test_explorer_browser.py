@@ -29,7 +29,7 @@ import pytest
 
 from memscape.runs.explorer import write_explorer
 from memscape.runs.results import ResultsFolder
-from tests.test_explorer import tiny_explorer
+from tests.test_explorer import _pair, tiny_explorer
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
@@ -192,6 +192,22 @@ def test_explorer_self_test_in_headless_chromium(tmp_path, browser):
     x0, y0, x1, y1 = rect
     assert x1 - x0 > 300 and y1 - y0 > 300
     assert _distinct_colours(img[y0:y1, x0:x1]) > 30  # the landscape itself is drawn
+
+
+def test_symmetry_breaking_pair_in_headless_chromium(tmp_path, browser):
+    """Symmetry-breaking's families (±1 under VP along t): the slider crosses the pitchfork."""
+    from memscape.landscape.explorer import explorer_data
+
+    fams = [json.loads(_pair(kind)) for kind in ("density", "drift")]
+    page = write_explorer(tmp_path, explorer_data("pair", fams, experiment="symmetry-breaking"))
+    browser.open(page.as_uri() + "#selftest")
+    result = browser.wait_for("document.getElementById('selftest').dataset.result")
+    report = json.loads(browser.evaluate("document.getElementById('selftest').textContent"))
+    assert result == "pass", report
+    for fam in report["families"]:
+        assert fam["z_changed"] and fam["cursor_moved"], fam
+        assert (fam["markers_before"], fam["markers_after"]) == (3, 5), fam  # 1 → 3 points, + 2
+    assert browser.problems() == []
 
 
 def test_self_test_fails_when_nothing_changes(tmp_path, browser):

@@ -28,12 +28,12 @@ import torch
 
 from memscape._validation import check_int
 from memscape.landscape._fields import event_shape, flat_score, has_energy
-from memscape.landscape.continuation import BifurcationDiagram
+from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.landscape.critical import critical_points, default_patterns
 from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.runs.explorer import FORMAT, VERSION
 
-__all__ = ["explorer_data", "explorer_family", "explorer_values"]
+__all__ = ["explorer_data", "explorer_family", "explorer_values", "pair_family"]
 
 SYMBOLS = {"sigma": "σ", "beta": "β"}  #: how the page writes a parameter's name
 
@@ -227,6 +227,67 @@ def explorer_family(
         "frames": frames,
         "diagram": _diagram(diagram),
     }
+
+
+def pair_family(
+    a: float,
+    process: str,
+    kind: str = "density",
+    *,
+    frames: int = 16,
+    steps: int = 25,
+    n_starts: int = 100,
+    resolution: int = 60,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The explorer family of two points ``(±a, 0)`` along forward time t of a process.
+
+    The landscape is :class:`memscape.diffusion.ProcessLandscape` of the exact model of
+    the two points (``kind`` ``"density"``: ``−log p_t``; ``"drift"``: the reverse-SDE
+    drift potential), over t from ``t(3a)`` down to ``t(0.3a)`` (generation), continued
+    by pseudo-arclength in log t (Keller 1977). The density's central minimum splits into
+    two minima and a saddle at σ(t_c) = a, the drift potential's at
+    ``σ_c² = a² − 1 + √(1 + a⁴)`` for VP and OU (Raya & Ambrogioni 2023): the slider
+    crosses the pitchfork. Along x1 the energy is ``x1²/(2 s²σ²)`` plus a constant
+    (density), so every critical point lies on the x0 axis with the 1-D Morse index.
+
+    Args:
+        a: half-distance of the two points (> 0).
+        process: ``"ve"``, ``"vp"``, ``"ou"`` or ``"edm"``.
+        kind: ``"density"`` or ``"drift"``.
+        frames: slider values (≥ 2), geometric in t.
+        steps: initial continuation steps over the range (≥ 4).
+        n_starts: random starts of each census (≥ 1).
+        resolution: grid nodes per axis (≥ 4).
+        seed: seed of the continuation's census.
+
+    Returns:
+        :func:`explorer_family` of the family, named ``"±a, PROCESS, kind"``.
+    """
+    from memscape.diffusion import EmpiricalDiffusion, ProcessLandscape, get_process
+
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0):
+        raise ValueError(f"a must be a positive finite number, got {a!r}")
+    check_int(frames, "frames", minimum=2)
+    check_int(steps, "steps", minimum=4)
+    check_int(n_starts, "n_starts", minimum=1)
+    proc = get_process(process)
+    model = EmpiricalDiffusion(torch.tensor([[a, 0.0], [-a, 0.0]], dtype=torch.float64))
+
+    def build(t: float) -> ProcessLandscape:
+        return ProcessLandscape(model, proc, t, kind)
+
+    start, stop = (float(proc.t_of_sigma(f * a)) for f in (3.0, 0.3))
+    bd = continuation(build, "t", log=True, start=start, stop=stop, steps=steps,
+                      census_kwargs={"n_starts": n_starts},
+                      generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    values = explorer_values(start, stop, frames, log=True)
+    what = "−log p_t" if kind == "density" else "the reverse-drift potential U"
+    return explorer_family(
+        lambda t: (build(t), None), bd, values, resolution=resolution,
+        name=f"±{a:g}, {proc.name.upper()}, {kind}",
+        description=f"{what} of two points (±{a:g}, 0) over forward time t ({proc.name})",
+    )  # fmt: skip
 
 
 def explorer_data(title: str, families: Sequence[dict[str, Any]], **meta: Any) -> dict[str, Any]:

@@ -16,7 +16,8 @@ times (:class:`~memscape.diffusion.ProcessLandscape`):
 bisected on the number of its minima (1 above t_c, 2 below). The continuation in t
 (:func:`memscape.continuation`) of the central branch locates the zero of its Hessian, the
 very linearization the closed forms solve: those checks are reported as identities. A
-second job draws the σ diagram of a small 2-D data set.
+second job draws the σ diagram of a small 2-D data set; ``explorer.html`` shows it along σ
+and the pair (±a, 0) along t in the browser (:func:`memscape.landscape.explorer.pair_family`).
 
 **Checked against:** the critical time of each process
 (:func:`~memscape.theory.symmetry_breaking_time`, σ(t_c) = a) and
@@ -35,6 +36,7 @@ import numpy as np
 
 import memscape as ms
 from memscape.experiments.registry import Context, option, register
+from memscape.runs.explorer import write_explorer
 
 pd = lazy.load("pandas")
 torch = lazy.load("torch")
@@ -60,6 +62,7 @@ class SymmetryBreakingConfig:
     scan_points: int = option(4001, "x grid of the minima count (odd: holds x = 0)", ge=11)
     bisections: int = option(30, "bisections of log t on the minima count", ge=1)
     scan_tolerance: float = option(1e-5, "allowed relative gap of t_c by the count", gt=0)
+    frames: int = option(16, "explorer: slider values per family", ge=2)
 
     def validate(self) -> None:
         """The σ range of the diagram must be increasing; ``k`` must suit ``data``."""
@@ -132,7 +135,7 @@ def diagram_job(data: str, k: int, sigma_min: float, sigma_max: float, steps: in
     config=SymmetryBreakingConfig,
     summary="Pitchfork of two points ±a under VE/VP/OU: density vs reverse-drift potential.",
     paper="Raya & Ambrogioni 2023 (spontaneous symmetry breaking); Biroli et al. 2024",
-    quick={"separations": (1.0,), "steps": 25, "n_starts": 100},
+    quick={"separations": (1.0,), "steps": 25, "n_starts": 100, "frames": 10},
     figures={
         "pair_bifurcations": "critical points of ±a against time for each process and object",
         "sigma_diagram": "bifurcation diagram over σ of a small 2-D data set",
@@ -213,6 +216,25 @@ def run(cfg: SymmetryBreakingConfig, ctx: Context) -> None:
     )
     tables = [bif.drop(columns="branches")] if len(bif) else []
     ctx.section(f"Bifurcation diagram of the exact energy of '{cfg.data}' over σ", text, *tables)
+    _explorer(cfg, ctx, data, ms.BifurcationDiagram("sigma", True, diagram.table("branches"), bif))
+
+
+def _explorer(cfg: SymmetryBreakingConfig, ctx: Context, data: Any, bd: Any) -> None:
+    """``explorer.json``, ``explorer.html``: the data set along σ, the first pair ±a along t."""
+    from memscape.landscape import explorer as ex
+
+    model, a = ms.EmpiricalDiffusion(data), cfg.separations[0]
+    values = ex.explorer_values(cfg.sigma_max, cfg.sigma_min, cfg.frames, log=True)
+    fams = [ex.explorer_family(lambda s: (model, s), bd, values, patterns=data, name=cfg.data,
+                               description=f"−log p_σ of '{cfg.data}' over σ")]  # fmt: skip
+    proc = "vp" if "vp" in cfg.processes else cfg.processes[0]
+    fams += [ex.pair_family(a, proc, o, frames=cfg.frames, steps=cfg.steps, n_starts=cfg.n_starts,
+                            seed=ctx.seed + i) for i, o in enumerate(OBJECTS)]  # fmt: skip
+    page = write_explorer(ctx.folder.path, ex.explorer_data("memscape run symmetry-breaking",
+                                                            fams, experiment="symmetry-breaking"))  # fmt: skip
+    ctx.section("Explorer", f"`{page.name}` (beside this report, one offline page): '{cfg.data}' "
+                f"over σ, and the pair ±{a:g} over t ({proc}, density and drift) with a slider, "
+                "critical points by Morse index, the bifurcation diagram with a cursor.")  # fmt: skip
 
 
 TEXT = (
