@@ -47,6 +47,7 @@ def _euler(points: pd.DataFrame) -> int:
 @pytest.mark.slow
 def test_symmetry_breaking_quick_matches_closed_forms(tmp_path):
     folder = run_experiment("symmetry-breaking", tmp_path / "sb", quick=True, progress=False)
+    assert (folder.path / "explorer.html").is_file() and (folder.path / "explorer.json").is_file()
     crit = folder.read_table("critical_times")
     assert len(crit) == 6  # a = 1 × {ve, vp, ou} × {density, drift}
     for r in crit.itertuples():

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CLASS_COLORS",
     "NO_COLORBAR",
     "finish",
     "legend_overlaps_data",
@@ -37,6 +38,17 @@ LEGEND_CORNERS = ("upper right", "upper left", "lower left", "lower right")
 #: gid of a colour-mapped artist that needs no colorbar (categorical maps such as basins,
 #: whose colours a legend names, and pictures such as image samples)
 NO_COLORBAR = "memscape-no-colorbar"
+
+#: one colour per class of samples, attractors and minima, in every figure (the memorization
+#: classes of Pham et al. 2025; ``memory`` and ``mixture`` are census labels)
+CLASS_COLORS = {
+    "memorized": "tab:red",
+    "memory": "tab:red",
+    "spurious": "tab:orange",
+    "generalized": "tab:green",
+    "off-data": "tab:gray",
+    "mixture": "tab:purple",
+}
 
 
 def _visible_labels(axis: Any, renderer: Any) -> list[tuple[Any, Any]]:

@@ -28,24 +28,16 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from memscape.figures import CLASS_COLORS
+
 __all__ = [
-    "CLASS_COLORS",
     "DisconnectivityGraph",
     "disconnectivity_graph",
     "plot_disconnectivity",
     "plot_disconnectivity_panels",
 ]
 
-#: leaf colours of the usual classes (memorization classes and census labels)
-CLASS_COLORS = {
-    "memory": "tab:blue",
-    "memorized": "tab:blue",
-    "spurious": "tab:red",
-    "generalized": "tab:green",
-    "off-data": "tab:gray",
-    "mixture": "tab:orange",
-}
-EXTRA_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+EXTRA_COLORS = ("tab:blue", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
 @dataclass
@@ -230,7 +222,7 @@ def plot_disconnectivity(
 
     Each minimum is a vertical line from its energy up to the energy at which it
     merges; merges are horizontal bars (Becker & Karplus 1997, Fig. 2). Leaves are
-    marked, coloured by their label (:data:`CLASS_COLORS`, then the rest of tab10) with
+    marked, coloured by their label (:data:`memscape.figures.CLASS_COLORS`, then the rest of tab10) with
     a legend, when the graph has labels.
 
     Args:

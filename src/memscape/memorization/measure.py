@@ -50,6 +50,8 @@ class Measurement:
     atlas_edges: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["i", "j", "energy", "verified"])
     )
+    #: ``(A, *event_shape)`` the attractors' positions, in the order of ``attractors``
+    points: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
 
 def measure_model(
@@ -122,7 +124,7 @@ def measure_model(
             model, samples[picks], cls.delta_m, n_trials=probe_trials,
             sampler_steps=sampler_steps, generator=generators[1]).radius  # fmt: skip
     summary |= attractor_summary(attractors, probe)
-    out = Measurement(rows, summary, attractors, probe, cls)
+    out = Measurement(rows, summary, attractors, probe, cls, points=points)
     from memscape.landscape._fields import has_energy  # the landscape layer loads when used
 
     if atlas_neighbors > 0 and has_energy(model) and len(points):

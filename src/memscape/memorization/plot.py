@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from memscape.figures import NO_COLORBAR
+from memscape.figures import CLASS_COLORS, NO_COLORBAR
 from memscape.memorization.classes import CLASSES, fraction_column
 
 __all__ = [
@@ -28,10 +28,6 @@ __all__ = [
     "plot_sample_panels",
     "plot_samples",
 ]
-
-#: colour of each class of :data:`CLASSES`
-CLASS_COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:green",
-                "off-data": "tab:gray"}  # fmt: skip
 
 
 def _axes(ax: Any) -> Any:
@@ -223,8 +219,9 @@ def plot_nearest(generated: torch.Tensor, train: torch.Tensor, axes: Any, title:
 
 
 def plot_landscapes(
-    trained: Any, train: torch.Tensor, sigma: float, axes: Any, title: str = ""
-) -> Any:
+    trained: Any, train: torch.Tensor, sigma: float, axes: Any, title: str = "",
+    attractors: Any = None,
+) -> Any:  # fmt: skip
     """A trained 2-D model's landscape at ``sigma`` above that of the exact empirical model.
 
     Pham et al. 2025, Fig. 2: the trained model's attractors against the stored patterns
@@ -238,6 +235,10 @@ def plot_landscapes(
         sigma: noise level of both landscapes.
         axes: two Axes (top: trained, bottom: exact).
         title: suffix of both titles (σ and K are always shown; ``"K=8"`` adds nothing).
+        attractors: ``(points, classes)``, the trained model's attractors ``(A, 2)`` and
+            their classes (``memorized`` / ``spurious`` / ``generalized``), drawn on the
+            top Axes in the class colours of :func:`plot_class_fractions` (``None`` or
+            ``points`` ``None``: not drawn, e.g. a results folder from before they were kept).
     """
     from memscape.diffusion import EmpiricalDiffusion
     from memscape.landscape.plot import plot_landscape
@@ -254,9 +255,27 @@ def plot_landscapes(
         if trained is not None or name != "trained":
             ax.scatter(t[:, 0], t[:, 1], marker="*", s=40, c="k", zorder=6, label="training points")
             ax.legend(fontsize=7)
+        if name == "trained" and trained is not None and attractors is not None:
+            _draw_attractors(ax, *attractors)
         extra = "" if title.replace(" ", "") in ("", f"K={len(train)}") else f" ({title})"
         ax.set_title(f"{name}, {where}{extra}", fontsize=9)
     return axes
+
+
+def _draw_attractors(ax: Any, points: Any, classes: Any) -> None:
+    """The attractors on a 2-D landscape, one marker colour per class, with a legend."""
+    if points is None or len(points) == 0:
+        return
+    xy = torch.as_tensor(points).reshape(len(points), -1).double().numpy()
+    labels = np.asarray(list(classes))
+    if len(labels) != len(xy):
+        raise ValueError(f"attractors: {len(xy)} points but {len(labels)} classes")
+    for name in CLASSES:
+        sel = labels == name
+        if sel.any():
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=28, marker="o", c=CLASS_COLORS[name],
+                       edgecolors="w", linewidths=0.6, zorder=7, label=f"{name} attractor")  # fmt: skip
+    ax.legend(fontsize=7)
 
 
 def plot_sample_panels(outputs: Any, axes: Any, titles: Any) -> Any:

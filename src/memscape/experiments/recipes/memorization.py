@@ -155,7 +155,7 @@ def memorization_job(
     return {"samples": rows, "summary": pd.DataFrame([summary]), "attractors": m.attractors.assign(**tag),
             "probe": m.probe.assign(**tag), "generated": samples, "train": train_a.to(torch.float32),
             "atlas": m.atlas.assign(**tag), "atlas_edges": m.atlas_edges.assign(**tag),
-            "reference_d1": m.classes.reference_d1.float()}  # fmt: skip
+            "reference_d1": m.classes.reference_d1.float(), "attractor_points": m.points.float()}  # fmt: skip
 
 
 QUICK = {"sizes": (2, 16, 256), "seeds": 1, "samples": 128, "census_starts": 96,
@@ -246,4 +246,4 @@ def _figures(cfg: MemorizationConfig, ctx: Context, res: Any, red: Any, primary:
             saved = ctx.folder.path / "models" / f"K={k}_seed=0" / "a"
             net = ms.ScoreModel.load(saved).double() if (saved / "model.json").exists() else None
             mz.plot_landscapes(net, o["train"], cfg.census_sigma, np.asarray(axes).reshape(2, n)[:, j],
-                               f"K={k}")  # fmt: skip
+                               f"K={k}", attractors=(o.get("attractor_points"), o["attractors"]["class"]))  # fmt: skip
