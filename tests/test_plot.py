@@ -311,3 +311,28 @@ def test_snapshot_panels_share_one_legend_of_every_index_on_the_top_right_panel(
     assert axes[0].get_title() == "σ = 2, K = 2: test"
     with pytest.raises(ValueError, match="one Axes per panel"):
         plot_snapshots(panels, axes[:1])
+
+
+def test_nearest_grid_groups_rows_by_class_and_shows_each_sample_beside_its_nearest():
+    """Rows taken one class at a time (rare classes shown), sorted by class, labelled; the
+    right image is the training point the sample was made from (brute-force nearest)."""
+    from memscape.memorization import CLASSES, plot_nearest
+
+    g = torch.Generator().manual_seed(0)
+    train = torch.rand(6, 64, generator=g) * 2 - 1  # six 8×8 "images", far apart
+    generated = train + 1e-3 * torch.randn(6, 64, generator=g)  # sample i is nearest train i
+    classes = ["off-data", "memorized", "memorized", "spurious", "memorized", "off-data"]
+    axes = Figure().subplots(4, 2)
+    plot_nearest(generated, train, axes, classes=classes)
+    # one per class in CLASSES order (memorized 1, spurious 3, off-data 0), then memorized 2
+    labels = [row[0].get_ylabel() for row in axes]
+    assert labels == ["memorized", "memorized", "spurious", "off-data"]
+    assert labels == sorted(labels, key=CLASSES.index)
+    for row, i in zip(axes, [1, 2, 3, 0], strict=True):
+        left, right = (ax.get_images()[0].get_array() for ax in row)
+        assert np.allclose(left, generated[i].reshape(8, 8).numpy())
+        assert np.allclose(right, train[i].reshape(8, 8).numpy())
+    few = Figure().subplots(4, 2)  # two samples for four rows: the rest is blank
+    plot_nearest(generated[:2], train, few, classes=classes[:2])
+    assert [len(row[0].get_images()) for row in few] == [1, 1, 0, 0]
+    assert [row[0].get_ylabel() for row in few] == ["memorized", "off-data", "", ""]

@@ -260,7 +260,7 @@ def _memorization(folder: Any, stage: _Stages, x: Any, train: Any, held: Any, de
         right.set(ylabel="fraction of the samples", title="classes")
     rows = min(6, len(x))
     with folder.figure("nearest", rows, 2, figsize=(3, 1.5 * rows)) as (_, axes):
-        plot_nearest(x[:rows].cpu(), train.cpu(), axes)
+        plot_nearest(x.cpu(), train.cpu(), axes, classes=table["class"])
     return table
 
 

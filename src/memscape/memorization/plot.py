@@ -190,32 +190,60 @@ def plot_samples(
     return ax
 
 
-def plot_nearest(generated: torch.Tensor, train: torch.Tensor, axes: Any, title: str = "") -> Any:
+def plot_nearest(
+    generated: torch.Tensor, train: torch.Tensor, axes: Any, title: str = "", classes: Any = None
+) -> Any:
     """Generated samples (left column) beside their nearest training points (right column).
 
-    Square samples are shown as grey images in ``[−1, 1]``, others as line plots.
+    Square samples are shown as grey images in ``[−1, 1]``, others as line plots. With
+    ``classes`` the rows are grouped by class (Pham et al. 2025): samples are taken from
+    each class in turn (in the order of :data:`CLASSES`), so rare classes are shown too,
+    then sorted by class, and each row is labelled with its class in the class colour.
 
     Args:
-        generated: ``(M, ...)`` samples; the first ``len(axes)`` are shown.
+        generated: ``(M, ...)`` samples; without ``classes`` the first ``len(axes)`` are shown.
         train: ``(K, ...)`` training points of the same size.
-        axes: ``(rows, 2)`` array of Axes.
+        axes: ``(rows, 2)`` array of Axes; rows left over (fewer samples) are blanked.
         title: shown above the two columns.
+        classes: ``(M,)`` class names of the samples (of :data:`CLASSES`), or ``None``.
     """
     flat_g, flat_t = generated.reshape(len(generated), -1), train.reshape(len(train), -1)
-    nearest = torch.cdist(flat_g.double(), flat_t.double()).argmin(1)
+    picks = _by_class(classes, len(axes)) if classes is not None else range(len(axes))
+    picks = [i for i in picks if i < len(flat_g)]
+    nearest = torch.cdist(flat_g[picks].double(), flat_t.double()).argmin(1)
     side = math.isqrt(flat_g.shape[1])
-    for i, row in enumerate(axes):
-        for ax, vec in zip(row, (flat_g[i], flat_t[nearest[i]]), strict=True):
+    for r, row in enumerate(axes):
+        for ax, vec in zip(
+            row, (flat_g[picks[r]], flat_t[nearest[r]]) if r < len(picks) else (), strict=False
+        ):
             arr = vec.numpy()
             if side * side == arr.size:
                 ax.imshow(arr.reshape(side, side), cmap="gray", vmin=-1, vmax=1, gid=NO_COLORBAR)
             else:
                 ax.plot(arr, lw=0.8)
+        for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
+            ax.set_frame_on(r < len(picks))
+        if classes is not None and r < len(picks):
+            name = str(np.asarray(classes)[picks[r]])
+            row[0].set_ylabel(name, fontsize=7, color=CLASS_COLORS.get(name, "k"))
     axes[0][0].set_title(f"{title}\nsample".strip(), fontsize=8)
     axes[0][1].set_title("nearest train", fontsize=8)
     return axes
+
+
+def _by_class(classes: Any, rows: int) -> list[int]:
+    """Up to ``rows`` sample indices, one class at a time in turn, sorted by class."""
+    labels = np.asarray(classes).astype(str)
+    order = list(CLASSES) + sorted(set(labels) - set(CLASSES))
+    groups = [np.flatnonzero(labels == c).tolist() for c in order]
+    picks: list[int] = []
+    for depth in range(max((len(g) for g in groups), default=0)):
+        picks += [g[depth] for g in groups if depth < len(g)][: rows - len(picks)]
+        if len(picks) == rows:
+            break
+    return sorted(picks, key=lambda i: (order.index(labels[i]), i))
 
 
 def plot_landscapes(
@@ -290,7 +318,8 @@ def plot_sample_panels(outputs: Any, axes: Any, titles: Any) -> Any:
         if tuple(out["generated"].shape[1:]) == (2,):
             plot_samples(out["generated"], out["train"], out["samples"]["class"], axes[0, j], title)
         else:
-            plot_nearest(out["generated"], out["train"], axes[:, 2 * j : 2 * j + 2], title)
+            plot_nearest(out["generated"], out["train"], axes[:, 2 * j : 2 * j + 2], title,
+                         classes=out["samples"]["class"])  # fmt: skip
     if tuple(outputs[0]["generated"].shape[1:]) == (2,):
         axes[0, 0].legend(fontsize=7)
     return axes
