@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from memscape.landscape.basins import wilson_interval
 from memscape.landscape.plot import INDEX_STYLE, _index_style, _new_axes, plot_census
@@ -25,8 +26,9 @@ __all__ = ["attractor_colors", "plot_fraction", "plot_morse_smale", "plot_snapsh
 def attractor_colors(censuses: Any, *, palette: Any = None) -> list[list[str]]:
     """One colour per attractor across a sequence of censuses (e.g. snapshots along σ).
 
-    The minima of consecutive censuses are matched one to one, nearest pairs first
-    (greedy on the Euclidean distance between their positions); a matched minimum keeps
+    The minima of consecutive censuses are matched one to one by the assignment of least
+    total Euclidean distance between their positions (Kuhn 1955, as
+    :func:`memscape.landscape.snapshots.match_events` pairs events); a matched minimum keeps
     its predecessor's colour, an unmatched one (born at a fold or pitchfork) takes the
     next colour of ``palette``. Critical points of index ≥ 1 get grey.
 
@@ -51,16 +53,10 @@ def attractor_colors(censuses: Any, *, palette: Any = None) -> list[list[str]]:
         is_min = conv["morse_index"].to_numpy(int) == 0
         pos = conv[["x0", "x1"]].to_numpy(float)[is_min]
         ids = [-1] * len(pos)
-        if len(prev) and len(pos):
+        if len(prev) and len(pos):  # least total distance, as memscape matches events
             dist = np.linalg.norm(pos[:, None] - prev[None], axis=-1)
-            used_new: set[int] = set()
-            used_old: set[int] = set()
-            for flat in np.argsort(dist, axis=None, kind="stable"):
-                a, b = divmod(int(flat), dist.shape[1])
-                if a not in used_new and b not in used_old:
-                    ids[a] = prev_ids[b]
-                    used_new.add(a)
-                    used_old.add(b)
+            for a, b in zip(*linear_sum_assignment(dist), strict=True):
+                ids[int(a)] = prev_ids[int(b)]
         for a in range(len(ids)):
             if ids[a] < 0:
                 ids[a], next_id = next_id, next_id + 1
