@@ -159,6 +159,12 @@ def test_twin_agreement_per_k_medians_and_p_against_the_reference():
     assert agree["twin_cosine"].iloc[1] == pytest.approx(0.91, abs=0.02)
     assert agree["twin_cosine_min"].iloc[1] < agree["twin_cosine_max"].iloc[1]
     assert agree["p_above_reference"].iloc[1] < 1e-10 < agree["p_above_reference"].iloc[0]
+    # the reference band: the range over seeds of each seed's mean, computed here by hand
+    for j in range(2):  # K = 2, 64
+        means = [rows[3 * j + s]["reference_cosine"].mean() for s in range(3)]
+        assert agree["reference_cosine_min"].iloc[j] == pytest.approx(min(means), abs=1e-12)
+        assert agree["reference_cosine_max"].iloc[j] == pytest.approx(max(means), abs=1e-12)
+        assert agree["reference_cosine"].iloc[j] == pytest.approx(sorted(means)[1], abs=1e-12)
 
 
 # -------------------------------------------------------------- the off-data threshold

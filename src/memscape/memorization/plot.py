@@ -85,8 +85,9 @@ def plot_pair_similarity(agreement: Any, ax: Any = None) -> Any:
     """Kadkhodaie et al. 2024: paired samples of twin models trained on disjoint sets.
 
     Median over seeds of the mean cosine (about the data mean) between the samples two
-    models draw from the same noise, seed range as a band, against K; dashed, the
-    reference level: the cosine between independent samples of one model. The twins
+    models draw from the same noise, seed range as a band, against K; dashed, with its
+    seed range as a band, the reference level: the cosine between independent samples
+    of one model. The twins
     agree above the reference once both generalize.
 
     Args:
@@ -96,8 +97,8 @@ def plot_pair_similarity(agreement: Any, ax: Any = None) -> Any:
     ax = _axes(ax)
     ks = agreement["K"].to_numpy(float)
     _band(ax, ks, agreement, "twin_cosine", "tab:blue", "twin models, same noise")
-    ax.plot(ks, agreement["reference_cosine"], "s--", color="gray", ms=4,
-            label="reference: independent samples of one model")  # fmt: skip
+    _band(ax, ks, agreement, "reference_cosine", "gray",
+          "reference: independent samples of one model", fmt="s--")  # fmt: skip
     ax.set(xscale="log", xlabel="training-set size K", ylabel="cosine (about the data mean)",
            ylim=(-1.05, 1.05),
            title="paired samples of two models on disjoint sets\n(Kadkhodaie et al. 2024)")  # fmt: skip

@@ -207,6 +207,9 @@ def one_sided_p(larger: Any, smaller: Any) -> float:
 def twin_agreement(samples: pd.DataFrame, model: str = "trained") -> pd.DataFrame:
     """Per K: twin and reference cosine (median over seeds of the per-seed means) and p-values.
 
+    ``*_min``/``*_max``: the range over seeds of the per-seed means (the band drawn by
+    :func:`memscape.memorization.plot_pair_similarity`).
+
     ``samples`` has one row per generated sample with ``K``, ``seed``, ``model``,
     ``twin_cosine`` (sample i of the model against sample i of its twin, trained on a
     disjoint set, same noise) and ``reference_cosine`` (sample i against the same model's
@@ -221,10 +224,13 @@ def twin_agreement(samples: pd.DataFrame, model: str = "trained") -> pd.DataFram
                     "twin_cosine_min": per_seed["twin_cosine"].min(),
                     "twin_cosine_max": per_seed["twin_cosine"].max(),
                     "reference_cosine": per_seed["reference_cosine"].median(),
+                    "reference_cosine_min": per_seed["reference_cosine"].min(),
+                    "reference_cosine_max": per_seed["reference_cosine"].max(),
                     "p_above_reference": one_sided_p(grp["twin_cosine"],
                                                      grp["reference_cosine"])})  # fmt: skip
     return pd.DataFrame(out, columns=["K", "twin_cosine", "twin_cosine_min", "twin_cosine_max",
-                                      "reference_cosine", "p_above_reference"])  # fmt: skip
+                                      "reference_cosine", "reference_cosine_min",
+                                      "reference_cosine_max", "p_above_reference"])  # fmt: skip
 
 
 def twin_similarity(samples: Any, twin: Any, center: Any) -> pd.DataFrame:
