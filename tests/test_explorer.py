@@ -275,3 +275,20 @@ def test_pair_family_is_the_process_landscape_of_two_points(kind):
     assert len(pitch) == 1 and pitch[0]["parameter"] == pytest.approx(theory, rel=1e-3)
     with pytest.raises(ValueError, match="a must be"):
         ms.landscape.explorer.pair_family(-1.0, "vp")
+
+
+def test_landscape_frame_is_minus_log_density_on_a_rectangular_grid():
+    """Rows along y, columns along x (len(y) ≠ len(x)); −log p_σ up to its minimum."""
+    from memscape.landscape.explorer import landscape_frame
+
+    y = torch.tensor(Y)
+    xs, ys = np.linspace(-2.0, 2.0, 7), np.linspace(-1.0, 1.5, 5)
+    fr = landscape_frame(ms.EmpiricalDiffusion(y), 0.7, 3.0, xs, ys, patterns=y)
+    gx, gy = np.meshgrid(xs, ys)
+    d2 = (gx[..., None] - Y[:, 0]) ** 2 + (gy[..., None] - Y[:, 1]) ** 2
+    nlp = -np.log(np.exp(-d2 / (2 * 0.7**2)).mean(-1))
+    assert np.array(fr["z"]).shape == (5, 7)
+    assert np.array(fr["z"]) == pytest.approx(nlp - nlp.min(), rel=1e-4, abs=1e-6)
+    assert fr["value"] == 3.0 and fr["points"] == [] and fr["patterns"] == Y.tolist()
+    with pytest.raises(ValueError, match="grid nodes"):
+        landscape_frame(ms.EmpiricalDiffusion(y), 0.7, 3.0, [0.0], ys)

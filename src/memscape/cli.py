@@ -309,7 +309,8 @@ def _load_model(spec: str, *, device: str, loader: dict[str, Any]) -> tuple[Any,
 @app.command("explore")
 def explore_command(
     results_dir: str = typer.Argument(..., help="a results folder with explorer.json "
-                                      "(landscape, morse-smale, symmetry-breaking)"),
+                                      "(landscape, morse-smale, symmetry-breaking; "
+                                      "memorization on 2-D data)"),
 ) -> None:  # fmt: skip
     """(Re)write RESULTS_DIR/explorer.html from its explorer.json and print its path."""
     from memscape.runs.explorer import write_explorer

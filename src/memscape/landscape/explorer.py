@@ -32,24 +32,19 @@ from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.landscape.critical import critical_points, default_patterns
 from memscape.landscape.morse_smale import morse_smale_graph
 from memscape.runs.explorer import FORMAT, VERSION
+from memscape.runs.explorer import json_number as _num
+from memscape.runs.explorer import json_numbers as _nums
 
-__all__ = ["explorer_data", "explorer_family", "explorer_values", "pair_family"]
+__all__ = [
+    "explorer_data",
+    "explorer_family",
+    "explorer_values",
+    "landscape_frame",
+    "pair_family",
+    "surface_name",
+]
 
 SYMBOLS = {"sigma": "σ", "beta": "β"}  #: how the page writes a parameter's name
-
-
-def _num(v: Any, digits: int = 6) -> float | None:
-    """A JSON number with ``digits`` significant digits (``None`` for NaN and ±inf)."""
-    v = float(v)
-    return float(f"{v:.{digits}g}") if math.isfinite(v) else None
-
-
-def _nums(a: Any, digits: int = 6) -> list[Any]:
-    """A (nested) list of :func:`_num` of an array."""
-    arr = np.asarray(a, dtype=np.float64)
-    if arr.ndim == 0:
-        return [_num(arr, digits)]
-    return [_nums(r, digits) if arr.ndim > 1 else _num(r, digits) for r in arr]
 
 
 def explorer_values(
@@ -102,18 +97,64 @@ def _box(
     )
 
 
-def _frame(model: Any, sigma: Any, value: float, starts: np.ndarray, pats: Any,
-           grid: torch.Tensor, resolution: int, edges: bool) -> dict[str, Any]:  # fmt: skip
-    """One slider position: the surface on the grid, critical points, Morse–Smale edges."""
+def surface_name(model: Any) -> str:
+    """What the explorer colours: ``"energy"``, or ``"log(1 + |s|)"`` for a score-only model."""
+    return "energy" if has_energy(model) else "log(1 + |s|)"
+
+
+def _surface_frame(model: Any, sigma: Any, value: float, pats: Any, grid: torch.Tensor,
+                   shape2: tuple[int, int]) -> dict[str, Any]:  # fmt: skip
+    """A frame without critical points: the surface (minus its minimum) and the patterns."""
     shape = event_shape(model)
     if has_energy(model):
         surface = model.energy(grid.reshape(-1, *shape), sigma).detach()
     else:
         surface = torch.log1p(flat_score(model, grid, sigma, shape).norm(dim=1))
-    z = surface.detach().cpu().double().numpy().reshape(resolution, resolution)
+    z = surface.detach().cpu().double().numpy().reshape(shape2)
     shown = [] if pats is None else _nums(pats.detach().cpu().double().reshape(-1, 2))
-    frame: dict[str, Any] = {"value": _num(value, 10), "z": _nums(z - np.nanmin(z), 5),
-                             "points": [], "edges": [], "patterns": shown}  # fmt: skip
+    return {"value": _num(value, 10), "z": _nums(z - np.nanmin(z), 5), "points": [],
+            "edges": [], "patterns": shown}  # fmt: skip
+
+
+def landscape_frame(
+    model: Any, sigma: Any, value: float, x_axis: Sequence[float] | np.ndarray,
+    y_axis: Sequence[float] | np.ndarray, *,
+    patterns: torch.Tensor | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One frame of :func:`explorer_family` without a census: the surface on a grid.
+
+    For families whose critical points come from elsewhere (e.g. a trained model's
+    attractors, drawn as the frame's ``markers``). The surface is the energy minus its
+    minimum on the grid, or ``log(1 + ‖s(x, σ)‖)`` for a score-only model
+    (:func:`surface_name`), as :func:`explorer_family`'s frames.
+
+    Args:
+        model: a 2-D model following the protocol.
+        sigma: its noise level (``None`` for a model that is not noise-conditioned).
+        value: the frame's slider value.
+        x_axis: grid nodes along x0 (the columns).
+        y_axis: grid nodes along x1 (the rows).
+        patterns: ``(K, 2)`` points shown as the frame's ``patterns`` (``None``: none).
+
+    Returns:
+        A frame: ``value``, ``z`` (``len(y_axis)`` rows of ``len(x_axis)``), empty ``points`` and
+        ``edges``, ``patterns``.
+    """
+    xs, ys = (torch.as_tensor(list(a), dtype=torch.float64) for a in (x_axis, y_axis))
+    if min(len(xs), len(ys)) < 2:
+        raise ValueError(f"x_axis and y_axis must hold at least 2 grid nodes each, got "
+                         f"{len(xs)}, {len(ys)}")  # fmt: skip
+    param = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    device = param.device if param is not None else getattr(patterns, "device", "cpu")
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(device)
+    return _surface_frame(model, sigma, value, patterns, grid, (len(ys), len(xs)))
+
+
+def _frame(model: Any, sigma: Any, value: float, starts: np.ndarray, pats: Any,
+           grid: torch.Tensor, resolution: int, edges: bool) -> dict[str, Any]:  # fmt: skip
+    """One slider position: the surface on the grid, critical points, Morse–Smale edges."""
+    frame = _surface_frame(model, sigma, value, pats, grid, (resolution, resolution))
     if not len(starts):
         return frame
     with warnings.catch_warnings():  # a branch point that Newton loses is simply not drawn
@@ -221,7 +262,7 @@ def explorer_family(
         "parameter": diagram.parameter,
         "symbol": SYMBOLS.get(diagram.parameter, diagram.parameter),
         "log": bool(diagram.log),
-        "surface": "energy" if has_energy(models[0][0]) else "log(1 + |s|)",
+        "surface": surface_name(models[0][0]),
         "x": _nums(xs),
         "y": _nums(ys),
         "frames": frames,

@@ -22,6 +22,12 @@ from memscape.memorization.classes import (
     fraction_column,
     off_data_floor,
 )
+from memscape.memorization.explorer import (
+    EXPLORER_TEXT,
+    fraction_curves,
+    memorization_family,
+    write_memorization_explorer,
+)
 from memscape.memorization.measure import Measurement, measure_model
 from memscape.memorization.metrics import (
     EffectiveCapacity,
@@ -44,11 +50,13 @@ from memscape.memorization.plot import (
     plot_class_fractions,
     plot_d1_histogram,
     plot_d1_panels,
+    plot_landscape_panels,
     plot_landscapes,
     plot_nearest,
     plot_pair_similarity,
     plot_sample_panels,
     plot_samples,
+    trained_model,
 )
 from memscape.memorization.transitions import (
     GENERALIZED_LEVEL,
@@ -68,6 +76,7 @@ from memscape.memorization.transitions import (
 __all__ = [
     "ATTRACTOR_CLASSES",
     "CLASSES",
+    "EXPLORER_TEXT",
     "FLATNESS",
     "GENERALIZED_LEVEL",
     "MEMORIZED_LEVEL",
@@ -90,11 +99,13 @@ __all__ = [
     "expected_off_data_fraction",
     "faiss_available",
     "fraction_column",
+    "fraction_curves",
     "fraction_text",
     "is_memorized",
     "measure_model",
     "median_fractions",
     "median_nn_spacing",
+    "memorization_family",
     "memorized_fraction",
     "nearest_neighbors",
     "nn_ratio",
@@ -104,6 +115,7 @@ __all__ = [
     "plot_class_fractions",
     "plot_d1_histogram",
     "plot_d1_panels",
+    "plot_landscape_panels",
     "plot_landscapes",
     "plot_nearest",
     "plot_pair_similarity",
@@ -111,7 +123,9 @@ __all__ = [
     "plot_samples",
     "reduce_sweep",
     "same_point_radius",
+    "trained_model",
     "transition",
     "twin_agreement",
     "twin_similarity",
+    "write_memorization_explorer",
 ]

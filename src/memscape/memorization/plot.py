@@ -19,14 +19,17 @@ from memscape.memorization.classes import CLASSES, fraction_column
 
 __all__ = [
     "CLASS_COLORS",
+    "landscape_limits",
     "plot_class_fractions",
     "plot_d1_histogram",
     "plot_d1_panels",
+    "plot_landscape_panels",
     "plot_landscapes",
     "plot_nearest",
     "plot_pair_similarity",
     "plot_sample_panels",
     "plot_samples",
+    "trained_model",
 ]
 
 
@@ -272,8 +275,7 @@ def plot_landscapes(
     from memscape.diffusion import EmpiricalDiffusion
     from memscape.landscape.plot import plot_landscape
 
-    m = float(train.abs().max()) * 1.4 + 0.2
-    lim = (-m, m)
+    lim = landscape_limits(train)
     if trained is not None:
         plot_landscape(trained, sigma, ax=axes[0], xlim=lim, ylim=lim)
     plot_landscape(EmpiricalDiffusion(train.to(torch.float64)), sigma, ax=axes[1], xlim=lim,
@@ -289,6 +291,47 @@ def plot_landscapes(
         extra = "" if title.replace(" ", "") in ("", f"K={len(train)}") else f" ({title})"
         ax.set_title(f"{name}, {where}{extra}", fontsize=9)
     return axes
+
+
+def trained_model(folder: Any, K: int, seed: int = 0, tag: str = "a") -> Any:
+    """The flagship's trained model on K points of subset ``seed``, float64; ``None`` if absent.
+
+    The flagship keeps each training in ``models/K=<K>_seed=<seed>/<tag>`` of its results
+    folder (``tag`` ``"a"``: the model, ``"b"``: its twin on a disjoint set).
+    """
+    from pathlib import Path
+
+    from memscape.diffusion.model import ScoreModel
+
+    saved = Path(folder) / "models" / f"K={K}_seed={seed}" / tag
+    return ScoreModel.load(saved).double() if (saved / "model.json").is_file() else None
+
+
+def plot_landscape_panels(folder: Any, outputs: Any, sigma: float, axes: Any) -> Any:
+    """:func:`plot_landscapes` of flagship job outputs (seed 0), one column each.
+
+    Each output holds ``train`` ``(K, 2)``, ``attractor_points`` and ``attractors`` (column
+    ``class``); the trained model of its K is loaded from ``folder``
+    (:func:`trained_model`; an empty top panel where there is none, e.g. an exact-only run).
+
+    Args:
+        folder: the results folder.
+        outputs: the job outputs, one per column.
+        sigma: noise level of the landscapes.
+        axes: ``(2, n)`` Axes.
+    """
+    axes = np.asarray(axes).reshape(2, len(outputs))
+    for j, out in enumerate(outputs):
+        k = len(out["train"])
+        plot_landscapes(trained_model(folder, k), out["train"], sigma, axes[:, j], f"K={k}",
+                        attractors=(out.get("attractor_points"), out["attractors"]["class"]))  # fmt: skip
+    return axes
+
+
+def landscape_limits(train: torch.Tensor) -> tuple[float, float]:
+    """The square box ``(−m, m)`` of a 2-D landscape: ``m = 1.4 max |x| + 0.2`` over ``train``."""
+    m = float(torch.as_tensor(train).abs().max()) * 1.4 + 0.2
+    return -m, m
 
 
 def _draw_attractors(ax: Any, points: Any, classes: Any) -> None:

@@ -21,6 +21,7 @@ intervals; the exact empirical model is the theory baseline. Training: 1500 step
 circle, 3 seeds, the loss is then within 0.7–3.4 % of its value at 3000 steps, the classes at
 K = 2 and 1024 within their Wilson intervals; at K = 8 the memorized fraction still grows by
 0.05–0.1). Models are kept in ``models/`` (a re-run resumes bit-identically).
+On 2-D data ``explorer.html`` shows the landscape at each K beside the class fractions.
 
 **Checked against:** memorizes at the smallest K, not at the largest; K_A ≤ K_S ≤ K_B; twins
 agree more with K, above their reference; fresh real samples rarely off-data; exact memorizes.
@@ -219,6 +220,9 @@ def run(cfg: MemorizationConfig, ctx: Context) -> None:
                 np.ravel(fa[1]), by=("model", "K", "seed"), label="class")  # fmt: skip
     for section in red.sections(kinds[0], asdict(cfg)):
         ctx.section(*section)
+    outs = {k: {K: res[f"{k}_K={K}_seed=0"] for K in cfg.sizes} for k in kinds}  # 2-D: explorer
+    if page := mz.write_memorization_explorer(ctx.folder.path, outs, red.fractions, cfg.census_sigma):  # fmt: skip
+        ctx.section("Explorer", f"`{page.name}` (one offline page): {mz.EXPLORER_TEXT}")
 
 
 def _figures(cfg: MemorizationConfig, ctx: Context, res: Any, red: Any, primary: str) -> None:
@@ -242,8 +246,4 @@ def _figures(cfg: MemorizationConfig, ctx: Context, res: Any, red: Any, primary:
     if not two_d:
         return
     with ctx.figure("landscapes", 2, n, figsize=(4.2 * n, 8.4)) as (_, axes):
-        for j, (k, o) in enumerate(zip(ks, outs, strict=True)):
-            saved = ctx.folder.path / "models" / f"K={k}_seed=0" / "a"
-            net = ms.ScoreModel.load(saved).double() if (saved / "model.json").exists() else None
-            mz.plot_landscapes(net, o["train"], cfg.census_sigma, np.asarray(axes).reshape(2, n)[:, j],
-                               f"K={k}", attractors=(o.get("attractor_points"), o["attractors"]["class"]))  # fmt: skip
+        mz.plot_landscape_panels(ctx.folder.path, outs, cfg.census_sigma, axes)

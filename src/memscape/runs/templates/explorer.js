@@ -1,6 +1,8 @@
 /* memscape explorer: the landscape at each value of a family's parameter, and its
-   bifurcation diagram with a cursor that follows the slider. Data: the JSON block
-   #explorer-data (explorer.json). Self-test: open the page with #selftest. */
+   bifurcation diagram (or, a family with `curves`, curves against the parameter with
+   error bars) with a cursor that follows the slider; a click there moves the slider.
+   Data: the JSON block #explorer-data (explorer.json). Self-test: open the page with
+   #selftest. */
 (function () {
   "use strict";
   const DATA = JSON.parse(document.getElementById("explorer-data").textContent);
@@ -18,6 +20,9 @@
   const style = (i) => INDEX[i] || ["index " + i, "diamond", "#9467bd"];
   const fam = () => DATA.families[state.family];
   const fmt = (v) => (v === null || v === undefined ? "n/a" : Number(v).toPrecision(4));
+  const integer = (f) => f.frames.every((fr) => Number.isInteger(fr.value));
+  const fmtValue = (f, v) => (integer(f) ? String(v) : fmt(v));
+  const markersOf = (fr) => fr.markers || [];
 
   function quantile(z, q) {
     const flat = [].concat(...z).filter((v) => v !== null).sort((a, b) => a - b);
@@ -40,10 +45,27 @@
     for (const [a, b] of fr.edges) { ex.push(a[0], b[0], null); ey.push(a[1], b[1], null); }
     traces.push({type: "scatter", mode: "lines", name: "Morse–Smale edge", x: ex, y: ey,
                  line: {color: "black", width: 1.2}, hoverinfo: "skip"});
-    traces.push({type: "scatter", mode: "markers", name: "patterns",
+    const plabel = f.patterns_label || "patterns";
+    traces.push({type: "scatter", mode: "markers", name: plabel,
                  x: fr.patterns.map((p) => p[0]), y: fr.patterns.map((p) => p[1]),
                  marker: {symbol: "star", color: "black", size: 8},
-                 hovertemplate: "pattern<br>x0 = %{x:.4f}<br>x1 = %{y:.4f}<extra></extra>"});
+                 hovertemplate: plabel + "<br>x0 = %{x:.4f}<br>x1 = %{y:.4f}<extra></extra>"});
+    const groups = new Map();  // extra markers: one trace (legend entry) per label
+    for (const m of markersOf(fr)) {
+      if (!groups.has(m.label)) groups.set(m.label, []);
+      groups.get(m.label).push(m);
+    }
+    for (const [label, ms] of groups) {
+      traces.push({
+        type: "scatter", mode: "markers", name: label,
+        x: ms.map((m) => m.x0), y: ms.map((m) => m.x1),
+        customdata: ms.map((m) => [fmt(m.energy), m.text || ""]),
+        marker: {symbol: ms.map((m) => m.symbol || "circle"), color: ms.map((m) => m.color),
+                 size: 12, line: {color: "white", width: 1.5}},
+        hovertemplate: label + "<br>x0 = %{x:.4f}<br>x1 = %{y:.4f}<br>E = %{customdata[0]}" +
+          "<br>%{customdata[1]}<extra></extra>",
+      });
+    }
     for (let i = 0; i < INDEX.length; i++) {
       const pts = fr.points.filter((p) => p.morse_index === i);
       const [name, symbol, color] = style(i);
@@ -89,38 +111,75 @@
     return traces;
   }
 
+  function curveTraces(f) {
+    const traces = [], c = f.curves;
+    for (const s of c.series) {
+      if (s.min && s.max) {  // the band (e.g. the seed range), under its curve
+        const xs = [], ys = [];
+        for (let k = 0; k < s.x.length; k++) { xs.push(s.x[k]); ys.push(s.max[k]); }
+        for (let k = s.x.length - 1; k >= 0; k--) { xs.push(s.x[k]); ys.push(s.min[k]); }
+        traces.push({type: "scatter", mode: "lines", name: s.name + " (range)", x: xs, y: ys,
+                     fill: "toself", fillcolor: s.color, opacity: 0.15, line: {width: 0},
+                     hoverinfo: "skip", showlegend: false});
+      }
+      const bars = s.low && s.high;
+      const gap = (a, b) => (a === null || b === null ? 0 : Math.abs(a - b));
+      traces.push({
+        type: "scatter", mode: "lines+markers", name: s.name, x: s.x, y: s.y,
+        line: {color: s.color, width: 2, dash: s.dash || "solid"},
+        marker: {color: s.color, size: 7},
+        error_y: bars ? {type: "data", symmetric: false, color: s.color, thickness: 1.2, width: 4,
+                         array: s.y.map((v, k) => gap(s.high[k], v)),
+                         arrayminus: s.y.map((v, k) => gap(v, s.low[k]))} : {visible: false},
+        customdata: s.x.map((_, k) => bars ? [fmt(s.low[k]), fmt(s.high[k])] : ["n/a", "n/a"]),
+        hovertemplate: s.name + "<br>" + f.symbol + " = %{x}<br>%{y:.3f}" +
+          (bars ? " [%{customdata[0]}, %{customdata[1]}]" : "") + "<extra></extra>",
+      });
+    }
+    return traces;
+  }
+
   function counts(fr) {
     const n = [0, 0, 0];
     for (const p of fr.points) if (p.morse_index >= 0 && p.morse_index < 3) n[p.morse_index]++;
     const many = (k, one, more) => k + " " + (k === 1 ? one : more);
+    const byLabel = new Map();
+    for (const m of markersOf(fr)) byLabel.set(m.label, (byLabel.get(m.label) || 0) + 1);
+    const extra = Array.from(byLabel, ([label, k]) => k + " × " + label).join(", ");
+    if (!fr.points.length && extra) return extra;
     return many(n[0], "minimum", "minima") + ", " + many(n[1], "saddle", "saddles") + ", " +
       many(n[2], "maximum", "maxima") + " (" + many(fr.points.length, "critical point",
-      "critical points") + ")";
+      "critical points") + ")" + (extra ? "; " + extra : "");
   }
 
   function draw() {
     const f = fam(), fr = f.frames[state.frame], y = ySelect.value;
-    const value = fmt(fr.value), name = f.symbol;
+    const value = fmtValue(f, fr.value), name = f.symbol;
     document.getElementById("slider-label").textContent = name + " = " + value;
     document.getElementById("counts").textContent = name + " = " + value + ": " + counts(fr);
     const landLayout = {
-      title: {text: f.name + ": " + name + " = " + value, x: 0.02, xanchor: "left"}, margin: {t: 40, r: 10, b: 45, l: 50},
+      title: {text: fr.title || f.name + ": " + name + " = " + value, x: 0.02, xanchor: "left"},
+      margin: {t: 40, r: 10, b: 45, l: 50},
       xaxis: {title: {text: "x0"}, range: [f.x[0], f.x[f.x.length - 1]]},
       yaxis: {title: {text: "x1"}, range: [f.y[0], f.y[f.y.length - 1]], scaleanchor: "x"},
       legend: {orientation: "h", y: -0.15}, uirevision: f.name,
     };
-    const v0 = f.frames[0].value, v1 = f.frames[f.frames.length - 1].value;
+    const v0 = f.frames[0].value, v1 = f.frames[f.frames.length - 1].value, c = f.curves;
     const diagLayout = {
-      title: {text: "bifurcation diagram", x: 0.02, xanchor: "left"}, margin: {t: 40, r: 10, b: 45, l: 60},
-      xaxis: {title: {text: name}, type: f.log ? "log" : "linear",
-              autorange: v0 > v1 ? "reversed" : true},
-      yaxis: {title: {text: y}}, legend: {orientation: "h", y: -0.15}, uirevision: f.name + y,
+      title: {text: c ? c.title || c.y_label : "bifurcation diagram", x: 0.02, xanchor: "left"},
+      margin: {t: 40, r: 10, b: 45, l: 60},
+      xaxis: {title: {text: c ? c.x_label : name}, type: (c ? c.log : f.log) ? "log" : "linear",
+              autorange: v0 > v1 ? "reversed" : true,
+              tickvals: c ? f.frames.map((q) => q.value) : undefined},  // curves: ticks at frames
+      yaxis: c ? {title: {text: c.y_label}, range: c.y_range, autorange: !c.y_range}
+               : {title: {text: y}},
+      legend: {orientation: "h", y: -0.15}, uirevision: f.name + (c ? "" : y),
       shapes: [{type: "line", xref: "x", yref: "paper", x0: fr.value, x1: fr.value, y0: 0,
                 y1: 1, line: {color: "black", width: 1.5, dash: "dot"}}],
     };
     state.pending = Promise.all([
       Plotly.react(land, landscapeTraces(f, fr), landLayout, CONFIG),
-      Plotly.react(diag, diagramTraces(f, y), diagLayout, CONFIG),
+      Plotly.react(diag, c ? curveTraces(f) : diagramTraces(f, y), diagLayout, CONFIG),
     ]);
     return state.pending;
   }
@@ -131,6 +190,9 @@
     slider.max = String(fam().frames.length - 1);
     slider.value = "0";
     ySelect.value = fam().surface === "energy" ? "energy" : "x0";  // score-only: no energy
+    ySelect.parentElement.hidden = Boolean(fam().curves);  // curves have their own y-axis
+    document.getElementById("help-diagram").hidden = Boolean(fam().curves);
+    document.getElementById("help-curves").hidden = !fam().curves;
     document.getElementById("description").textContent = fam().description;
     for (const [j, b] of Array.from(document.querySelectorAll("#families button")).entries())
       b.classList.toggle("active", j === k);
@@ -152,6 +214,20 @@
     nav.appendChild(b);
   });
   nav.hidden = DATA.families.length < 2;
+  /* The frame whose value is nearest to x (in log x for a log axis). */
+  function nearestFrame(x) {
+    const f = fam(), c = f.curves, log = c ? c.log : f.log;
+    const t = (v) => (log ? Math.log(Math.max(v, 1e-300)) : v);
+    let best = 0;
+    f.frames.forEach((fr, k) => {
+      if (Math.abs(t(fr.value) - t(x)) < Math.abs(t(f.frames[best].value) - t(x))) best = k;
+    });
+    return best;
+  }
+  function onClick(ev) {
+    const p = ev && ev.points && ev.points[0];
+    if (p && typeof p.x === "number" && isFinite(p.x)) setFrame(nearestFrame(p.x));
+  }
   slider.addEventListener("input", () => setFrame(Number(slider.value)));
   ySelect.addEventListener("change", draw);
   let timer = null;
@@ -177,18 +253,32 @@
       await state.pending;
       const fr = f.frames[last];
       const m1 = land.querySelectorAll(".scatterlayer .point").length;
+      const lines = diag.querySelectorAll(".scatterlayer .js-line").length > 0;
       const res = {
-        family: f.name, frames: f.frames.length,
+        family: f.name, frames: f.frames.length, kind: f.curves ? "curves" : "diagram",
         z_changed: JSON.stringify(land.data[0].z) !== z0,
         z_is_last_frame: JSON.stringify(land.data[0].z) === JSON.stringify(fr.z),
         cursor_moved: c0 !== diag.layout.shapes[0].x0 && diag.layout.shapes[0].x0 === fr.value,
-        markers_drawn: m1 === fr.points.length + fr.patterns.length,
-        markers_before: m0, markers_after: m1,
+        markers_drawn: m1 === fr.points.length + fr.patterns.length + markersOf(fr).length,
+        markers_before: m0, markers_after: m1, extra_markers: markersOf(fr).length,
         contour_drawn: land.querySelectorAll(".contourlayer path, .hm image, .contour").length > 0,
-        branches_drawn: diag.querySelectorAll(".scatterlayer .js-line").length > 0,
       };
+      if (f.curves) {  // every series drawn, and its error bars where it has them
+        const bars = f.curves.series.filter((s) => s.low && s.high).length;
+        res.curves_drawn = lines && diag.querySelectorAll(".scatterlayer .trace").length >=
+          f.curves.series.length && (!bars || diag.querySelectorAll(".errorbar").length > 0);
+        res.error_bars = diag.querySelectorAll(".errorbar").length;
+      } else {
+        res.branches_drawn = lines;
+      }
+      /* a click on the right panel at the first frame's value moves the slider back */
+      diag.emit("plotly_click", {points: [{x: f.frames[0].value}]});
+      await state.pending;
+      res.click_moves_slider = state.frame === 0 && slider.value === "0" &&
+        diag.layout.shapes[0].x0 === f.frames[0].value;
       const pass = res.z_changed && res.z_is_last_frame && res.cursor_moved &&
-        res.markers_drawn && res.contour_drawn && res.branches_drawn;
+        res.markers_drawn && res.contour_drawn && (f.curves ? res.curves_drawn :
+        res.branches_drawn) && res.click_moves_slider;
       res.pass = pass;
       ok = ok && (last === 0 || pass);
       report.families.push(res);
@@ -199,7 +289,7 @@
     out.dataset.result = ok ? "pass" : "fail";
   }
 
-  const ready = setFamily(0);
+  const ready = setFamily(0).then(() => diag.on("plotly_click", onClick));
   if (location.hash === "#selftest") {
     ready.then(selfTest).catch((err) => {
       const out = document.getElementById("selftest");
