@@ -169,5 +169,9 @@ def test_circle_quick_run_goes_from_memorization_to_generalization(tmp_path):
     assert ks.min() <= t["K_S_peak"] <= ks.max()
     assert folder.read_table("checks")["passed"].all()
     assert_checks_measure(folder)
-    for name in ("landscapes.png", "samples_vs_nearest.png", "d1_histogram.png"):
+    for name in ("landscapes.png", "samples_vs_nearest.png", "d1_histogram.png", "explorer.html"):
         assert (out / name).exists(), name
+    page = json.loads((out / "explorer.json").read_text())  # one frame per K, both models
+    for family in page["families"]:  # trained and exact
+        assert [fr["value"] for fr in family["frames"]] == sorted(ks.tolist())
+    assert len(page["families"]) == 2
