@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+import memscape
 from memscape.io import cpu_name
 
 COLUMNS = ("benchmark", "case", "memscape", "baseline", "baseline_value", "unit", "ratio",
@@ -21,7 +22,7 @@ COLUMNS = ("benchmark", "case", "memscape", "baseline", "baseline_value", "unit"
 
 
 def machine(device: str = "cpu") -> str:
-    """One line naming the machine: OS, CPU, cores, torch, threads, device, load average."""
+    """One line naming the machine: OS, CPU, cores, torch, threads, device, memscape, load average."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     dev = str(device)
     if dev.startswith("cuda") and torch.cuda.is_available():
@@ -29,7 +30,7 @@ def machine(device: str = "cpu") -> str:
     return (
         f"machine: {platform.platform()} | CPU: {cpu_name()} | {os.cpu_count()} cores | "
         f"torch {torch.__version__} | {torch.get_num_threads()} threads | device {dev} | "
-        f"load average {load:.2f}"
+        f"memscape {memscape.__version__} | load average {load:.2f}"
     )
 
 

@@ -7,9 +7,12 @@ sweep is ``min(w, c·w/(w + b))`` cores, so the expected slowdown is
 ``w / fair share`` (1.5× for the default sweep on 2 cores beside one busy process); a
 sweep whose jobs each used every core's threads would slow by 5–15× instead (small
 torch ops under thread contention). Prints both wall times, the ratio, the fair-share
-bound and the machine.
+bound and the machine (:func:`_common.machine`).
 
 Run: ``python benchmarks/bench_busy.py [--experiment memorization] [--busy 1]``.
+
+Not in ``benchmarks/suite.py``: its reference is the fair-share bound, not a baseline
+implementation run in the same process, and it takes two full quick runs (minutes).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from memscape.io import cpu_name
+from _common import machine
 
 BUSY = (
     "import torch\ntorch.set_num_threads(1)\na = torch.randn(384, 384)\n"
@@ -45,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
-    print(f"machine: {cpu_name()}, {cores} cores; load average {os.getloadavg()[0]:.2f}")
+    print(machine("cpu") + f" | {cores} cores usable")
     with tempfile.TemporaryDirectory() as tmp:
         alone = timed_run(args.experiment, Path(tmp) / "alone")
         hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(args.busy)]

@@ -24,25 +24,31 @@ interleaved rounds (each round runs every method in a rotated order, each sample
 
 Columns ``roof/ms`` (target ≥ 0.9 at d = 64, K = 2·10⁵ and at d = 784, 3072; ≥ 0.8 at
 K = 10³) and ``naive/ms`` (target ≥ 1 everywhere: never slower than naive), plus the
-max-abs error of memscape and of naive against a float64 reference. The header names
-the machine, torch, the threads and the load average (before and after).
+max-abs error of memscape and of naive against a float64 reference. The header is
+:func:`_common.machine` (the machine, torch, the threads and the load average; the load
+average again after).
+
+For ``benchmarks/suite.py``, :func:`suite` gives the rows at d = 64, K = 2·10⁵; d = 784;
+d = 3072 and d = 64, K = 10³: memscape against the naive softmax and against the
+roofline (its ratio is the share of the roofline reached); with ``device="cuda"`` also
+the SDPA path against the streamed kernel and the throughput (queries/s) on K = 5·10⁴
+CIFAR-sized points (d = 3072) against the naive softmax.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torch
+from _common import machine, row
 
 from memscape import EmpiricalDiffusion
-from memscape.io import cpu_name
 from memscape.kernels import chunk_size_for
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -50,6 +56,8 @@ FULL = [(64, 1_000), (64, 10_000), (64, 200_000), (784, 20_000), (3072, 5_000)]
 QUICK = [(64, 1_000), (64, 10_000), (784, 5_000)]
 BIG = [(64, 1_000_000)]
 TARGET_ROOF = {(64, 1_000): 0.8, (64, 200_000): 0.9, (784, 20_000): 0.9, (3072, 5_000): 0.9}
+SUITE = [(64, 200_000), (784, 20_000), (3072, 5_000), (64, 1_000)]  # the configs of TARGET_ROOF
+CIFAR = (3072, 50_000)  # CIFAR-10's training set: K = 5·10⁴ points of d = 32·32·3 (CUDA only)
 
 
 def problem(k: int, d: int, dtype: torch.dtype, batch: int, device: str):
@@ -106,18 +114,25 @@ def roofline_methods(
     return {"mm1": mm1, "exp": exp, "softmax": softmax, "mm2": mm2}
 
 
-def methods(model: EmpiricalDiffusion, x: torch.Tensor, y: torch.Tensor, args) -> dict:
-    """Every timed method as a no-argument call (synchronized on CUDA)."""
+def methods(
+    model: EmpiricalDiffusion, x: torch.Tensor, y: torch.Tensor, max_gb: float, sdpa: bool = False
+) -> dict[str, Callable[[], object]]:
+    """Every timed method as a no-argument call (synchronized on CUDA); ``sdpa`` adds the
+    denoiser through ``scaled_dot_product_attention`` and through the streamed kernel."""
     fns: dict[str, Callable[[], object]] = {"memscape": lambda: model.denoise(x, 1.0)}
-    if 2 * x.shape[0] * y.shape[0] * y.element_size() / 2**30 <= args.max_gb:
+    if sdpa:
+        for method in ("sdpa", "streamed"):
+            other = EmpiricalDiffusion(y, method=method)
+            fns[method] = partial(other.denoise, x, 1.0)
+    if 2 * x.shape[0] * y.shape[0] * y.element_size() / 2**30 <= max_gb:
         fns |= {n: partial(f, x) for n, f in naive_methods(y, 1.0).items()}
     fns |= roofline_methods(y, x, 1.0)
-    if not args.device.startswith("cuda"):
+    if y.device.type != "cuda":
         return fns
 
     def synced(f: Callable[[], object]) -> None:
         f()
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(y.device)
 
     return {n: partial(synced, f) for n, f in fns.items()}
 
@@ -150,13 +165,80 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if a < math.inf else "-"
 
 
-def machine(args: argparse.Namespace) -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"machine: {platform.platform()} | CPU: {cpu_name()} | {os.cpu_count()} cores | "
-        f"torch {torch.__version__} | {torch.get_num_threads()} threads | device {args.device} | "
-        f"load average {load:.2f}"
+def measure(
+    d: int,
+    k: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    batch: int = 256,
+    device: str = "cpu",
+    method: str = "auto",
+    rounds: int = 7,
+    min_sample: float = 0.05,
+    clock: Callable[[], float] = time.process_time,
+    max_gb: float = 1.0,
+    sdpa: bool = False,
+) -> dict[str, float]:
+    """Best seconds per call of memscape, naive (``inf`` when skipped) and the roofline
+    (with its parts ``mm1``, ``exp``, ``mm2``), the max-abs errors against float64 and the
+    chunk size, for K points of dimension d; ``sdpa`` adds ``sdpa`` and ``streamed``."""
+    y, x = problem(k, d, dtype, batch, device)
+    model = EmpiricalDiffusion(y, method=method)
+    best = timings(methods(model, x, y, max_gb, sdpa), rounds, min_sample, clock)
+    naive = min(best.get("naive_matmul", math.inf), best.get("naive_cdist", math.inf))
+    exps = min(best["exp"], best["softmax"])
+    ref = naive_methods(y.double(), 1.0)["naive_matmul"](x.double())
+    err = float((model.denoise(x, 1.0).double() - ref).abs().max())
+    err_n = math.nan
+    if naive < math.inf:
+        err_n = float((naive_methods(y, 1.0)["naive_matmul"](x).double() - ref).abs().max())
+    out = {"memscape": best["memscape"], "naive": naive, "mm1": best["mm1"], "exp": exps,
+           "mm2": best["mm2"], "roof": best["mm1"] + exps + best["mm2"], "err": err,
+           "err_naive": err_n, "chunk": chunk_size_for(batch, k, d, y.element_size())}  # fmt: skip
+    return out | {name: best[name] for name in ("sdpa", "streamed") if name in best}
+
+
+def suite(device: str, quick: bool) -> list[dict[str, Any]]:
+    """The suite's rows (see the module docstring): float32, B = 256, one thread on CPU."""
+    cuda = device.startswith("cuda")
+    timing: dict[str, Any] = {"rounds": 3 if quick else 7, "min_sample": 0.02 if quick else 0.05,
+                              "clock": time.perf_counter if cuda else time.process_time}  # fmt: skip
+    note = ("quick; " if quick else "") + (
+        "wall time, method auto = SDPA" if cuda else "CPU time, 1 thread"
     )
+    threads = torch.get_num_threads()
+    rows = []
+    try:
+        if not cuda:
+            torch.set_num_threads(1)  # the roofline is the kernel's own operations on one core
+        for d, k in SUITE:
+            r = measure(d, k, device=device, sdpa=cuda, **timing)
+            case = f"d={d} K={k} B=256 chunk={r['chunk']:.0f}"
+            naive = "naive softmax (materialized B×K logits)"
+            target = f"; target ≥ {TARGET_ROOF[(d, k)]:.0%} of roofline"
+            rows += [
+                row("denoiser", case, 1e3 * r["memscape"], "ms/call", baseline=naive,
+                    baseline_value=1e3 * r["naive"], higher_is_better=False,
+                    note=f"{note}; target ratio ≥ 1"),
+                row("denoiser", case, 1e3 * r["memscape"], "ms/call",
+                    baseline="roofline (2 matmuls + exp at the chunk size)",
+                    baseline_value=1e3 * r["roof"], higher_is_better=False,
+                    note=f"{note}; ratio = share of roofline{target}"),
+            ]  # fmt: skip
+            if cuda:
+                rows.append(row("denoiser", case + " method=sdpa", 1e3 * r["sdpa"], "ms/call",
+                                baseline="memscape method=streamed",
+                                baseline_value=1e3 * r["streamed"], higher_is_better=False,
+                                note=note))  # fmt: skip
+        if cuda:
+            (d, k), b = CIFAR, 1024
+            r = measure(d, k, batch=b, device=device, **timing)
+            rows.append(row("denoiser", f"CIFAR-sized d={d} K={k} B={b}", b / r["memscape"],
+                            "queries/s", baseline="naive softmax (materialized B×K logits)",
+                            baseline_value=b / r["naive"], note=note))  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = QUICK if args.quick else FULL + (BIG if args.big else [])
     if args.sizes:
         configs = [(int(d), int(k)) for d, k in (size.split(":") for size in args.sizes)]
-    print(machine(args))
+    print(machine(args.device))
     print(
         f"B = {args.batch}, σ = 1, {args.dtype}, method {args.method}; best of {rounds} "
         f"interleaved rounds, ms per call ({'wall' if clock is time.perf_counter else 'cpu'} time)"
@@ -194,25 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     missed = []
     for d, k in configs:
-        y, x = problem(k, d, dtype, args.batch, args.device)
-        model = EmpiricalDiffusion(y, method=args.method)
-        best = timings(methods(model, x, y, args), rounds, args.min_sample, clock)
-        ms_t = best["memscape"]
-        naive = min(best.get("naive_matmul", math.inf), best.get("naive_cdist", math.inf))
-        exps = min(best["exp"], best["softmax"])
-        roof = best["mm1"] + exps + best["mm2"]
-        ref = naive_methods(y.double(), 1.0)["naive_matmul"](x.double())
-        err = float((model.denoise(x, 1.0).double() - ref).abs().max())
-        err_n = (
-            float((naive_methods(y, 1.0)["naive_matmul"](x).double() - ref).abs().max())
-            if naive < math.inf
-            else math.nan
-        )
-        chunk = chunk_size_for(args.batch, k, d, y.element_size())
+        r = measure(d, k, dtype=dtype, batch=args.batch, device=args.device, method=args.method,
+                    rounds=rounds, min_sample=args.min_sample, clock=clock,
+                    max_gb=args.max_gb)  # fmt: skip
+        ms_t, naive, roof = r["memscape"], r["naive"], r["roof"]
         print(
-            f"{d:>5} {k:>8} {chunk:>7} | {1e3 * ms_t:9.2f} {_ms(naive):>9} {1e3 * roof:9.2f} "
-            f"({1e3 * best['mm1']:7.2f} {1e3 * exps:7.2f} {1e3 * best['mm2']:7.2f}) | "
-            f"{roof / ms_t:7.2f} {_ratio(naive, ms_t):>8} | {err:.1e}, {err_n:.1e}",
+            f"{d:>5} {k:>8} {r['chunk']:>7.0f} | {1e3 * ms_t:9.2f} {_ms(naive):>9} "
+            f"{1e3 * roof:9.2f} ({1e3 * r['mm1']:7.2f} {1e3 * r['exp']:7.2f} "
+            f"{1e3 * r['mm2']:7.2f}) | {roof / ms_t:7.2f} {_ratio(naive, ms_t):>8} | "
+            f"{r['err']:.1e}, {r['err_naive']:.1e}",
             flush=True,
         )
         target = TARGET_ROOF.get((d, k))
@@ -220,8 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             missed.append(f"d={d} K={k}: roof/ms {roof / ms_t:.2f} < {target}")
         if naive < math.inf and naive / ms_t < 1.0:
             missed.append(f"d={d} K={k}: naive/ms {naive / ms_t:.2f} < 1")
-        del y, x, model
-    print(machine(args).split(" | ")[-1].replace("load average", "load average after"))
+    print(machine(args.device).split(" | ")[-1].replace("load average", "load average after"))
     print("targets: " + ("all met" if not missed else "MISSED " + "; ".join(missed)))
     return 1 if missed and args.strict else 0
 

@@ -8,27 +8,28 @@ every minimum and its ``--neighbors`` nearest minima by the simplified string
 method (``--method neb`` for the climbing-image band; all pairs in one batch per
 chunk), each profile maximum refined and certified as an index-1 saddle (Lanczos on
 Hessian-vector products), and the merge tree of the minima. Prints the wall time of
-each stage, the counts, and the machine (memscape.io.cpu_name).
+each stage, the counts, and the machine (:func:`_common.machine`).
 
 Run: ``python benchmarks/bench_saddles.py [--k 100] [--size 32] [--neighbors 5]
 [--sigma-factor 0.25] [--images 12] [--chunk 64] [--device cpu] [--threads N]
 [--jobs-dir DIR [--workers W] [--executor local|ray]]``; ``--k 1000 --size 16`` is the
 d = 768 scaling point of issue 16. With ``--jobs-dir`` the chunks of pairs run as
 resumable sweep jobs (a re-run after Ctrl-C resumes; ``--workers`` processes or Ray tasks).
+
+Not in ``benchmarks/suite.py``: no other library computes certified saddles and merge trees
+of an exact diffusion model, so there is no baseline to run in the same process.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
 import torch
+from _common import machine
 
 import memscape as ms
-from memscape.io import cpu_name
 from memscape.landscape import landscape_atlas
 from memscape.memorization import nearest_neighbors
 
@@ -54,12 +55,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    print(
-        f"memscape {ms.__version__}, torch {torch.__version__}, {cpu_name()} "
-        f"({platform.machine()}), {os.cpu_count()} CPUs, torch threads "
-        f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}, device {dev}"
-        + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
-    )
+    print(machine(args.device))
     data = ms.datasets.load("patches", n=args.k, size=args.size, color=not args.gray,
                             num_patches=max(args.k, 1000))  # fmt: skip
     y = data.x.double().to(dev)
