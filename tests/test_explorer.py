@@ -100,6 +100,24 @@ def test_grid_is_minus_log_density_up_to_a_constant(data):
         assert z == pytest.approx(nlp - nlp.min(), rel=1e-4, abs=1e-6)  # 5 digits; x, y to 6
 
 
+def test_basins_split_at_the_symmetry_line_below_the_pitchfork(data):
+    """Two points at (±1, 0): above σ = 1 every node flows to the one minimum; below, the
+    gradient flow never crosses the mirror line x0 = 0, so a node's basin is its side's."""
+    fam = data["families"][0]
+    gx, _ = np.meshgrid(np.array(fam["x"]), np.array(fam["y"]))
+    assert not (gx == 0).any()  # no node on the line itself (16 nodes over [−2, 2])
+    for fr in fam["frames"]:
+        basins = np.array(fr["basins"], dtype=float)
+        assert basins.shape == gx.shape and not np.isnan(basins).any()
+        minima = [i for i, p in enumerate(fr["points"]) if p["morse_index"] == 0]
+        if fr["value"] > 1:
+            assert minima == [0] and (basins == 0).all()
+        else:  # the minimum each node reaches is the one on its side of x0 = 0
+            side = np.array([np.sign(fr["points"][int(i)]["x0"]) for i in basins.ravel()])
+            assert (side.reshape(gx.shape) == np.sign(gx)).all()
+            assert set(np.unique(basins).astype(int)) == set(minima)
+
+
 def test_diagram_has_the_pitchfork_at_sigma_one(data):
     fam = data["families"][0]
     assert fam["parameter"] == "sigma" and fam["symbol"] == "σ" and fam["log"] is True

@@ -180,6 +180,7 @@ def test_explorer_self_test_in_headless_chromium(tmp_path, browser):
     for fam in report["families"]:
         assert fam["z_changed"] and fam["z_is_last_frame"] and fam["cursor_moved"], fam
         assert fam["kind"] == "diagram" and fam["click_moves_slider"], fam  # diagram → slider
+        assert fam["basins_drawn"] and fam["basins_hidden_again"], fam  # "colour: basins"
         # σ = 1.9 → 0.55 crosses the pitchfork: 1 critical point + 2 patterns, then 3 + 2
         assert (fam["markers_before"], fam["markers_after"]) == (3, 5), fam
     assert browser.evaluate("document.getElementById('slider-label').textContent") == "σ = 1.900"

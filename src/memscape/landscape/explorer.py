@@ -28,6 +28,7 @@ import torch
 
 from memscape._validation import check_int
 from memscape.landscape._fields import event_shape, flat_score, has_energy
+from memscape.landscape.basins import basin_map
 from memscape.landscape.continuation import BifurcationDiagram, continuation
 from memscape.landscape.critical import critical_points, default_patterns
 from memscape.landscape.morse_smale import morse_smale_graph
@@ -151,9 +152,23 @@ def landscape_frame(
     return _surface_frame(model, sigma, value, patterns, grid, (len(ys), len(xs)))
 
 
+def _basins(model: Any, cps: Any, sigma: Any, axes: tuple[torch.Tensor, torch.Tensor],
+            shown: Sequence[int]) -> list[list[int | None]]:  # fmt: skip
+    """Per grid node, the position in ``shown`` (census rows drawn) of the minimum its
+    gradient flow reaches (:func:`memscape.landscape.basin_map`), ``None`` for none."""
+    xs, ys = axes
+    bmap = basin_map(model, cps, sigma, xlim=(float(xs[0]), float(xs[-1])),
+                     ylim=(float(ys[0]), float(ys[-1])), resolution=len(xs))  # fmt: skip
+    where = {row: i for i, row in enumerate(shown)}
+    return [[where.get(int(v)) for v in r] for r in bmap.labels.tolist()]
+
+
 def _frame(model: Any, sigma: Any, value: float, starts: np.ndarray, pats: Any,
-           grid: torch.Tensor, resolution: int, edges: bool) -> dict[str, Any]:  # fmt: skip
-    """One slider position: the surface on the grid, critical points, Morse–Smale edges."""
+           grid: torch.Tensor, axes: tuple[torch.Tensor, torch.Tensor], edges: bool,
+           basins: bool) -> dict[str, Any]:  # fmt: skip
+    """One slider position: the surface on the grid, critical points, Morse–Smale edges,
+    basins."""
+    resolution = len(axes[0])
     frame = _surface_frame(model, sigma, value, pats, grid, (resolution, resolution))
     if not len(starts):
         return frame
@@ -168,6 +183,8 @@ def _frame(model: Any, sigma: Any, value: float, starts: np.ndarray, pats: Any,
          "morse_index": int(r.morse_index), "kind": str(r.kind), "label": str(r.label)}
         for r in conv.itertuples()
     ]  # fmt: skip
+    if basins and (conv["morse_index"] == 0).any():
+        frame["basins"] = _basins(model, cps, sigma, axes, conv["point"].tolist())
     if edges and (conv["morse_index"] == 1).any():
         graph = morse_smale_graph(model, cps, sigma)
         xy = {int(r.point): (_num(r.x0), _num(r.x1)) for r in conv.itertuples()}
@@ -201,6 +218,7 @@ def explorer_family(
     ylim: tuple[float, float] | None = None,
     resolution: int = 60,
     edges: bool = True,
+    basins: bool = True,
     name: str = "family",
     description: str = "",
 ) -> dict[str, Any]:
@@ -218,6 +236,8 @@ def explorer_family(
         ylim: the landscape's box (default: patterns and branch points, padded).
         resolution: grid nodes per axis (≥ 4).
         edges: also trace the Morse–Smale graph saddle → minimum at each value.
+        basins: also map, per grid node, the minimum its gradient flow reaches
+            (:func:`memscape.landscape.basin_map`; the page colours the basins on request).
         name: the family's name on the page.
         description: a sentence shown under its name.
 
@@ -226,8 +246,10 @@ def explorer_family(
         ``surface`` (``"energy"``, or ``"log(1 + |s|)"`` for a score-only model), ``x``,
         ``y`` (grid axes), ``frames`` (per value: ``value``, ``z`` — the surface minus
         its minimum, rows along ``y`` — ``points`` with ``x0``, ``x1``, ``energy``,
-        ``morse_index``, ``kind``, ``label``, ``edges`` as coordinate pairs and
-        ``patterns``) and ``diagram`` (``branches``, ``events``).
+        ``morse_index``, ``kind``, ``label``, ``edges`` as coordinate pairs,
+        ``patterns`` and, with ``basins``, ``basins``: rows like ``z`` of the position in
+        ``points`` of the minimum each node flows to, ``None`` for none) and ``diagram``
+        (``branches``, ``events``).
     """
     if not isinstance(diagram, BifurcationDiagram):
         raise TypeError(f"diagram must be a BifurcationDiagram, got {type(diagram).__name__}")
@@ -255,7 +277,7 @@ def explorer_family(
     for v, (model, sigma), p in zip(values, models, pats, strict=True):
         at = diagram.at(v)
         starts = at[["x0", "x1"]].to_numpy() if len(at) else np.zeros((0, 2))
-        frames.append(_frame(model, sigma, v, starts, p, grid, resolution, edges))
+        frames.append(_frame(model, sigma, v, starts, p, grid, (xs, ys), edges, basins))
     return {
         "name": str(name),
         "description": str(description),

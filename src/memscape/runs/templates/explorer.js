@@ -15,6 +15,9 @@
   const diag = document.getElementById("diagram");
   const slider = document.getElementById("slider");
   const ySelect = document.getElementById("diagram-y");
+  const colourSelect = document.getElementById("colour-by");
+  const BASIN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                        "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const state = {family: 0, frame: 0, pending: Promise.resolve()};
 
   const style = (i) => INDEX[i] || ["index " + i, "diamond", "#9467bd"];
@@ -31,16 +34,42 @@
     return top > 0 ? top : flat[flat.length - 1] || 1;
   }
 
+  const hasBasins = (f) => f.frames.some((fr) => fr.basins);
+  const showBasins = (f, fr) => colourSelect.value === "basins" && Boolean(fr.basins);
+
+  /* The basins as a heatmap of minimum numbers: one colour per minimum of the frame
+     (the colour of its position in the frame's points), nodes that reach none blank. */
+  function basinTrace(f, fr) {
+    const mins = fr.points.map((p, i) => [p, i]).filter(([p]) => p.morse_index === 0);
+    const n = Math.max(1, fr.points.length), scale = [];
+    for (let i = 0; i < n; i++) {
+      const color = BASIN_COLORS[i % BASIN_COLORS.length];
+      scale.push([i / n, color], [(i + 1) / n, color]);
+    }
+    const at = (i) => (i === null ? null : fr.points[i]);
+    return {
+      type: "heatmap", name: "basins", x: f.x, y: f.y, z: fr.basins, zmin: -0.5,
+      zmax: n - 0.5, colorscale: scale, showscale: false, opacity: 0.55, hoverongaps: false,
+      customdata: fr.basins.map((r) => r.map((i) => (at(i) ? [fmt(at(i).x0), fmt(at(i).x1)]
+                                                             : ["none", "none"]))),
+      hovertemplate: "x0 = %{x:.3f}<br>x1 = %{y:.3f}<br>flows to the minimum at " +
+        "(%{customdata[0]}, %{customdata[1]})<extra>basin</extra>",
+      meta: mins.length,
+    };
+  }
+
   function landscapeTraces(f, fr) {
     const zlabel = f.surface === "energy" ? "E − min E" : f.surface;
+    const basins = showBasins(f, fr);
     const traces = [{
       type: "contour", name: "landscape", x: f.x, y: f.y, z: fr.z, zmin: 0,
       zmax: quantile(fr.z, 0.9), ncontours: 24, colorscale: "Viridis", reversescale: true,
-      contours: {coloring: "heatmap", showlines: true},
-      line: {width: 0.5, color: "rgba(0,0,0,0.3)"},
+      contours: {coloring: basins ? "lines" : "heatmap", showlines: true},
+      line: {width: basins ? 0.8 : 0.5, color: "rgba(0,0,0,0.3)"},
       colorbar: {title: {text: zlabel, side: "right"}, len: 0.9},
       hovertemplate: "x0 = %{x:.3f}<br>x1 = %{y:.3f}<br>" + zlabel + " = %{z:.4g}<extra></extra>",
     }];
+    if (basins) traces.push(basinTrace(f, fr));
     const ex = [], ey = [];
     for (const [a, b] of fr.edges) { ex.push(a[0], b[0], null); ey.push(a[1], b[1], null); }
     traces.push({type: "scatter", mode: "lines", name: "Morse–Smale edge", x: ex, y: ey,
@@ -191,6 +220,7 @@
     slider.value = "0";
     ySelect.value = fam().surface === "energy" ? "energy" : "x0";  // score-only: no energy
     ySelect.parentElement.hidden = Boolean(fam().curves);  // curves have their own y-axis
+    colourSelect.parentElement.hidden = !hasBasins(fam());
     document.getElementById("help-diagram").hidden = Boolean(fam().curves);
     document.getElementById("help-curves").hidden = !fam().curves;
     document.getElementById("description").textContent = fam().description;
@@ -230,6 +260,7 @@
   }
   slider.addEventListener("input", () => setFrame(Number(slider.value)));
   ySelect.addEventListener("change", draw);
+  colourSelect.addEventListener("change", draw);
   let timer = null;
   document.getElementById("play").addEventListener("click", (e) => {
     if (timer) { clearInterval(timer); timer = null; e.target.textContent = "play"; return; }
@@ -280,7 +311,22 @@
         res.markers_drawn && res.contour_drawn && (f.curves ? res.curves_drawn :
         res.branches_drawn) && res.click_moves_slider;
       res.pass = pass;
-      ok = ok && (last === 0 || pass);
+      const basinFrame = f.frames.findIndex((q) => q.basins);
+      if (basinFrame >= 0) {  // colour by basin: a heatmap of the frame's basin numbers
+        await setFrame(basinFrame);
+        colourSelect.value = "basins";
+        colourSelect.dispatchEvent(new Event("change"));
+        await state.pending;
+        const hm = land.data.find((tr) => tr.type === "heatmap");
+        res.basins_drawn = Boolean(hm) && JSON.stringify(hm.z) ===
+          JSON.stringify(f.frames[basinFrame].basins) && land.querySelectorAll(".hm image").length > 0;
+        colourSelect.value = "energy";
+        colourSelect.dispatchEvent(new Event("change"));
+        await state.pending;
+        res.basins_hidden_again = !land.data.some((tr) => tr.type === "heatmap");
+        res.pass = pass && res.basins_drawn && res.basins_hidden_again;
+      }
+      ok = ok && (last === 0 || res.pass);
       report.families.push(res);
     }
     await setFamily(0);
