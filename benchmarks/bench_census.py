@@ -7,8 +7,16 @@ the share of time spent inside model calls (the model is wrapped in a timer).
 Then completeness: on random sharp 2-D exact models (5–12 points in [−1.5, 1.5]²,
 σ ∈ [0.08, 0.3]) the share of censuses with Σ(−1)^index = 1 after the first search
 and after the retries (deflation), the retry rounds used and the time per census.
-Last, the cost against the work asked for: the census time against the number of starts
+Then the cost against the work asked for: the census time against the number of starts
 (2-D and d = 64), and the continuation time against its initial steps on a 1-D family.
+
+Last, the suite's rows (:func:`suite`): the census at d = 64, 784 and 3072 (the exact
+diffusion model of K = 100 Gaussian points in the memorization regime, σ = 0.15 × their
+median nearest-neighbour distance, starts at the first training points plus noise)
+against the number of starts, with the Newton step on Hessian-vector products
+(``hessian="hvp"``) against the dense-Hessian step of the same run (``"dense"``) where the
+dense census runs in seconds; and the Newton stage alone (:func:`memscape.landscape.newton_refine`
+from points near the memories and pair midpoints), dense against hvp, at d = 784 and 3072.
 
 Run: ``python benchmarks/bench_census.py [--device cpu] [--quick]``.
 """
@@ -16,13 +24,12 @@ Run: ``python benchmarks/bench_census.py [--device cpu] [--quick]``.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections import defaultdict
 from typing import Any
 
 import torch
+from _common import machine, row
 
 import memscape as ms
 
@@ -128,23 +135,113 @@ def scaling(quick: bool) -> None:
         )
 
 
+#: the suite's census cases: (d, starts in --quick, starts in a full run, the most starts
+#: of a dense census: at d = 784 one dense LM iteration costs ~0.15 s per state, at
+#: d = 3072 ~10 s, one 3072² eigen-decomposition; 0: dense only in the Newton-stage rows).
+CENSUS_CASES = ((64, (16, 64), (16, 64, 256), 256), (784, (4, 16), (4, 16, 32), 4),
+                (3072, (4,), (4, 16), 0))  # fmt: skip
+CENSUS_K = 100
+SIGMA_FACTOR = 0.15  # σ / median nearest-neighbour distance: each memory a minimum
+
+
+def census_model(d: int, device: str, seed: int = 0) -> tuple[Any, float, torch.Tensor]:
+    """The exact model of ``CENSUS_K`` Gaussian points ``N(0, I/d)`` in ℝᵈ, its σ, the points."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.randn(CENSUS_K, d, generator=g, dtype=torch.float64) / d**0.5).to(device)
+    dist = torch.cdist(y, y)
+    dist.fill_diagonal_(float("inf"))
+    return ms.EmpiricalDiffusion(y), SIGMA_FACTOR * float(dist.min(1).values.median()), y
+
+
+def near_points(y: torch.Tensor, n: int, scale: float, seed: int = 1) -> torch.Tensor:
+    """``n`` starts: the training points in turn plus Gaussian noise of norm ≈ ``scale``."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, y.shape[1], generator=g, dtype=y.dtype).to(y.device)
+    return y[torch.arange(n, device=y.device) % y.shape[0]] + scale * noise / y.shape[1] ** 0.5
+
+
+def timed_census(model: Any, sigma: float, starts: torch.Tensor, hessian: str) -> dict[str, Any]:
+    """Seconds of one census (first search only: ``retries=0``) and its points by index."""
+    t0 = time.perf_counter()
+    cps = ms.critical_points(model, sigma, starts=starts, retries=0, hessian=hessian)
+    wall = time.perf_counter() - t0
+    conv = cps.table[cps.table.converged]
+    counts = conv.morse_index.value_counts().sort_index().to_dict()
+    return {"s": wall, "points": len(conv), "by_index": {int(k): int(v) for k, v in counts.items()}}
+
+
+def census_rows(device: str, quick: bool) -> list[dict[str, Any]]:
+    """Census seconds per start against the number of starts, hvp against dense."""
+    rows = []
+    for d, quick_n, full_n, dense_max in CENSUS_CASES:
+        model, sigma, y = census_model(d, device)
+        for mode in ("hvp", "dense") if dense_max else ("hvp",):  # warm-up: first calls
+            timed_census(model, sigma, near_points(y, 1, 0.5 * sigma), mode)
+        for n in quick_n if quick else full_n:
+            starts = near_points(y, n, 0.5 * sigma)
+            hvp = timed_census(model, sigma, starts, "hvp")
+            note = f"hvp: census {hvp['s']:.2f} s, {hvp['points']} points {hvp['by_index']}"
+            dense = {"s": float("nan")}
+            if n <= dense_max:
+                dense = timed_census(model, sigma, starts, "dense")
+                note += f"; dense: {dense['s']:.2f} s, {dense['points']} points {dense['by_index']}"
+            else:
+                note += "; dense census skipped (minutes: one LM iteration per state is a d×d eigh)"
+            rows.append(row("census", f"d={d}, K={CENSUS_K}, sigma={sigma:.3g}, starts={n}",
+                            hvp["s"] / n, "s per start", baseline="dense-Hessian Newton (same run)",
+                            baseline_value=dense["s"] / n, higher_is_better=False,
+                            note=("quick; " if quick else "") + note))  # fmt: skip
+    return rows
+
+
+def newton_rows(device: str, quick: bool) -> list[dict[str, Any]]:
+    """The Newton stage alone: ms per state, dense against hvp, near memories and midpoints."""
+    from memscape.landscape import newton_refine
+
+    rows = []
+    for d, n in ((784, 8),) if quick else ((784, 16), (3072, 2)):
+        model, sigma, y = census_model(d, device)
+        half = n // 2
+        mid = (y[:half] + y[half : 2 * half]) / 2  # pair midpoints: index-1 saddles
+        x0 = torch.cat([near_points(y, half, 0.5 * sigma), near_points(mid, half, 0.1 * sigma)])
+        out = {}
+        for mode in ("hvp", "dense"):
+            t0 = time.perf_counter()
+            res = newton_refine(model, x0, sigma, hessian=mode)
+            out[mode] = (time.perf_counter() - t0, res)
+        (t_h, r_h), (t_d, r_d) = out["hvp"], out["dense"]
+        note = (f"converged hvp {int(r_h.converged.sum())}/{n}, dense {int(r_d.converged.sum())}/{n}; "
+                f"mean LM iterations hvp {r_h.iterations.double().mean():.1f}, dense "
+                f"{r_d.iterations.double().mean():.1f}; max distance between the two "
+                f"{float((r_h.x - r_d.x).norm(dim=1).max()):.1e}")  # fmt: skip
+        rows.append(row("census-newton", f"d={d}, K={CENSUS_K}, {half} minima + {half} saddles",
+                        1e3 * t_h / n, "ms per state", baseline="dense-Hessian Newton (same run)",
+                        baseline_value=1e3 * t_d / n, higher_is_better=False,
+                        note=("quick; " if quick else "") + note))  # fmt: skip
+    return rows
+
+
+def suite(device: str, quick: bool) -> list[dict[str, Any]]:
+    """The suite's rows: census seconds per start against the starts (d = 64, 784, 3072) and
+    the Newton stage alone, each with the dense-Hessian Newton of the same run as baseline."""
+    return census_rows(device, quick) + newton_rows(device, quick)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="smaller runs (smoke test)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--completeness", type=int, default=100, help="random models (0: skip)")
+    parser.add_argument("--suite-only", action="store_true", help="only the suite's rows")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    print(
-        f"memscape {ms.__version__}, torch {torch.__version__}, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch threads {torch.get_num_threads()}, "
-        f"load average {os.getloadavg()[0]:.1f}, device {dev}"
-        + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
-    )
+    print(machine(args.device))
+    if args.suite_only:
+        print_rows(suite(args.device, args.quick))
+        return
     g = torch.Generator().manual_seed(0)
     pts2 = torch.randn(6, 2, generator=g, dtype=torch.float64).to(dev)
     run("2-D exact diffusion, K=6, sigma=0.25", ms.EmpiricalDiffusion(pts2), 0.25,
@@ -157,6 +254,14 @@ def main() -> None:
     if args.completeness:
         completeness(20 if args.quick else args.completeness)
     scaling(args.quick)
+    print_rows(suite(args.device, args.quick))
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """The suite's rows, one per line."""
+    for r in rows:
+        print(f"  {r['benchmark']:<14} {r['case']:<44} {r['memscape']:10.4g} {r['unit']}, "
+              f"{r['baseline']} {r['baseline_value']:.4g} (dense/hvp {r['ratio']:.2f}); {r['note']}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -83,18 +83,20 @@ class Search:
 def first_search(
     model: ScoreOrDenoiser, x0: torch.Tensor, sigma: Any, shape: tuple[int, ...], scale: float,
     tol: float, max_steps: int, max_seeds: int, n_newton_starts: int | None,
+    hessian: str = "auto",
 ) -> Search:  # fmt: skip
     """The census' first search: descent, then Newton from starts and seeds.
 
     1. minima by descent (:func:`descend_flat`), Newton on one representative per
        cell of side ``10⁻² × scale``; 2. Levenberg–Marquardt from the first
-       ``n_newton_starts`` starts and from midpoints / centroids of the minima.
+       ``n_newton_starts`` starts and from midpoints / centroids of the minima (both
+       with the Newton ``hessian`` mode, :func:`memscape.landscape.newton_refine`).
     """
     n0, d = x0.shape
     # 1. minima by descent, then Newton on one representative per coarse cell
     xd, _ = descend_flat(model, x0, sigma, shape, max_steps=max_steps, scale=scale)
     reps, inv = dedupe(xd, 1e-2 * scale)
-    ref_min = newton_refine(model, xd[reps].reshape(-1, *shape), sigma, tol=tol)
+    ref_min = newton_refine(model, xd[reps].reshape(-1, *shape), sigma, tol=tol, hessian=hessian)
     mins = ref_min.x.reshape(-1, d)[ref_min.converged]
     mins = mins[dedupe(mins, 1e-4 * scale)[0]]  # distinct minima only: no repeated seeds
     # 2. saddle seeds: raw random starts, midpoints and centroids of minima
@@ -102,7 +104,8 @@ def first_search(
     seeds, seed_src = _seeds(mins, max_seeds)
     rest = torch.cat([x0[:k_newton], seeds])
     if rest.shape[0]:
-        rest = newton_refine(model, rest.reshape(-1, *shape), sigma, tol=tol).x.reshape(-1, d)
+        rest = newton_refine(model, rest.reshape(-1, *shape), sigma, tol=tol,
+                             hessian=hessian).x.reshape(-1, d)  # fmt: skip
     refined = torch.cat([ref_min.x.reshape(-1, d), rest])
     gn = flat_score(model, refined, sigma, shape).norm(dim=1)
     source = ["descent"] * reps.numel() + ["newton"] * k_newton + seed_src

@@ -173,3 +173,9 @@ def hvp_operator(
         return (-(jt_v + j_v) / 2).detach()
 
     return hvp_score
+
+
+def row_chunks(b: int, row_elements: int, max_elements: int = 1 << 24) -> list[slice]:
+    """Split ``b`` rows so that each chunk holds ≤ ``max_elements`` (``row_elements`` per row)."""
+    n = max(1, max_elements // max(1, row_elements))
+    return [slice(i, min(i + n, b)) for i in range(0, b, n)]

@@ -38,7 +38,7 @@ import torch
 from memscape._validation import check_device, check_dtype, check_generator, check_int
 
 # isort: split
-from memscape._validation import check_positive, check_tensor
+from memscape._validation import check_choice, check_positive, check_tensor
 from memscape.landscape._cluster import dedupe_converged_first
 from memscape.landscape._descent import Search, first_search
 from memscape.landscape._fields import (
@@ -57,7 +57,7 @@ from memscape.landscape.deflation import (
 )
 from memscape.landscape.labels import default_tolerance, label_points, median_nn_distance
 from memscape.landscape.morse import HYPERBOLIC_RTOL, hessian_spectrum, is_hyperbolic
-from memscape.landscape.newton import compute_dtype, model_tol, newton_refine
+from memscape.landscape.newton import HESSIAN_MODES, compute_dtype, model_tol, newton_refine
 from memscape.protocol import ScoreOrDenoiser
 
 __all__ = ["CriticalPoints", "critical_points", "default_patterns"]
@@ -301,6 +301,7 @@ def critical_points(
     dtype: torch.dtype = torch.float64,
     device: Any = None,
     generator: torch.Generator | None = None,
+    hessian: str = "auto",
 ) -> CriticalPoints:
     """Find and analyse the critical points of ``E(·, σ)`` (or a discrete model's fixed points).
 
@@ -349,6 +350,11 @@ def critical_points(
         dtype: of the analysis (default float64).
         device: of the analysis (default the patterns' device or CPU).
         generator: ``torch.Generator`` for the random starts.
+        hessian: how every Newton (Levenberg–Marquardt) refinement of the search uses
+            the Hessian: ``"auto"`` (Hessian-vector products when ``d > 256``, dense
+            matrices otherwise), ``"dense"`` or ``"hvp"``
+            (:func:`memscape.landscape.newton.newton_refine`; the deflated Newton steps
+            of the retries stay dense).
 
     Returns:
         :class:`CriticalPoints` whose ``table`` has one row per point with columns
@@ -378,6 +384,7 @@ def critical_points(
     device = None if device is None else check_device(device)
     if n_newton_starts is not None:
         check_int(n_newton_starts, "n_newton_starts", minimum=0)
+    check_choice(hessian, HESSIAN_MODES, "hessian")
     pats = default_patterns(model) if patterns is None else check_tensor(patterns, "patterns")
     if discrete if discrete is not None else bool(getattr(model, "discrete", False)):
         from memscape.landscape.discrete import discrete_fixed_points
@@ -414,10 +421,10 @@ def critical_points(
     tol = model_tol(model, x0, sigma, shape, scale) if tol is None else tol
     if seeds:
         search = first_search(
-            model, x0, sigma, shape, scale, tol, max_steps, max_seeds, n_newton_starts
+            model, x0, sigma, shape, scale, tol, max_steps, max_seeds, n_newton_starts, hessian
         )
     else:
-        res = newton_refine(model, x0.reshape(-1, *shape), sigma, tol=tol)
+        res = newton_refine(model, x0.reshape(-1, *shape), sigma, tol=tol, hessian=hessian)
         search = Search(res.x.reshape(n0, d), res.grad_norm, ["start"] * n0, None, 0, 0)
     info: dict[str, Any] = {"n_starts": n0, "dedupe_tol": dedupe_tol, "retries": 0,
             "compute_dtype": str(precision).removeprefix("torch.")}  # fmt: skip
@@ -453,7 +460,7 @@ def critical_points(
         extra, extra_src, info["retries"] = complete_census(
             model, sigma, shape, known, cps.morse_index.to(device)[conv], tol=tol,
             dedupe_tol=dedupe_tol, length=scale, box=(lo, hi), retries=retries,
-            generator=generator,
+            generator=generator, hessian=hessian,
         )  # fmt: skip
         if extra.shape[0]:
             grad_norm = flat_score(model, extra, sigma, shape).norm(dim=1)

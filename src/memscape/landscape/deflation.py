@@ -304,6 +304,7 @@ def complete_census(
     box: tuple[torch.Tensor, torch.Tensor],
     retries: int,
     generator: torch.Generator | None = None,
+    hessian: str = "auto",
 ) -> tuple[torch.Tensor, list[str], int]:
     """Search again while ``Σ(−1)^index ≠ 1`` (a coercive Morse function on ℝᵈ; Milnor Thm 5.2).
 
@@ -324,6 +325,8 @@ def complete_census(
         box: ``(low, high)`` ``(d,)`` bounds of the random seeds.
         retries: the budget of rounds (0: none).
         generator: randomness of the random seeds.
+        hessian: the Newton mode of the Levenberg–Marquardt refinements
+            (:func:`memscape.landscape.newton_refine`; the deflated steps stay dense).
 
     Returns:
         ``(points, sources, rounds)``: the new critical points ``(n, d)``, how each was
@@ -339,7 +342,7 @@ def complete_census(
             model, sigma, shape, known, index, vectors, box, rounds, length, generator
         )
         rounds += 1
-        lm = newton_refine(model, seeds.reshape(-1, *shape), sigma, tol=tol)
+        lm = newton_refine(model, seeds.reshape(-1, *shape), sigma, tol=tol, hessian=hessian)
         dx, dg = deflated_newton(
             model, seeds[:DEFLATION_STARTS], sigma, shape, known, tol=tol, length=length
         )

@@ -14,6 +14,13 @@ converged only when ``‖g‖ ≤ tol``; the others are returned and flagged. A 
 also stops when ``‖g‖`` fell by less than half over the last 8 iterations (Newton
 near a root, even a degenerate one, at least halves it every step).
 Works for score-only models too (then ``H`` may be non-symmetric).
+
+The step is formed from dense Hessians (``hessian="dense"``: one ``(B, d, d)`` matrix
+and one eigen-decomposition per state and iteration, memory ``B·d²``) or matrix-free
+(``hessian="hvp"``: the damped step over a Krylov subspace of Hessian-vector products,
+damped MINRES for an energy model's symmetric ``H`` and damped LSQR for a score-only
+model's ``−∂s/∂x``; an inexact Newton method with the Eisenstat–Walker forcing term;
+:mod:`memscape.landscape.krylov`), the default for ``d > 256``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 
 import torch
 
-from memscape._validation import check_int, check_positive, check_tensor
+from memscape._validation import check_choice, check_int, check_positive, check_tensor
 from memscape.landscape._fields import (
     batch_chunks,
     check_model,
@@ -34,11 +41,40 @@ from memscape.landscape._fields import (
     flat_hessian,
     flat_score,
     has_energy,
+    row_chunks,
     slice_sigma,
 )
+from memscape.landscape.krylov import (
+    KRYLOV_MAX_DIM,
+    bidiagonal_factor,
+    forcing_term,
+    hvp_of,
+    jacobian_products_of,
+    krylov_factor,
+    krylov_step,
+)
+from memscape.landscape.morse import DENSE_MAX_DIM
 from memscape.protocol import ScoreOrDenoiser
 
-__all__ = ["NewtonResult", "newton_refine"]
+__all__ = ["HESSIAN_MODES", "NewtonResult", "newton_refine"]
+
+#: how a Newton step uses the Hessian: ``"auto"`` (``"hvp"`` when ``d > DENSE_MAX_DIM``, as
+#: :func:`memscape.landscape.morse.hessian_spectrum` switches to Lanczos; ``"dense"``
+#: otherwise), ``"dense"`` (matrices) or ``"hvp"`` (matrix–vector products).
+HESSIAN_MODES = ("auto", "dense", "hvp")
+
+
+def resolve_hessian(hessian: str, d: int) -> str:
+    """``"dense"`` or ``"hvp"`` at dimension ``d``.
+
+    ``"auto"`` is ``"hvp"`` when ``d > DENSE_MAX_DIM``. Raises ``ValueError`` naming
+    ``hessian`` for an unknown mode.
+    """
+    mode = check_choice(hessian, HESSIAN_MODES, "hessian")
+    if mode == "auto":
+        return "hvp" if d > DENSE_MAX_DIM else "dense"
+    return mode
+
 
 STALL_WINDOW = 8  # a state stops when ‖g‖ fell by less than
 STALL_RATIO = 0.5  # this factor over the last STALL_WINDOW iterations
@@ -150,11 +186,13 @@ def newton_refine(
     max_iter: int = 50,
     max_step: float | None = None,
     damping: float = 1e-6,
+    hessian: str = "auto",
 ) -> NewtonResult:
     """Refine states to critical points of ``E(·, σ)`` by damped Newton (Levenberg–Marquardt).
 
     All states are solved at once (batched linear solves); memory is bounded by
-    processing the batch in chunks whose Hessians hold ≤ 2²⁴ entries.
+    processing the batch in chunks whose Hessians (``"dense"``) or Krylov bases
+    (``"hvp"``) hold ≤ 2²⁴ entries.
 
     Args:
         model: any object following the protocol (``score`` or ``denoise``; closed-form
@@ -167,6 +205,13 @@ def newton_refine(
         max_step: optional trust radius: every step is shortened to ``‖δ‖ ≤ max_step``
             (keeps a corrector on its branch during continuation).
         damping: initial λ relative to the mean diagonal of ``HᵀH``.
+        hessian: how the step uses the Hessian (:data:`HESSIAN_MODES`): ``"dense"``
+            (closed-form or autograd ``(B, d, d)`` matrices, one eigen-decomposition per
+            iteration), ``"hvp"`` (matrix-free: the LM step minimized over a Krylov
+            subspace of Hessian-vector products, damped MINRES for energy models and
+            damped LSQR on ``Jv`` / ``Jᵀu`` for score-only ones, with the
+            Eisenstat–Walker forcing term; :mod:`memscape.landscape.krylov`) or
+            ``"auto"`` (``"hvp"`` when ``d > 256``).
 
     Returns:
         :class:`NewtonResult` (states keep the input's shape; failures are flagged,
@@ -187,13 +232,15 @@ def newton_refine(
     b = x.shape[0]
     flat = x.detach().reshape(b, -1).clone()
     d = flat.shape[1]
+    mode = resolve_hessian(hessian, d)
     out_g = torch.empty(b, dtype=x.dtype, device=x.device)
     out_it = torch.zeros(b, dtype=torch.long, device=x.device)
-    for sl in batch_chunks(b, d):
+    chunks = batch_chunks(b, d) if mode == "dense" else row_chunks(b, (KRYLOV_MAX_DIM + 1) * d)
+    for sl in chunks:
         rows = torch.arange(b, device=x.device)[sl]
         sig = slice_sigma(sigma, rows)
         flat[sl], out_g[sl], out_it[sl] = _lm(
-            model, flat[sl], sig, shape, tol, max_iter, max_step, damping
+            model, flat[sl], sig, shape, tol, max_iter, max_step, damping, mode
         )
     return NewtonResult(
         x=flat.reshape(x.shape),
@@ -212,12 +259,16 @@ def _lm(
     max_iter: int,
     max_step: float | None,
     damping: float,
+    mode: str = "dense",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Levenberg–Marquardt on ``g(x) = −s(x) = 0`` for one chunk of flat states ``(n, d)``.
 
     Energy models have a symmetric ``H = QΛQᵀ``: one ``eigh`` per iteration gives
     every damped step ``δ(λ) = −Q diag(Λ/(Λ² + λ)) Qᵀ g`` (rejections cost no
-    solve). Score-only models solve ``(HᵀH + λI) δ = −Hᵀg`` per trial.
+    solve). Score-only models solve ``(HᵀH + λI) δ = −Hᵀg`` per trial. ``mode="hvp"``:
+    one Lanczos factorization per iteration (:func:`memscape.landscape.krylov.krylov_factor`;
+    Golub–Kahan, :func:`~memscape.landscape.krylov.bidiagonal_factor`, for score-only
+    models) gives every damped step in its Krylov subspace, with no matrix formed.
     """
     n = x.shape[0]
     symmetric = has_energy(model)
@@ -235,11 +286,22 @@ def _lm(
         if idx.numel() == 0:
             break
         sig = slice_sigma(sigma, idx)
-        fac = factor_hessian(flat_hessian(model, x[idx], sig, shape), g[idx], symmetric)
+        if mode == "hvp":
+            eta = forcing_term(gn[idx], history[it - 1][idx] if it > 0 else None, tol)
+            if symmetric:
+                fac = krylov_factor(hvp_of(model, x[idx], sig, shape), g[idx], eta)
+            else:
+                h_v, ht_u = jacobian_products_of(model, x[idx], sig, shape)
+                fac = bidiagonal_factor(h_v, ht_u, g[idx], eta)
+        else:
+            fac = factor_hessian(flat_hessian(model, x[idx], sig, shape), g[idx], symmetric)
         scale = fac[-1]
         lam_i = torch.where(torch.isnan(lam[idx]), damping * scale, lam[idx])
         while True:  # retry rejected steps with larger λ, reusing the factorization
-            delta = damped_step(fac, lam_i, symmetric)
+            if mode == "hvp":
+                delta = krylov_step(fac, lam_i)
+            else:
+                delta = damped_step(fac, lam_i, symmetric)
             if max_step is not None:
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(max_step / norm.clamp_min(1e-300), max=1.0)
