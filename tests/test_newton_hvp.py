@@ -255,3 +255,21 @@ def test_bidiagonal_step_is_the_damped_least_squares_step():
         want = torch.linalg.solve(ht @ h + lam * torch.eye(d, dtype=F64), -(ht @ grad[:, :, None]))
         got = krylov.krylov_step(fac, torch.full((n,), lam, dtype=F64))
         torch.testing.assert_close(got, want[:, :, 0], rtol=1e-7, atol=1e-9)
+
+
+def test_lanczos_spectrum_at_high_d_is_the_autograd_hessians_lowest_eigenvalues():
+    """The Morse-index spectrum at d > 256 (Lanczos on one backward pass per product)
+    against ``eigvalsh`` of the Hessian that autograd forms in the test, at points where
+    the lowest eigenvalues are negative (between memories), zero-crossing and positive."""
+    from memscape.landscape.morse import hessian_spectrum
+
+    y, spread = spread_points(4, 300, seed=3)
+    model = ms.EmpiricalDiffusion(y)
+    sigma = 0.45 * spread
+    x = torch.stack([y[0], 0.5 * (y[0] + y[1]), y.mean(0), 0.3 * y[2] + 0.7 * y[3]])
+    spec = hessian_spectrum(model, x, sigma, method="lanczos", k=4)
+    for i in range(len(x)):
+        h = torch.autograd.functional.hessian(lambda z: model.energy(z[None], sigma).sum(), x[i])
+        low = torch.linalg.eigvalsh(h)[:4]
+        assert spec.eigenvalues[i] == pytest.approx(low.tolist(), rel=1e-7, abs=1e-9 / sigma**2)
+    assert (spec.eigenvalues[:, 0] < 0).any() and (spec.eigenvalues[:, 0] > 0).any()

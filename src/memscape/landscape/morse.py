@@ -34,6 +34,7 @@ from memscape.landscape._fields import (
     check_sigma,
     event_shape,
     flat_hessian,
+    has_energy,
     hvp_operator,
     slice_sigma,
 )
@@ -232,14 +233,20 @@ def _dense(
 def _lanczos(
     model: ScoreOrDenoiser, flat: torch.Tensor, sigma: Any, shape: tuple[int, ...], k: int
 ) -> HessianSpectrum:
-    """Lowest ``k`` eigenpairs of the symmetric part by Lanczos on Hessian-vector products."""
+    """Lowest ``k`` eigenpairs of the symmetric part by Lanczos on Hessian-vector products
+    (ARPACK's implicitly restarted Lanczos, Lehoucq, Sorensen & Yang 1998, via ``eigsh``)."""
     from scipy.sparse.linalg import LinearOperator, eigsh
+
+    from memscape.landscape.krylov import hvp_of
 
     b, d = flat.shape
     vals = torch.empty(b, k, dtype=flat.dtype)
     vecs = torch.empty(b, d, k, dtype=flat.dtype)
+    # energy models: H = −∂s/∂x from one backward pass through the score's graph, built
+    # once per point; score-only models: the symmetric part ½(H + Hᵀ), rebuilt per product
+    operator = hvp_of if has_energy(model) else hvp_operator
     for i in range(b):
-        hvp = hvp_operator(model, flat[i : i + 1], slice_sigma(sigma, torch.tensor([i])), shape)
+        hvp = operator(model, flat[i : i + 1], slice_sigma(sigma, torch.tensor([i])), shape)
 
         def matvec(v: np.ndarray, hvp: Any = hvp) -> np.ndarray:
             vt = torch.as_tensor(np.asarray(v).reshape(1, d), dtype=flat.dtype, device=flat.device)
