@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from memscape._validation import check_int
+from memscape.diffusion.checkpoints import read_checkpoint, write_checkpoint
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
 from memscape.diffusion.training import (
@@ -48,8 +49,6 @@ from memscape.diffusion.training import (
     _run_config,
     _save_run,
     _Trainer,
-    read_checkpoint,
-    write_checkpoint,
 )
 from memscape.io import read_json, write_json
 

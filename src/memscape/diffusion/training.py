@@ -16,14 +16,16 @@ seed), ``losses.csv`` (one row per ``log_every`` steps: step, mean loss, lr),
 pickle). Every file is written to a temporary name and moved into place; a checkpoint
 folder is swapped in whole, and ``model.json`` is written last: its presence marks a
 finished run. Resuming from a checkpoint gives bit-identical results to an uninterrupted
-run on the CPU. Every ``log_every`` steps the loop reports ``("train", step, steps,
-rate)`` to :func:`memscape.progress.report` (a sweep shows it for the jobs in flight).
+run on the CPU (on the step path that wrote it). The step runs eagerly or compiled whole
+(``compile=``; :mod:`memscape.diffusion.fast_step`), with the same draws and the same
+loss curve to float rounding. Every ``log_every`` steps the loop reports ``("train",
+step, steps, rate)`` to :func:`memscape.progress.report` (a sweep shows it for the jobs
+in flight). The checkpoint files are :mod:`memscape.diffusion.checkpoints`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,21 +35,19 @@ import pandas as pd
 import torch
 
 from memscape._validation import check_device, check_int, check_positive, check_tensor
+from memscape.diffusion.checkpoints import _CKPT, read_checkpoint, write_checkpoint
+from memscape.diffusion.fast_step import FastStep, edm_loss, use_compile
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
 from memscape.io import (
     atomic_write,
     environment,
-    load_tensors,
     read_json,
-    save_tensors,
     write_json,
 )
 from memscape.progress import report
 
 __all__ = ["TrainRun", "train"]
-
-_CKPT = "checkpoint"
 
 
 @dataclass
@@ -60,7 +60,10 @@ class TrainRun:
             steps), ``lr``.
         path: the run folder, or ``None`` when ``out`` was not given.
         config: what ``config.json`` holds.
-        steps_per_second: training speed of this call (excluding checkpoint writes).
+        steps_per_second: training speed of this call (excluding checkpoint writes and
+            compilation).
+        compiled: whether the compiled step ran (``compile=``).
+        compile_seconds: time spent compiling it (0 when eager).
     """
 
     model: ScoreModel
@@ -68,6 +71,8 @@ class TrainRun:
     path: Path | None
     config: dict[str, Any] = field(default_factory=dict)
     steps_per_second: float = float("nan")
+    compiled: bool = False
+    compile_seconds: float = 0.0
 
 
 def _data_tensor(data: Any) -> tuple[torch.Tensor, float | None, str]:
@@ -154,6 +159,7 @@ def train(
     progress: bool = True,
     resume: bool = True,
     threads: int | None = None,
+    compile: bool | str = "auto",
 ) -> TrainRun:
     """Train ``model`` on ``data`` with the denoising loss of its preconditioning (EDM eq. 8).
 
@@ -175,6 +181,28 @@ def train(
         resume: continue from ``out/checkpoint`` when present (its configuration must match).
         threads: torch intra-op CPU threads during training (restored afterwards); one
             thread is fastest for small MLPs on few cores. ``None`` keeps the current setting.
+        compile: run the step compiled by ``torch.compile``
+            (:class:`memscape.diffusion.fast_step.FastStep`: loss, gradient, clipping, Adam
+            and EMA in one graph over flat buffers) — ``True``, ``False`` (the eager step)
+            or ``"auto"``: compiled for MLP score models with ``steps ≥``
+            :data:`~memscape.diffusion.fast_step.COMPILE_AUTO_STEPS`. Same draws, same
+            loss curve to float rounding (not bit for bit); checkpoints have one layout,
+            and either path resumes the other's runs (bit-identically only on the path
+            that wrote them: ``"auto"`` depends on the arguments only, so it does). A
+            failed compilation (no C compiler, no triton) warns and trains eagerly. Not
+            for energy models (``True`` raises; ``"auto"`` stays eager).
+            Measured on a 2-core AMD EPYC VM (torch 2.13 CPU, load average 1.2–3 from
+            other processes; MLP 256×4, batch 256; train and a plain eager PyTorch loop
+            timed in turn in one process, best of 5–20 rounds): on 1 thread the compiled
+            step runs at 1.30–1.34× the plain loop on 2-D data (median of 20 rounds
+            1.27–1.30×) and 1.34–1.36× on 64-d data, the eager step at 1.00–1.02×; on 2
+            threads (both sides) 1.48–1.52×. Profiled, the 1-thread compiled step is
+            78 % matrix products (≈ 4.6 ms a step, 3.6 ms of them): 1.5× on 1 thread,
+            against the loop's ≈ 6 ms, would leave under 0.4 ms for all the rest. Compiling
+            costs ≈ 40 s the first time on a machine, 3–6 s in a new process (inductor's
+            on-disk cache) and nothing for later models of the same architecture and
+            batch in one process; ``"auto"``'s threshold recovers the cached cost with
+            margin (≈ 1.7 ms saved a step).
 
     Returns:
         :class:`TrainRun`. The model is left on ``device`` holding its EMA weights.
@@ -192,6 +220,7 @@ def train(
         grad_clip=grad_clip, log_every=log_every,
     )  # fmt: skip
     dev = _check_run_args(checkpoint_every, threads, device)
+    compiling = use_compile(compile, model, steps)
     path = _check_out(out, "out")
     given_sigma_data = model.sigma_data
     if model.sigma_data is None:
@@ -211,12 +240,13 @@ def train(
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
         write_json(path / "config.json", config)
-    rate = trainer.run(steps, checkpoint_every, path, progress, threads)
+    rate = trainer.run(steps, checkpoint_every, path, progress, threads, compiling)
     if path is not None:
         trainer.save_checkpoint(path)
     trainer.finish()
     losses = _save_run(path, model, trainer.rows)
-    return TrainRun(model=model, losses=losses, path=path, config=config, steps_per_second=rate)
+    return TrainRun(model=model, losses=losses, path=path, config=config, steps_per_second=rate,
+                    compiled=trainer.compiled, compile_seconds=trainer.compile_seconds)  # fmt: skip
 
 
 def _save_run(path: Path | None, model: ScoreModel, rows: list) -> pd.DataFrame:
@@ -256,6 +286,9 @@ def _check_resumable(ckpt: Path, config: dict[str, Any], steps: int) -> None:
 class _Trainer:
     """The training state (weights, EMA, Adam, generator, loss rows) and its loop."""
 
+    fast: FastStep | None = None  # the compiled step, while it runs (a subclass keeps None)
+    compiled, compile_seconds = False, 0.0
+
     def __init__(self, model: ScoreModel, x: torch.Tensor, dev: torch.device, hyper: dict) -> None:
         self.model = model.to(dev).train()
         self.h = hyper
@@ -270,15 +303,16 @@ class _Trainer:
         self.rows: list[tuple[int, float, float]] = []
         self.step = 0
 
-    def _loss(self) -> torch.Tensor:
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A step's draws from the generator, in order: batch ``y``, σ ~ p_train, noise."""
         m, g, b = self.model, self.gen, self.h["batch"]
         y = self.x[torch.randint(self.x.shape[0], (b,), generator=g, device=self.x.device)]
         sigma = m.precond.sample_sigma(b, generator=g, device=y.device, dtype=y.dtype)
         noise = torch.randn(y.shape, generator=g, device=y.device, dtype=y.dtype)
-        s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
-        d = m._denoise(y + s * noise, sigma, create_graph=True)
-        w = m.precond.loss_weight(sigma, m._sigma_data())
-        return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
+        return y, sigma, noise
+
+    def _loss(self) -> torch.Tensor:
+        return edm_loss(self.model, *self._draw())
 
     def _clip(self, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
@@ -290,15 +324,54 @@ class _Trainer:
         return mean
 
     def run(
-        self, steps: int, every: int | None, path: Any, progress: bool, threads: int | None
-    ) -> float:
+        self, steps: int, every: int | None, path: Any, progress: bool, threads: int | None,
+        use_compile: bool = False,
+    ) -> float:  # fmt: skip
         """Train up to ``steps`` on ``threads`` CPU threads (restored after); the steps/s."""
         old_threads = torch.get_num_threads()
         torch.set_num_threads(threads or old_threads)
         try:
+            if use_compile and self.step < steps:  # seconds to a minute: say so first
+                report("train", step=self.step, steps=steps, what="compiling")
+                self._start_fast()
             return self._loop(steps, every, path, progress)
         finally:
+            self._store_fast()
+            self.fast = None
             torch.set_num_threads(old_threads)
+
+    def _start_fast(self) -> None:
+        """Build and compile the fast step from the current state (eager, warned, if it fails)."""
+        t0 = time.perf_counter()
+        fast = FastStep(self.model, self.params, self.h["grad_clip"])
+        fast.load(self.params, self.ema, self.opt)
+        self.compiled = fast.try_compile(self.h["batch"])
+        self.fast = fast if self.compiled else None
+        self.compile_seconds = time.perf_counter() - t0
+
+    def _store_fast(self) -> None:
+        """Copy the fast step's state into the weights, EMA and Adam (the eager layout)."""
+        if self.fast is not None:
+            self.fast.store(self.params, self.ema, self.opt, self.step)
+            for group in self.opt.param_groups:
+                group["lr"] = self._lr(max(self.step - 1, 0))
+
+    def _step(self, t: int, lr: float) -> torch.Tensor:
+        """Optimizer step ``t`` (from 0) at learning rate ``lr``; the loss before it."""
+        h = self.h
+        decay = min(h["ema"], (1 + t) / (10 + t))
+        if self.fast is not None:
+            return self.fast(*self._draw(), lr=lr, adam_step=t + 1, ema_weight=1.0 - decay)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        loss = self._loss()  # a scalar, or one loss per stacked model (their sum is minimized)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward(torch.ones_like(loss))
+        if h["grad_clip"] is not None:
+            self._clip(h["grad_clip"])
+        self.opt.step()
+        torch._foreach_lerp_(self.ema, self.param_data, 1.0 - decay)
+        return loss
 
     def _loop(self, steps: int, every: int | None, path: Any, progress: bool) -> float:
         from tqdm.auto import tqdm
@@ -309,16 +382,7 @@ class _Trainer:
         while self.step < steps:
             t = self.step
             lr = self._lr(t)
-            for group in self.opt.param_groups:
-                group["lr"] = lr
-            loss = self._loss()  # a scalar, or one loss per stacked model (their sum is minimized)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward(torch.ones_like(loss))
-            if h["grad_clip"] is not None:
-                self._clip(h["grad_clip"])
-            self.opt.step()
-            decay = min(h["ema"], (1 + t) / (10 + t))
-            torch._foreach_lerp_(self.ema, self.param_data, 1.0 - decay)
+            loss = self._step(t, lr)
             self.buf[t % h["log_every"]] = loss.detach()
             self.step = t + 1
             if self.step % h["log_every"] == 0 or self.step == steps:
@@ -350,6 +414,7 @@ class _Trainer:
     # ------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: Path) -> None:
         """Write ``path/checkpoint`` whole: into a temp folder, then swap it in."""
+        self._store_fast()
         opt = self.opt.state_dict()
         write_checkpoint(
             path, self.model.state_dict(), self.ema, opt, self.gen.get_state(), self.buf,
@@ -373,79 +438,3 @@ class _Trainer:
             for p, e in zip(self.param_data, self.ema, strict=True):
                 p.copy_(e)
         self.model.eval()
-
-
-# ---------------------------------------------------------------- checkpoint files
-def write_checkpoint(
-    path: Path,
-    model_state: dict[str, torch.Tensor],
-    ema: list[torch.Tensor],
-    opt_state: dict[str, Any],
-    rng: torch.Tensor,
-    loss_buffer: torch.Tensor,
-    step: int,
-    rows: list,
-) -> None:
-    """Write ``path/checkpoint`` whole (into a temp folder, then swapped in).
-
-    Holds the weights, the EMA (one tensor per trainable parameter, in order), the Adam
-    state (``opt_state``: an ``Optimizer.state_dict()``), the generator state, the loss
-    buffer, the step and the loss-table rows. Shared by :func:`train` and
-    :func:`memscape.diffusion.stacked.train_stacked`, so either resumes the other's runs.
-    """
-    tmp, final, old = path / (_CKPT + ".tmp"), path / _CKPT, path / (_CKPT + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_tensors(tmp / "model.safetensors", model_state)
-    save_tensors(tmp / "ema.safetensors", {str(i): e for i, e in enumerate(ema)})
-    tensors = {"rng": rng, "loss_buffer": loss_buffer}
-    for i, st in opt_state["state"].items():
-        for k, v in st.items():
-            tensors[f"adam.{i}.{k}"] = v
-    save_tensors(tmp / "optimizer.safetensors", tensors)
-    groups = [{k: v for k, v in g.items()} for g in opt_state["param_groups"]]
-    write_json(tmp / "state.json", {"step": step, "param_groups": groups, "rows": rows})
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.replace(old)
-    tmp.replace(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-@dataclass
-class Checkpoint:
-    """What :func:`read_checkpoint` loads: the fields :func:`write_checkpoint` wrote."""
-
-    model: dict[str, torch.Tensor]
-    ema: list[torch.Tensor]
-    adam: dict[int, dict[str, torch.Tensor]]
-    param_groups: list[dict[str, Any]]
-    rng: torch.Tensor
-    loss_buffer: torch.Tensor
-    rows: list
-    step: int
-
-
-def read_checkpoint(ckpt: Path, dev: torch.device, log_every: int) -> Checkpoint:
-    """Load a checkpoint folder written by :func:`write_checkpoint` (Adam moments on ``dev``)."""
-    state = read_json(ckpt / "state.json", "resume")
-    ema = load_tensors(ckpt / "ema.safetensors", "resume")
-    tensors = load_tensors(ckpt / "optimizer.safetensors", "resume")
-    adam: dict[int, dict[str, torch.Tensor]] = {}
-    for key, v in tensors.items():
-        if key.startswith("adam."):
-            _, idx, k = key.split(".", 2)
-            adam.setdefault(int(idx), {})[k] = v if k == "step" else v.to(dev)
-    # a call's final row averages a partial interval: drop it so the table matches an
-    # uninterrupted run (the loss buffer still holds those steps)
-    rows = [tuple(r) for r in state["rows"] if r[0] % log_every == 0]
-    return Checkpoint(
-        model=load_tensors(ckpt / "model.safetensors", "resume"),
-        ema=[ema[str(i)] for i in range(len(ema))],
-        adam=adam,
-        param_groups=state["param_groups"],
-        rng=tensors["rng"],
-        loss_buffer=tensors["loss_buffer"],
-        rows=rows,
-        step=int(state["step"]),
-    )

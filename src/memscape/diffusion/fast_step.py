@@ -1,0 +1,252 @@
+"""One compiled training step of :func:`memscape.train`: loss, gradient, clipping, Adam, EMA.
+
+The step of :func:`memscape.train` (EDM loss, Karras et al. 2022 eq. 8; Adam, Kingma &
+Ba 2015, Algorithm 1, in PyTorch's form; gradient-norm clipping; the EMA of the weights)
+is written here as one pure tensor function of flat buffers — the weights θ, Adam's
+moments m and v and the EMA, each one contiguous vector — and compiled whole by
+``torch.compile(fullgraph=True)``: the gradient comes from ``torch.func.grad_and_value``
+of ``functional_call``, so inductor fuses the backward's elementwise work (SiLU, FiLM,
+preconditioning) and the whole optimizer (clip, Adam, EMA: one pass over four vectors)
+into a few kernels, and Python runs one call per step instead of hundreds of operators.
+
+The random draws (batch, σ, noise) stay outside, from the trainer's generator in the
+eager order, so both paths see the same numbers; the results agree with the eager step
+to float rounding (the reduction order of the gradient norm and of fused kernels
+differ), not bit for bit. Resuming a compiled run with the compiled step is bit-identical.
+
+:func:`edm_loss` is the eager step's loss (through :meth:`ScoreModel.denoise`'s code);
+the compiled step writes the same expression with σ_data a tensor input.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["COMPILE_AUTO_STEPS", "FastStep", "edm_loss", "use_compile"]
+
+#: ``compile="auto"`` compiles the step of MLP runs of at least this many steps (the
+#: payback measured in :func:`memscape.train`'s docstring).
+COMPILE_AUTO_STEPS = 5000
+
+_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, which train uses
+
+
+def edm_loss(model: Any, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """EDM eq. 8: ``mean_b λ(σ_b) mean_i (D_θ(y_b + σ_b n_b, σ_b) − y_b)_i²`` (a scalar).
+
+    Args:
+        model: a :class:`memscape.ScoreModel`.
+        y: clean samples ``(B, *event_shape)``.
+        sigma: noise levels ``(B,)``.
+        noise: standard normal ``(B, *event_shape)`` (scaled by σ here).
+    """
+    b = y.shape[0]
+    s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
+    d = model._denoise(y + s * noise, sigma, create_graph=True)
+    w = model.precond.loss_weight(sigma, model._sigma_data())
+    return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
+
+
+def use_compile(compile: Any, model: Any, steps: int) -> bool:
+    """Whether :func:`memscape.train` compiles its step; ``compile`` is checked here, first.
+
+    ``"auto"`` depends on the call's arguments only (so a resumed run takes the path of the
+    run it continues): MLP score models trained for at least :data:`COMPILE_AUTO_STEPS`.
+    """
+    if not (
+        compile is True or compile is False or (isinstance(compile, str) and compile == "auto")
+    ):
+        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+    if compile is True and model.has_energy:
+        raise ValueError(
+            "compile=True is not available for energy models (their denoiser is a gradient); "
+            "pass compile=False or 'auto'"
+        )
+    if compile == "auto":
+        from memscape.diffusion.networks import MLP
+
+        mlp = isinstance(model.network, MLP)
+        return mlp and not model.has_energy and steps >= COMPILE_AUTO_STEPS
+    return bool(compile)
+
+
+class _Loss(nn.Module):
+    """:func:`edm_loss` of a score model with σ_data a tensor input (for ``functional_call``).
+
+    σ_data enters as a tensor so that models differing only in it share one compiled
+    graph (a Python float would be a constant of the graph).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+                sigma_data: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        m: Any = self.model
+        b = y.shape[0]
+        c_skip, c_out, c_in, c_noise = m.precond.coefficients(sigma, sigma_data)
+        bc = [c.reshape(-1, *([1] * (y.ndim - 1))) for c in (sigma, c_skip, c_out, c_in)]
+        x = y + bc[0] * noise
+        d = torch.addcmul(bc[1] * x, bc[2], m.network(bc[3] * x, c_noise))  # EDM eq. 7
+        w = m.precond.loss_weight(sigma, sigma_data)
+        return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
+
+
+def _step(
+    loss_module: nn.Module,
+    names: tuple[str, ...],
+    shapes: tuple[tuple[int, ...], ...],
+    clip: bool,
+    theta: torch.Tensor,
+    exp_avg: torch.Tensor,
+    exp_avg_sq: torch.Tensor,
+    ema: torch.Tensor,
+    y: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
+    scalars: torch.Tensor,
+) -> torch.Tensor:
+    """One step on flat buffers, updated in place; returns the loss before the update.
+
+    ``scalars`` = ``[lr/(1 − β₁ᵗ), √(1 − β₂ᵗ), 1 − β_ema, σ_data, c]``: Adam's
+    bias-corrected step size and denominator scale (computed in double precision by the
+    caller, as ``torch.optim.Adam`` does), the EMA weight, the data's standard deviation
+    and the clipping norm c (used when ``clip``). Tensors, not constants: one graph serves
+    every learning rate, step, σ_data and c.
+    """
+    numels = [math.prod(s) for s in shapes]
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
+        views = {n: v.view(s) for n, s, v in zip(names, shapes, flat.split(numels), strict=True)}
+        return torch.func.functional_call(loss_module, views, (y, sigma, noise, scalars[3]))
+
+    grad, loss = torch.func.grad_and_value(loss_of)(theta)
+    if clip:  # clip_grad_norm_: g · min(1, c/(‖g‖ + 1e-6))
+        grad = grad * torch.clamp(scalars[4] / (torch.linalg.vector_norm(grad) + 1e-6), max=1.0)
+    exp_avg.lerp_(grad, 1 - _BETA1)
+    exp_avg_sq.mul_(_BETA2).addcmul_(grad, grad, value=1 - _BETA2)
+    denom = exp_avg_sq.sqrt() / scalars[1] + _EPS
+    theta.sub_(scalars[0] * exp_avg / denom)
+    ema.lerp_(theta, scalars[2])
+    return loss
+
+
+_COMPILED: dict[str, Any] = {}  # one compiled function per process: dynamo's cache is shared
+
+
+def _compiled() -> Any:
+    if "step" not in _COMPILED:
+        _COMPILED["step"] = torch.compile(_step, fullgraph=True, dynamic=False)
+    return _COMPILED["step"]
+
+
+def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+class FastStep:
+    """The compiled step of one model's training: flat θ, m, v and EMA, and the call.
+
+    Args:
+        model: the :class:`memscape.ScoreModel` being trained (not an energy model:
+            its denoiser is itself a gradient, which ``torch.func`` would nest).
+        params: its trainable parameters, in ``model.parameters()`` order.
+        grad_clip: max gradient L2 norm, or ``None``.
+
+    :meth:`load` copies the trainer's weights, EMA and Adam moments in; :meth:`store`
+    copies them back (the eager layout, so checkpoints do not depend on the path).
+    """
+
+    def __init__(self, model: Any, params: Sequence[torch.Tensor], grad_clip: float | None) -> None:
+        self.loss_module = _Loss(model)
+        by_id = {id(p): n for n, p in self.loss_module.named_parameters()}
+        self.names = tuple(by_id[id(p)] for p in params)
+        self.shapes = tuple(tuple(p.shape) for p in params)
+        self.clip = grad_clip is not None
+        self.max_norm = 0.0 if grad_clip is None else float(grad_clip)
+        self.sigma_data = float(model._sigma_data())
+        self.event_shape = tuple(model.event_shape)
+        self.theta = _flat(params)
+        self.exp_avg = torch.zeros_like(self.theta)
+        self.exp_avg_sq = torch.zeros_like(self.theta)
+        self.ema = self.theta.clone()
+        self.fn = _compiled()
+
+    def load(self, params: Sequence[torch.Tensor], ema: list[torch.Tensor], opt: Any) -> None:
+        """Copy weights, EMA and Adam moments (absent before Adam's first step: zeros) in."""
+        self.theta.copy_(_flat(params))
+        self.ema.copy_(_flat(ema))
+        states = [opt.state.get(p, {}) for p in params]
+        for flat, key in ((self.exp_avg, "exp_avg"), (self.exp_avg_sq, "exp_avg_sq")):
+            flat.copy_(
+                _flat(
+                    [s.get(key, torch.zeros_like(p)) for s, p in zip(states, params, strict=True)]
+                )
+            )
+
+    def store(
+        self, params: Sequence[torch.Tensor], ema: list[torch.Tensor], opt: Any, step: int
+    ) -> None:
+        """Copy the flat state back into the parameters, the EMA list and Adam's state."""
+        numels = [p.numel() for p in params]
+        pieces = zip(
+            params, ema, *(t.split(numels) for t in (self.theta, self.ema, self.exp_avg,
+                                                     self.exp_avg_sq)), strict=True,
+        )  # fmt: skip
+        with torch.no_grad():
+            for p, e, th, em, m, v in pieces:
+                p.copy_(th.view_as(p))
+                e.copy_(em.view_as(e))
+                if step > 0:
+                    st = opt.state[p]
+                    st["step"] = torch.tensor(float(step))  # Adam's CPU scalar step
+                    st["exp_avg"] = m.view_as(p).clone()
+                    st["exp_avg_sq"] = v.view_as(p).clone()
+
+    def __call__(
+        self, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, *, lr: float,
+        adam_step: int, ema_weight: float,
+    ) -> torch.Tensor:  # fmt: skip
+        """Run Adam step number ``adam_step`` (from 1) on the batch; the loss (0-d tensor)."""
+        scalars = torch.tensor(
+            [
+                lr / (1 - _BETA1**adam_step),
+                (1 - _BETA2**adam_step) ** 0.5,
+                ema_weight,
+                self.sigma_data,
+                self.max_norm,
+            ],
+            dtype=self.theta.dtype,
+        ).to(self.theta.device)
+        return self.fn(
+            self.loss_module, self.names, self.shapes, self.clip, self.theta, self.exp_avg,
+            self.exp_avg_sq, self.ema, y, sigma, noise, scalars,
+        )  # fmt: skip
+
+    def try_compile(self, batch: int) -> bool:
+        """Compile for ``batch`` on copies of the state; ``False``, with a warning, if it fails."""
+        bufs = [t.clone() for t in (self.theta, self.exp_avg, self.exp_avg_sq, self.ema)]
+        dtype, dev = self.theta.dtype, self.theta.device
+        y = torch.zeros(batch, *self.event_shape, dtype=dtype, device=dev)
+        sigma = torch.ones(batch, dtype=dtype, device=dev)
+        scalars = torch.tensor([0.0, 1.0, 0.0, self.sigma_data, self.max_norm], dtype=dtype,
+                               device=dev)  # fmt: skip
+        try:
+            self.fn(self.loss_module, self.names, self.shapes, self.clip, *bufs, y, sigma,
+                    torch.zeros_like(y), scalars)  # fmt: skip
+        except Exception as err:  # inductor/dynamo raise many types (no compiler, no triton, …)
+            warnings.warn(
+                f"memscape.train: compiling the training step failed ({type(err).__name__}: "
+                f"{str(err)[:200]}); training with the eager step",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return False
+        return True
