@@ -39,9 +39,10 @@ import torch
 
 from memscape.landscape._cluster import dedupe
 from memscape.landscape._descent import ridge_points
-from memscape.landscape._fields import flat_hessian, flat_score, has_energy, slice_sigma
+from memscape.landscape._fields import flat_score, has_energy, slice_sigma
+from memscape.landscape.krylov import forcing_term
 from memscape.landscape.morse import hessian_spectrum
-from memscape.landscape.newton import damped_step, factor_hessian, newton_refine
+from memscape.landscape.newton import lm_factor, lm_step, newton_refine, resolve_hessian
 from memscape.progress import report
 from memscape.protocol import ScoreOrDenoiser
 
@@ -129,8 +130,14 @@ def deflated_newton(
     tol: float,
     length: float,
     max_iter: int = DEFLATION_MAX_ITER,
+    hessian: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deflated Newton on ``∇E = 0`` away from ``roots`` (Farrell et al. 2015, §3).
+
+    The Newton step ``δ`` of the undeflated problem (damped, from dense Hessians or, with
+    ``hessian="hvp"``, from Hessian-vector products as in
+    :func:`memscape.landscape.newton_refine`) becomes the deflated one by their eq. 3.3,
+    ``δ / (1 − ⟨∇log M, δ⟩)``.
 
     Args:
         model: any object following the protocol (symmetric ``H`` for energy models).
@@ -141,14 +148,18 @@ def deflated_newton(
         tol: a start has converged when ``‖∇E‖ ≤ tol``.
         length: ℓ, the unit of distance of ``M(x)`` and of the step cap.
         max_iter: iteration cap.
+        hessian: ``"auto"`` (Hessian-vector products when ``d > 256``), ``"dense"`` or
+            ``"hvp"`` (:data:`memscape.landscape.newton.HESSIAN_MODES`).
 
     Returns:
         ``(x, grad_norm)``: flat end states ``(B, d)`` and their ``‖∇E‖`` ``(B,)``.
     """
     x = x.clone()
     symmetric = has_energy(model)
+    mode = resolve_hessian(hessian, x.shape[1])
     g = -flat_score(model, x, sigma, shape)
     gn = g.norm(dim=1)
+    gn_prev: torch.Tensor | None = None  # ‖G‖'s Newton residual a step ago (forcing term)
     log_m, dlog_m = _log_deflation(x, roots, length)
     res = log_m + gn.log()  # log ‖G‖
     active = torch.isfinite(res) & (gn > tol)
@@ -157,8 +168,10 @@ def deflated_newton(
         if idx.numel() == 0:
             break
         sig = slice_sigma(sigma, idx)
-        fac = factor_hessian(flat_hessian(model, x[idx], sig, shape), g[idx], symmetric)
-        delta = damped_step(fac, STEP_DAMPING * fac[-1], symmetric)
+        eta = forcing_term(gn[idx], None if gn_prev is None else gn_prev[idx], tol)
+        gn_prev = gn.clone()
+        fac = lm_factor(model, x[idx], sig, shape, g[idx], mode, eta)
+        delta = lm_step(fac, STEP_DAMPING * fac[-1], mode, symmetric)
         step = delta / (1 - (dlog_m[idx] * delta).sum(1, keepdim=True))
         norm = step.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
         step = step * torch.clamp(MAX_STEP * length / norm, max=1.0)
@@ -325,8 +338,8 @@ def complete_census(
         box: ``(low, high)`` ``(d,)`` bounds of the random seeds.
         retries: the budget of rounds (0: none).
         generator: randomness of the random seeds.
-        hessian: the Newton mode of the Levenberg–Marquardt refinements
-            (:func:`memscape.landscape.newton_refine`; the deflated steps stay dense).
+        hessian: the Newton mode of the Levenberg–Marquardt refinements and of the
+            deflated steps (:func:`memscape.landscape.newton_refine`).
 
     Returns:
         ``(points, sources, rounds)``: the new critical points ``(n, d)``, how each was
@@ -344,7 +357,14 @@ def complete_census(
         rounds += 1
         lm = newton_refine(model, seeds.reshape(-1, *shape), sigma, tol=tol, hessian=hessian)
         dx, dg = deflated_newton(
-            model, seeds[:DEFLATION_STARTS], sigma, shape, known, tol=tol, length=length
+            model,
+            seeds[:DEFLATION_STARTS],
+            sigma,
+            shape,
+            known,
+            tol=tol,
+            length=length,
+            hessian=hessian,
         )
         cand = torch.cat([lm.x.reshape(seeds.shape)[lm.converged], dx[dg <= tol]])
         cand_src = [f"retry-{k}" for k, c in zip(kinds, lm.converged.tolist(), strict=True) if c]

@@ -286,22 +286,12 @@ def _lm(
         if idx.numel() == 0:
             break
         sig = slice_sigma(sigma, idx)
-        if mode == "hvp":
-            eta = forcing_term(gn[idx], history[it - 1][idx] if it > 0 else None, tol)
-            if symmetric:
-                fac = krylov_factor(hvp_of(model, x[idx], sig, shape), g[idx], eta)
-            else:
-                h_v, ht_u = jacobian_products_of(model, x[idx], sig, shape)
-                fac = bidiagonal_factor(h_v, ht_u, g[idx], eta)
-        else:
-            fac = factor_hessian(flat_hessian(model, x[idx], sig, shape), g[idx], symmetric)
+        eta = forcing_term(gn[idx], history[it - 1][idx] if it > 0 else None, tol)
+        fac = lm_factor(model, x[idx], sig, shape, g[idx], mode, eta)
         scale = fac[-1]
         lam_i = torch.where(torch.isnan(lam[idx]), damping * scale, lam[idx])
         while True:  # retry rejected steps with larger λ, reusing the factorization
-            if mode == "hvp":
-                delta = krylov_step(fac, lam_i)
-            else:
-                delta = damped_step(fac, lam_i, symmetric)
+            delta = lm_step(fac, lam_i, mode, symmetric)
             if max_step is not None:
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(max_step / norm.clamp_min(1e-300), max=1.0)
@@ -325,6 +315,30 @@ def _lm(
             fac = tuple(t[keep] for t in fac)
         active &= (gn > tol) & (its < max_iter)
     return x, gn, its
+
+
+def lm_factor(
+    model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any, shape: tuple[int, ...],
+    g: torch.Tensor, mode: str, eta: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """One iteration's factorization at flat states ``x`` ``(n, d)`` with gradients ``g``:
+    dense (:func:`factor_hessian`) or, ``mode="hvp"``, Krylov with forcing terms ``eta``
+    (:func:`memscape.landscape.krylov.krylov_factor` for energies,
+    :func:`~memscape.landscape.krylov.bidiagonal_factor` for score-only models). The last
+    entry is the λ scale; :func:`lm_step` gives the damped step for any λ."""
+    symmetric = has_energy(model)  # a bool, not a type guard: model stays a ScoreOrDenoiser
+    if mode != "hvp":
+        return factor_hessian(flat_hessian(model, x, sigma, shape), g, symmetric)
+    if symmetric:
+        return krylov_factor(hvp_of(model, x, sigma, shape), g, eta)
+    h_v, ht_u = jacobian_products_of(model, x, sigma, shape)
+    return bidiagonal_factor(h_v, ht_u, g, eta)
+
+
+def lm_step(fac: tuple[torch.Tensor, ...], lam: torch.Tensor, mode: str,
+            symmetric: bool) -> torch.Tensor:  # fmt: skip
+    """The damped step ``δ(λ)`` ``(n, d)`` of an :func:`lm_factor` factorization."""
+    return krylov_step(fac, lam) if mode == "hvp" else damped_step(fac, lam, symmetric)
 
 
 def factor_hessian(h: torch.Tensor, g: torch.Tensor, symmetric: bool) -> tuple[torch.Tensor, ...]:
