@@ -152,6 +152,25 @@ def test_an_eager_checkpoint_resumes_compiled_with_its_adam_state(compiled, tmp_
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
+def test_ctrl_c_while_compiling_is_an_interruption_not_a_fallback(monkeypatch):
+    """A SIGINT inside a C-extension import reaches Python as an ImportError caused by the
+    KeyboardInterrupt: training must stop, not warn and carry on eager."""
+
+    def interrupted(fn, **kwargs):
+        def call(*args, **kw):
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as stop:
+                raise ImportError("initialization failed") from stop
+
+        return call
+
+    monkeypatch.setattr(fs, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", interrupted)
+    with pytest.raises(ImportError, match="initialization failed"):
+        _train(_model(), compile=True)
+
+
 def test_failed_compilation_falls_back_to_eager_with_a_warning(monkeypatch):
     def broken(fn, **kwargs):
         def call(*args, **kw):

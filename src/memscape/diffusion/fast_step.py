@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from memscape.runs.sweep import is_interrupt
+
 __all__ = ["COMPILE_AUTO_STEPS", "FastStep", "edm_loss", "use_compile"]
 
 #: ``compile="auto"`` compiles the step of MLP runs of at least this many steps (the
@@ -242,6 +244,8 @@ class FastStep:
             self.fn(self.loss_module, self.names, self.shapes, self.clip, *bufs, y, sigma,
                     torch.zeros_like(y), scalars)  # fmt: skip
         except Exception as err:  # inductor/dynamo raise many types (no compiler, no triton, …)
+            if is_interrupt(err):  # a Ctrl-C inside an import of the compiler: not a failure
+                raise
             warnings.warn(
                 f"memscape.train: compiling the training step failed ({type(err).__name__}: "
                 f"{str(err)[:200]}); training with the eager step",
