@@ -241,6 +241,18 @@ def test_write_explorer_names_what_is_wrong(tmp_path, data):
     assert Path(tmp_path / "explorer.html").exists() is False
 
 
+def test_bad_basins_are_named_before_any_write(tmp_path, data):
+    check_explorer_data(data)  # the family's own basins (frames below σ = 1 have 3 points)
+    for change in (lambda fr: fr["basins"].pop(),  # a row missing
+                   lambda fr: fr["basins"][0].__setitem__(0, len(fr["points"])),  # no such point
+                   lambda fr: fr["basins"][2].__setitem__(3, 0.5)):  # not an index  # fmt: skip
+        bad = json.loads(json.dumps(data))
+        change(bad["families"][0]["frames"][3])
+        with pytest.raises(ValueError, match=r"families\[0\]\.frames\[3\]\.basins must be 16 rows"):
+            write_explorer(tmp_path, bad)
+    assert not (tmp_path / "explorer.json").exists()
+
+
 def test_cli_explore_rewrites_the_page_and_names_a_bad_folder(tmp_path, data):
     from typer.testing import CliRunner
 

@@ -138,8 +138,7 @@ def score_with_graph(model: ScoreOrDenoiser, z: torch.Tensor, sigma: Any) -> tor
 
 def batch_chunks(b: int, d: int, max_elements: int = 1 << 24) -> list[slice]:
     """Split ``b`` rows so that each chunk's ``(n, d, d)`` Hessian has ≤ ``max_elements``."""
-    n = max(1, max_elements // max(1, d * d))
-    return [slice(i, min(i + n, b)) for i in range(0, b, n)]
+    return row_chunks(b, d * d, max_elements)
 
 
 def hvp_operator(

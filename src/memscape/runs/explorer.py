@@ -138,7 +138,8 @@ def check_explorer_data(data: Any) -> None:
     Expected: ``format`` = :data:`FORMAT`, ``version`` = :data:`VERSION`, ``title``, and
     ``families``, each with ``name``, ``symbol``, ``log``, ``x``, ``y`` (grid axes),
     ``frames`` (each ``value``, ``z`` of ``len(y)`` rows of ``len(x)`` numbers,
-    ``points``, ``edges``, ``patterns``; optional ``markers``: points with ``x0``,
+    ``points``, ``edges``, ``patterns``; optional ``basins``: ``len(y)`` rows of ``len(x)``
+    positions in ``points`` or ``null``; optional ``markers``: points with ``x0``,
     ``x1``, ``label``, ``color`` and optional ``energy``, ``symbol``, ``text``, and an
     optional ``title``) and ``diagram`` (``branches``, ``events``) or ``curves``
     (``x_label``, ``y_label``, ``log``, ``series``: each ``name``, ``color``, ``x``,
@@ -177,6 +178,17 @@ def check_explorer_data(data: Any) -> None:
                 _list(fr.get(key), f"{where}.{key}", nonempty=False)
             if "markers" in fr:
                 _check_markers(fr["markers"], f"{where}.markers")
+            if "basins" in fr:  # per node: the position in points of its minimum, or null
+                rows = _list(fr["basins"], f"{where}.basins")
+                n_pts = len(fr.get("points", []))
+                ok = len(rows) == ny and all(
+                    isinstance(r, list) and len(r) == nx and all(
+                        v is None or (type(v) is int and 0 <= v < n_pts) for v in r)
+                    for r in rows
+                )  # fmt: skip
+                if not ok:
+                    raise _fail(f"{where}.basins", f"{ny} rows of {nx} indices into points "
+                                f"(0 … {n_pts - 1}) or null", rows)  # fmt: skip
             if "title" in fr and not isinstance(fr["title"], str):
                 raise _fail(f"{where}.title", "a string", fr["title"])
         if "curves" in fam:  # drawn instead of the diagram
