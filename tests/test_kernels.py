@@ -141,6 +141,30 @@ def test_dot_product_lse_gradient_is_beta_times_the_mean():
                                    rtol=1e-10, atol=1e-12)  # fmt: skip
 
 
+@pytest.mark.parametrize("chunk", [0, 96])
+def test_subnormal_weights_are_flushed_without_changing_the_statistics(chunk):
+    """float32, d = 64, σ = 1: ~6 % of the weights fall below 2⁻¹²⁶ (subnormal; the kernel
+    flushes them to 0 on the calling thread, numeric.flush_denormals). Mean, covariance and
+    lse agree with the float64 softmax to float32 rounding, and the caller's thread is left
+    not flushing."""
+    from memscape.numeric import flushing_denormals
+
+    g = gen(7)
+    y = torch.randn(400, 64, generator=g)
+    x = y[:16] + torch.randn(16, 64, generator=g)
+    lse, mean, cov = direct(x, y, 1.0)
+    ell = -0.5 * torch.cdist(x.double(), y.double()).square()
+    w = torch.softmax(ell, 1)
+    tiny = torch.finfo(torch.float32).tiny
+    assert float(((w > 0) & (w < tiny)).double().mean()) > 0.01  # the case is real
+    st = streamed_distance_softmax(x, centre_memories(y), 1.0, chunk_size=chunk, covariance=True,
+                                   exact_lse=True)  # fmt: skip
+    assert not flushing_denormals()
+    torch.testing.assert_close(st.mean.double(), mean, rtol=0, atol=2e-5)
+    torch.testing.assert_close(st.cov.double(), cov, rtol=0, atol=2e-5)
+    torch.testing.assert_close(st.lse.double(), lse, rtol=1e-6, atol=1e-5)
+
+
 # ---------------------------------------------------------------- the attention path
 @pytest.mark.parametrize("weights", [False, True])
 @pytest.mark.parametrize("per_row", [False, True])

@@ -1,4 +1,5 @@
-"""Numerical helpers: the level crossing of a sampled curve; batches sized to free memory."""
+"""Numerical helpers: the level crossing of a sampled curve; batches sized to free memory;
+subnormals flushed on the calling thread."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from memscape import numeric
-from memscape.numeric import batch_size_for, level_crossing
+from memscape.numeric import batch_size_for, flush_denormals, flushing_denormals, level_crossing
 
 
 def test_crossing_interpolates_linearly_and_reports_nan_when_never_below():
@@ -82,3 +83,47 @@ def test_batch_size_for_rejects_bad_arguments():
         batch_size_for(10, "cpu", maximum=0)
     with pytest.raises(TypeError, match="maximum"):
         batch_size_for(10, "cpu", maximum=2.5)
+
+
+# ---------------------------------------------------------------- flush_denormals
+_SUB32 = 2.0**-140  # a float32 subnormal (normal float32 stop at 2⁻¹²⁶), exact in binary
+
+
+def _subnormal_product() -> float:
+    """2⁻⁷⁰ · 2⁻⁷⁰ in float32: the subnormal 2⁻¹⁴⁰ by IEEE 754, or 0 when flushed."""
+    a = torch.tensor([2.0**-70], dtype=torch.float32)
+    return float((a * a)[0])
+
+
+def test_flush_denormals_flushes_inside_and_restores_the_callers_setting():
+    assert not flushing_denormals()  # the interpreter's default
+    assert _subnormal_product() == _SUB32
+    with flush_denormals() as on:
+        if not on:
+            pytest.skip("this CPU cannot flush subnormals")
+        assert flushing_denormals()
+        assert _subnormal_product() == 0.0
+    assert not flushing_denormals()
+    assert _subnormal_product() == _SUB32
+
+
+def test_flush_denormals_keeps_a_caller_that_already_flushes_flushing():
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormals")
+    try:
+        with flush_denormals():
+            assert flushing_denormals()
+        assert flushing_denormals()  # not switched off behind the caller's back
+        with flush_denormals(enabled=False):
+            assert flushing_denormals()
+    finally:
+        torch.set_flush_denormal(False)
+    assert not flushing_denormals()
+
+
+def test_flush_denormals_disabled_and_on_error_leave_the_setting_alone():
+    with flush_denormals(enabled=False) as on:
+        assert on is False and _subnormal_product() == _SUB32
+    with pytest.raises(RuntimeError, match="inside"), flush_denormals():
+        raise RuntimeError("inside")
+    assert not flushing_denormals()
