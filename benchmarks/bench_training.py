@@ -6,7 +6,8 @@ Cases of :func:`suite` (rows of ``_common.row``, baseline "plain eager loop"):
   setting) and 64-d data (scikit-learn digits): ``memscape.train`` with its default
   ``compile="auto"`` (the eager step below ``COMPILE_AUTO_STEPS``, as here), with
   ``compile=True`` (the compiled step; its rate excludes the compile time, which the
-  row's note gives) and the baseline, timed in turn round after round in one process
+  row's note gives), with ``compile=True, precision="bfloat16"`` (mixed precision; the
+  baseline stays the float32 loop) and the baseline, timed in turn round after round in one process
   (best of the rounds: the ratio survives a loaded machine);
 * full mode on a CPU with ≥ 2 cores: the 2-D case again on 2 threads (both sides);
 * ``--device cuda`` only: the U-Net at 32×32×3 (batch 128), eager and compiled steps/s.
@@ -80,10 +81,12 @@ class EagerLoop:
 
 
 def _train_rate(model: ms.ScoreModel, data: Any, steps: int, batch: int, device: str,
-                compile: bool | str, threads: int = 1) -> tuple[float, float]:  # fmt: skip
+                compile: bool | str, threads: int = 1,
+                precision: str = "float32") -> tuple[float, float]:  # fmt: skip
     """``memscape.train``'s steps/s (compile excluded) and compile seconds."""
     run = ms.train(model, data, steps=steps, batch=batch, seed=0, progress=False,
-                   device=device, threads=threads, compile=compile)  # fmt: skip
+                   device=device, threads=threads, compile=compile,
+                   precision=precision)  # fmt: skip
     return run.steps_per_second, run.compile_seconds
 
 
@@ -97,10 +100,13 @@ def mlp_rows(
     loop = EagerLoop(x, batch, device)
     # the first compiled call pays the compile (in this process; inductor caches it on disk)
     _, compile_s = _train_rate(ms.ScoreModel.mlp(dim), data, 5, batch, device, True)
-    best = {"auto": 0.0, True: 0.0, "loop": 0.0}
+    _train_rate(ms.ScoreModel.mlp(dim), data, 5, batch, device, True, precision="bfloat16")
+    best = {"auto": 0.0, True: 0.0, "bf16": 0.0, "loop": 0.0}
     for _ in range(rounds):
-        for key in ("auto", True):
-            rate, _ = _train_rate(ms.ScoreModel.mlp(dim), data, steps, batch, device, key, threads)
+        for key in ("auto", True, "bf16"):
+            compile, precision = (True, "bfloat16") if key == "bf16" else (key, "float32")
+            rate, _ = _train_rate(ms.ScoreModel.mlp(dim), data, steps, batch, device, compile,
+                                  threads, precision)  # fmt: skip
             best[key] = max(best[key], rate)
         best["loop"] = max(best["loop"], loop.rate(steps))
     note = f"{steps} steps, best of {rounds} interleaved rounds, {threads} thread(s)"
@@ -110,6 +116,8 @@ def mlp_rows(
         row("training", f"{case}, train default", best["auto"], "steps/s", note=note, **kw),
         row("training", f"{case}, train compile=True", best[True], "steps/s",
             note=f"{note}; first compile in this process {compile_s:.1f} s", **kw),
+        row("training", f"{case}, train compile=True precision=bfloat16", best["bf16"],
+            "steps/s", note=f"{note}; mixed precision against the float32 loop", **kw),
     ]  # fmt: skip
 
 

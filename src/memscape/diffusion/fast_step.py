@@ -30,7 +30,15 @@ from torch import nn
 
 from memscape.runs.sweep import is_interrupt
 
-__all__ = ["COMPILE_AUTO_STEPS", "FastStep", "edm_loss", "use_compile"]
+__all__ = [
+    "COMPILE_AUTO_STEPS",
+    "PRECISIONS",
+    "FastStep",
+    "check_precision",
+    "edm_loss",
+    "network_autocast",
+    "use_compile",
+]
 
 #: ``compile="auto"`` compiles the step of MLP runs of at least this many steps (the
 #: payback measured in :func:`memscape.train`'s docstring).
@@ -38,8 +46,24 @@ COMPILE_AUTO_STEPS = 5000
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, which train uses
 
+#: ``train(precision=...)``: ``"float32"`` everywhere, or ``"bfloat16"`` mixed precision
+#: (the network's matrix products and convolutions in bfloat16 under ``torch.autocast``;
+#: inputs, preconditioning, loss, gradients, Adam, EMA and the weights in float32).
+PRECISIONS = ("float32", "bfloat16")
 
-def edm_loss(model: Any, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+
+def network_autocast(device: Any, precision: str) -> Any:
+    """The context the network runs in for ``precision`` (:data:`PRECISIONS`) on ``device``:
+    ``torch.autocast`` to bfloat16 (mixed precision: the weights stay float32, each matrix
+    product casts its operands and accumulates in float32), or a disabled one."""
+    dev = torch.device(device)
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+def edm_loss(
+    model: Any, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+    precision: str = "float32",
+) -> torch.Tensor:  # fmt: skip
     """EDM eq. 8: ``mean_b λ(σ_b) mean_i (D_θ(y_b + σ_b n_b, σ_b) − y_b)_i²`` (a scalar).
 
     Args:
@@ -47,12 +71,26 @@ def edm_loss(model: Any, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tens
         y: clean samples ``(B, *event_shape)``.
         sigma: noise levels ``(B,)``.
         noise: standard normal ``(B, *event_shape)`` (scaled by σ here).
+        precision: the network's (:data:`PRECISIONS`); the rest is float32.
     """
     b = y.shape[0]
     s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
-    d = model._denoise(y + s * noise, sigma, create_graph=True)
+    with network_autocast(y.device, precision):  # D's network output returns as y's dtype
+        d = model._denoise(y + s * noise, sigma, create_graph=True)
     w = model.precond.loss_weight(sigma, model._sigma_data())
     return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
+
+
+def check_precision(precision: Any, model: Any) -> str:
+    """``precision`` checked against :data:`PRECISIONS` (bfloat16 not for energy models)."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bfloat16" and model.has_energy:
+        raise ValueError(
+            "precision='bfloat16' is not available for energy models (their denoiser is a "
+            "gradient, whose second derivative needs float32); pass precision='float32'"
+        )
+    return precision
 
 
 def use_compile(compile: Any, model: Any, steps: int) -> bool:
@@ -85,9 +123,10 @@ class _Loss(nn.Module):
     graph (a Python float would be a constant of the graph).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, precision: str = "float32") -> None:
         super().__init__()
         self.model = model
+        self.precision = precision  # a constant of the graph (one compile per precision)
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
                 sigma_data: torch.Tensor) -> torch.Tensor:  # fmt: skip
@@ -96,7 +135,9 @@ class _Loss(nn.Module):
         c_skip, c_out, c_in, c_noise = m.precond.coefficients(sigma, sigma_data)
         bc = [c.reshape(-1, *([1] * (y.ndim - 1))) for c in (sigma, c_skip, c_out, c_in)]
         x = y + bc[0] * noise
-        d = torch.addcmul(bc[1] * x, bc[2], m.network(bc[3] * x, c_noise))  # EDM eq. 7
+        with network_autocast(x.device, self.precision):
+            f = m.network(bc[3] * x, c_noise)
+        d = torch.addcmul(bc[1] * x, bc[2], f.to(x.dtype))  # EDM eq. 7
         w = m.precond.loss_weight(sigma, sigma_data)
         return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
 
@@ -161,13 +202,17 @@ class FastStep:
             its denoiser is itself a gradient, which ``torch.func`` would nest).
         params: its trainable parameters, in ``model.parameters()`` order.
         grad_clip: max gradient L2 norm, or ``None``.
+        precision: the network's (:data:`PRECISIONS`).
 
     :meth:`load` copies the trainer's weights, EMA and Adam moments in; :meth:`store`
     copies them back (the eager layout, so checkpoints do not depend on the path).
     """
 
-    def __init__(self, model: Any, params: Sequence[torch.Tensor], grad_clip: float | None) -> None:
-        self.loss_module = _Loss(model)
+    def __init__(
+        self, model: Any, params: Sequence[torch.Tensor], grad_clip: float | None,
+        precision: str = "float32",
+    ) -> None:  # fmt: skip
+        self.loss_module = _Loss(model, precision)
         by_id = {id(p): n for n, p in self.loss_module.named_parameters()}
         self.names = tuple(by_id[id(p)] for p in params)
         self.shapes = tuple(tuple(p.shape) for p in params)
