@@ -14,8 +14,8 @@ eager order, so both paths see the same numbers; the results agree with the eage
 to float rounding (the reduction order of the gradient norm and of fused kernels
 differ), not bit for bit. Resuming a compiled run with the compiled step is bit-identical.
 
-:func:`edm_loss` is the eager step's loss (through :meth:`ScoreModel.denoise`'s code);
-the compiled step writes the same expression with σ_data a tensor input.
+:func:`edm_loss` is the loss of both steps (through :meth:`ScoreModel._denoise`, EDM
+eq. 7); the compiled step passes σ_data as a tensor input.
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ def network_autocast(device: Any, precision: str) -> Any:
 
 def edm_loss(
     model: Any, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
-    precision: str = "float32",
+    precision: str = "float32", sigma_data: Any = None,
 ) -> torch.Tensor:  # fmt: skip
-    """EDM eq. 8: ``mean_b λ(σ_b) mean_i (D_θ(y_b + σ_b n_b, σ_b) − y_b)_i²`` (a scalar).
+    """EDM eq. 8: ``mean_b λ(σ_b) mean_i (D_θ(y_b + σ_b n_b, σ_b) − y_b)_i²`` (a scalar),
+    with ``D_θ`` the preconditioned network of eq. 7 (:meth:`ScoreModel._denoise`).
 
     Args:
         model: a :class:`memscape.ScoreModel`.
@@ -72,12 +73,15 @@ def edm_loss(
         sigma: noise levels ``(B,)``.
         noise: standard normal ``(B, *event_shape)`` (scaled by σ here).
         precision: the network's (:data:`PRECISIONS`); the rest is float32.
+        sigma_data: overrides the model's σ_data (a 0-d tensor in the compiled step, so
+            that models differing only in it share one graph); not for energy models.
     """
     b = y.shape[0]
     s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
+    sd = model._sigma_data() if sigma_data is None else sigma_data
     with network_autocast(y.device, precision):  # D's network output returns as y's dtype
-        d = model._denoise(y + s * noise, sigma, create_graph=True)
-    w = model.precond.loss_weight(sigma, model._sigma_data())
+        d = model._denoise(y + s * noise, sigma, create_graph=True, sigma_data=sigma_data)
+    w = model.precond.loss_weight(sigma, sd)
     return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
 
 
@@ -130,16 +134,7 @@ class _Loss(nn.Module):
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
                 sigma_data: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        m: Any = self.model
-        b = y.shape[0]
-        c_skip, c_out, c_in, c_noise = m.precond.coefficients(sigma, sigma_data)
-        bc = [c.reshape(-1, *([1] * (y.ndim - 1))) for c in (sigma, c_skip, c_out, c_in)]
-        x = y + bc[0] * noise
-        with network_autocast(x.device, self.precision):
-            f = m.network(bc[3] * x, c_noise)
-        d = torch.addcmul(bc[1] * x, bc[2], f.to(x.dtype))  # EDM eq. 7
-        w = m.precond.loss_weight(sigma, sigma_data)
-        return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
+        return edm_loss(self.model, y, sigma, noise, self.precision, sigma_data)
 
 
 def _step(

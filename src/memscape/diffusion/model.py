@@ -222,9 +222,12 @@ class ScoreModel(nn.Module, EnergyModel):
             )
         return self.sigma_data
 
-    def _f(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Preconditioned network ``c_skip x + c_out F(c_in x, c_noise)`` (EDM eq. 7), unchecked."""
-        c_skip, c_out, c_in, c_noise = self.precond.coefficients(sigma, self._sigma_data())
+    def _f(self, x: torch.Tensor, sigma: torch.Tensor, sigma_data: Any = None) -> torch.Tensor:
+        """Preconditioned network ``c_skip x + c_out F(c_in x, c_noise)`` (EDM eq. 7), unchecked.
+
+        ``sigma_data`` overrides the model's (a tensor, for the compiled training step)."""
+        sd = self._sigma_data() if sigma_data is None else sigma_data
+        c_skip, c_out, c_in, c_noise = self.precond.coefficients(sigma, sd)
         p = next(self.network.parameters())
         out = self.network((_bcast(c_in, x) * x).to(p.dtype), c_noise.to(p.dtype))
         return torch.addcmul(_bcast(c_skip, x) * x, _bcast(c_out, x), out.to(x.dtype))
@@ -242,9 +245,13 @@ class ScoreModel(nn.Module, EnergyModel):
             (g,) = torch.autograd.grad(self._energy(xg, sigma).sum(), xg, create_graph=create_graph)
         return -g
 
-    def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, create_graph: bool = False):
+    def _denoise(
+        self, x: torch.Tensor, sigma: torch.Tensor, create_graph: bool = False,
+        sigma_data: Any = None,
+    ) -> torch.Tensor:  # fmt: skip
         if not self.has_energy:
-            return self._f(x, sigma)
+            return self._f(x, sigma, sigma_data)
+        assert sigma_data is None, "an energy model's denoiser uses its own sigma_data"
         return x + _bcast(sigma, x) ** 2 * self._score(x, sigma, create_graph)
 
     def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
