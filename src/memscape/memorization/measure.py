@@ -193,15 +193,16 @@ def make_model(
     steps: int = 1500,
     batch: int = 256,
     lr: float = 2e-3,
+    precision: str = "float32",
     device: str = "cpu",
 ) -> Any:
     """The exact model of ``train`` (``kind="exact"``, float64), or an MLP trained on it.
 
     ``kind="trained"``: a :meth:`memscape.ScoreModel.mlp` (EDM preconditioning; Karras et
     al. 2022) of ``width`` × ``layers`` (an energy network E_θ(x, σ) with ``energy``),
-    initialized and trained (:func:`memscape.train`, Adam) with ``seed``. With ``out`` a
-    finished training there is loaded and an interrupted one continues from its last
-    checkpoint (every ``checkpoint_every`` steps).
+    initialized and trained (:func:`memscape.train`, Adam, at ``precision``) with ``seed``.
+    With ``out`` a finished training there is loaded and an interrupted one continues from
+    its last checkpoint (every ``checkpoint_every`` steps).
     """
     from memscape.diffusion.empirical import EmpiricalDiffusion
     from memscape.diffusion.model import ScoreModel
@@ -214,6 +215,6 @@ def make_model(
     net = ScoreModel.mlp(dim=train[0].numel(), width=width, layers=layers, energy=energy,
                          seed=seed)  # fmt: skip
     fit(net, train.reshape(len(train), -1).float(), steps=steps, batch=batch, lr=lr, seed=seed,
-        out=out, device=device, progress=False, resume=True,
+        out=out, device=device, progress=False, resume=True, precision=precision,
         checkpoint_every=checkpoint_every if out is not None else None)  # fmt: skip
     return net
