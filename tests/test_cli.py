@@ -112,6 +112,21 @@ def test_an_os_error_is_one_line_naming_the_file(tmp_path, model_dir, monkeypatc
     assert _message(ValueError("two\n  lines")) == "two lines"
 
 
+# ------------------------------------------------------------------ train options
+def test_train_precision_and_compile_reach_the_run_and_are_checked_first(tmp_path):
+    out = tmp_path / "o"
+    refused(invoke("train", "--data", "circle", "--out", out, "--precision", "half"),
+            "--precision", "'half'", "float32, bfloat16")  # fmt: skip
+    refused(invoke("train", "--data", "circle", "--out", out, "--compile", "maybe"),
+            "--compile", "auto, on, off")  # fmt: skip
+    assert not out.exists()
+    res = invoke("train", "--data", "circle", "--n", 16, "--steps", 20, "--warmup", 2,
+                 "--precision", "bfloat16", "--compile", "off", "--no-progress", "--out", out)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["precision"] == "bfloat16"
+
+
 # ------------------------------------------------------------------ devices
 @pytest.mark.skipif(not NO_CUDA, reason="a CPU-only machine")
 def test_cuda_on_a_cpu_machine_is_refused_before_any_file(tmp_path, model_dir):

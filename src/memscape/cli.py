@@ -217,7 +217,7 @@ _NET_OPTIONS: Options = (  # → _network
     ("layers", int, typer.Option(4, help="MLP hidden layers")),
     ("channels", int, typer.Option(32, help="U-Net base channels")),
 )
-_TRAIN_OPTIONS: Options = (  # → memscape.train, unchanged
+_TRAIN_OPTIONS: Options = (  # → memscape.train, unchanged but --compile (_COMPILE)
     ("steps", int, typer.Option(2000, help="optimizer steps")),
     ("batch", int, typer.Option(256, help="batch size")),
     ("lr", float, typer.Option(1e-3, help="Adam learning rate")),
@@ -228,7 +228,10 @@ _TRAIN_OPTIONS: Options = (  # → memscape.train, unchanged
     ("threads", int | None, typer.Option(None, help="torch CPU threads while training")),
     ("resume", bool, typer.Option(True, "--resume/--no-resume", help="continue from a checkpoint")),
     ("progress", bool, typer.Option(True, "--progress/--no-progress", help="show a progress bar")),
+    ("compile", str, typer.Option("auto", help="compile the training step: auto, on or off")),
+    ("precision", str, typer.Option("float32", help="float32, or bfloat16 (mixed precision)")),
 )
+_COMPILE = {"auto": "auto", "on": True, "off": False}  # --compile → train(compile=)
 
 
 def _network(ds: Any, *, net: str, seed: int, **options: Any) -> Any:
@@ -248,11 +251,14 @@ def _network(ds: Any, *, net: str, seed: int, **options: Any) -> Any:
 def train_command(**kw: Any) -> None:
     """Train a diffusion model (EDM loss, Adam, EMA) on a data set into a run folder."""
     from memscape import datasets, train
+    from memscape.diffusion.fast_step import PRECISIONS
 
     with _errors():
         out = check_output_path(kw["out"], "--out", folder=True)
         check_device(kw["device"], "--device")
         check_choice(kw["net"], ("mlp", "unet"), "--net")
+        kw["compile"] = _COMPILE[check_choice(kw["compile"], tuple(_COMPILE), "--compile")]
+        check_choice(kw["precision"], PRECISIONS, "--precision")
         ds = datasets.load(kw["data"], n=kw["n"], seed=kw["seed"], **_loader_options(kw["option"]))
         model = _network(ds, seed=kw["seed"], **{k: kw[k] for k in _names(_NET_OPTIONS)})
         run = train(
