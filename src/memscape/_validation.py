@@ -67,9 +67,10 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     import torch
 
     # one reduction first (5× cheaper): a finite sum has no NaN/inf term; the elementwise
-    # test decides only when the sum is not finite (NaN/inf, or an overflowing sum)
-    if not x.is_floating_point() or math.isfinite(x.sum().item()):  # (isfinite of a 0-d
-        return  # tensor costs 3× the sum itself)
+    # test decides only when the sum is not finite (NaN/inf, or an overflowing sum). The
+    # sum is read as a Python float: torch.isfinite of a 0-d tensor costs 3× the sum itself
+    if not x.is_floating_point() or math.isfinite(x.sum().item()):
+        return
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, but it contains NaN or inf")
 

@@ -33,9 +33,9 @@ pass (no merge: the naive kernel itself). On the CPU the loop runs with subnorma
 floats flushed to zero on the calling thread (:func:`memscape.numeric.flush_denormals`):
 the weights of memories more than ~87 (float32) logits below a query's nearest are
 subnormal, and x86 cores compute those through slow microcode (at d = 64, K = 10³,
-σ = 1: 6 % of the weights, and the softmax 1.35× slower). On CUDA (float32, by default) or with
-``method="sdpa"`` the mean is one ``scaled_dot_product_attention`` with augmented
-queries and keys.
+σ = 1: 6 % of the weights, and the softmax 1.35× slower). On CUDA (float32, by
+default) or with ``method="sdpa"`` the mean is one ``scaled_dot_product_attention``
+with augmented queries and keys.
 
 Dtypes: float16/bfloat16 (and integer) states are computed in float32
 (:func:`_compute_dtype`); an inverse temperature whose logits the dtype cannot hold

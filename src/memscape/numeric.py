@@ -11,7 +11,8 @@ CUDA, the available physical pages on the CPU). torch is imported only for CUDA.
 
 :func:`flush_denormals` flushes subnormal floats to zero on the calling thread for the
 duration of a block (the streamed softmax kernels, whose exponentials of far logits
-would otherwise be subnormal and ~30 % slower), restoring the caller's setting after.
+would otherwise be subnormal and make the softmax 1.35× slower), restoring the caller's
+setting after.
 """
 
 from __future__ import annotations
@@ -150,10 +151,12 @@ def flush_denormals(enabled: bool = True) -> Iterator[bool]:
 
     ``exp`` of a logit more than ~87 (float32) or ~708 (float64) below a row's largest is
     subnormal; x86 cores compute and consume subnormals through slow microcode
-    assists, which costs the streamed softmax kernels ~25 % of the softmax at d = 64
-    (``benchmarks/bench_denoiser.py``: 6 % of the B×K weights are subnormal at K = 10³).
-    A flushed weight is below ``2⁻¹²⁶`` times the largest one, so every mean, covariance
-    and log-sum-exp is unchanged at float32/float64 rounding. TensorFlow and XLA flush
+    assists, which makes the streamed kernels' softmax 1.35× slower at d = 64, K = 10³,
+    σ = 1, where 6 % of the B×K weights are subnormal (``benchmarks/bench_denoiser.py``).
+    A flushed weight is below ``2⁻¹²⁶`` (float64: ``2⁻¹⁰²²``) times the largest one, so
+    every mean, covariance and log-sum-exp is unchanged at float32/float64 rounding.
+    Subnormal inputs read as 0 inside the block as well (data of magnitude below
+    ~1e-38 in float32, which the dtype cannot hold to its precision anyway). TensorFlow and XLA flush
     denormals the same way around their CPU kernels (``ScopedFlushDenormal``).
 
     The setting is per thread (the calling thread's control register; torch's intra-op
