@@ -165,6 +165,72 @@ def test_subnormal_weights_are_flushed_without_changing_the_statistics(chunk):
     torch.testing.assert_close(st.lse.double(), lse, rtol=1e-6, atol=1e-5)
 
 
+# ---------------------------------------------------------------- peaked posteriors
+def _peaked_weights(b: int, k: int, peaked: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Rows of weights summing to 1: where ``peaked``, three memories hold all but 1e-9 of
+    the mass (below float32's eps, 1.2e-7); elsewhere a spread softmax."""
+    g = gen(seed)
+    p = torch.softmax(torch.randn(b, k, generator=g, dtype=F64), 1)
+    tail = torch.full((k,), 1e-9 / (k - 3), dtype=F64)
+    head = torch.tensor([0.6, 0.3, 0.1 - 1e-9], dtype=F64)
+    for r in peaked.nonzero().squeeze(1).tolist():
+        row = tail.clone()
+        row[torch.randperm(k, generator=g)[:3]] = head
+        p[r] = row
+    return p
+
+
+def test_peaked_rows_sum_over_their_leading_weights_only():
+    """d = 256, float32: rows whose 8 largest weights leave < eps of the mass are summed over
+    those alone. Truth, computed here in float64: Σ over the leading weights for those rows
+    (the memories outside them are set to 10⁶, so reading any of them would show), the full
+    product for the spread rows and for rows led by one weight of 0.9 with 0.1 spread (the
+    10⁶ entries included)."""
+    b, k, d = 64, 500, 256
+    peaked = torch.arange(b) % 4 != 3  # the probe (every 8th row) sees 8 of 8 peaked
+    p64 = _peaked_weights(b, k, peaked)
+    p64[3::8] *= 0.1  # rows with one weight of 0.9 and 0.1 spread: candidates, not qualifying
+    p64[3::8, 7] += 0.9
+    y64 = torch.randn(k, d, generator=gen(1), dtype=F64)
+    lead = torch.zeros(k, dtype=torch.bool)
+    lead[(p64[peaked] > 1e-6).nonzero()[:, 1]] = True
+    y64[~lead] = 1e6
+    p, y = p64.float(), y64.float()
+    out = kernels._posterior_sum(p, y).double()
+    top = torch.where(p64 > 1e-6, p64, 0.0)
+    torch.testing.assert_close(out[peaked], (top @ y64)[peaked], rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(out[~peaked], (p64 @ y64)[~peaked], rtol=1e-5, atol=0)
+
+
+def test_peaked_rows_take_the_matmul_when_the_probe_says_it_does_not_pay():
+    """The probe's share q of qualifying rows times d below _SPARSE_PAYBACK (here q = 1/8 at
+    d = 256): every row is the full product, tail included (float64 truth)."""
+    b, k, d = 64, 500, 256
+    peaked = torch.arange(b) % 8 == 0
+    p64 = _peaked_weights(b, k, peaked, seed=2)
+    y64 = torch.randn(k, d, generator=gen(3), dtype=F64) * 1e3
+    assert 1 / 8 * d < kernels._SPARSE_PAYBACK
+    out = kernels._posterior_sum(p64.float(), y64.float()).double()
+    torch.testing.assert_close(out, p64 @ y64, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("chunk", [0, 256])
+@pytest.mark.parametrize("sigma", [1.0, 4.0])
+def test_exact_denoiser_at_image_scale_is_exact_for_peaked_posteriors(chunk, sigma):
+    """d = 784, float32: at σ = 1 every posterior is peaked (the sparse sum serves all rows),
+    at σ = 4 part of them (measured: most of the rows). The denoiser equals the float64
+    softmax with distances formed directly, to float32 rounding of the data's scale."""
+    g = gen(4)
+    y = torch.randn(1000, 784, generator=g)
+    x = y[:32] + sigma * torch.randn(32, 784, generator=g)
+    _, mean, _ = direct(x, y, 1 / sigma**2)
+    top = torch.softmax(-torch.cdist(x, y).square() / (2 * sigma**2), 1).topk(8, 1).values
+    qualify = float((1 - top.sum(1) <= torch.finfo(torch.float32).eps).double().mean())
+    assert qualify * 784 >= kernels._SPARSE_PAYBACK  # the peaked path is taken
+    model = ms.EmpiricalDiffusion(y, chunk_size=chunk)
+    torch.testing.assert_close(model.denoise(x, sigma).double(), mean, rtol=0, atol=5e-5)
+
+
 # ---------------------------------------------------------------- the attention path
 @pytest.mark.parametrize("weights", [False, True])
 @pytest.mark.parametrize("per_row", [False, True])
