@@ -32,6 +32,8 @@ EXACT_ONLY = {
         ({"sampler": "rk45"}, "sampler"),
         ({"device": "warp-drive"}, "device"),
         ({"trained": False, "exact_baseline": False}, "nothing to run"),
+        ({"precision": "float16"}, "precision"),
+        ({"energy": True, "precision": "bfloat16"}, "not available for energy models"),
     ],
 )
 def test_bad_input_fails_before_any_job_or_file(tmp_path, overrides, match):
@@ -39,6 +41,21 @@ def test_bad_input_fails_before_any_job_or_file(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         run_experiment("memorization", out, progress=False, **overrides)
     assert not out.exists()
+
+
+def test_bfloat16_option_trains_the_models_in_mixed_precision(tmp_path):
+    """``precision=bfloat16`` reaches memscape.train: each model's run folder records it (and
+    the run's config.json the option)."""
+    out = tmp_path / "bf16"
+    tiny = {"sizes": "2", "seeds": 1, "steps": 8, "samples": 8, "census_starts": 4,
+            "probe_points": 0, "pool": 256, "width": 16, "layers": 2, "pairs": False,
+            "exact_baseline": False, "precision": "bfloat16"}  # fmt: skip
+    run_experiment("memorization", out, progress=False, **tiny)
+    configs = sorted((out / "models").rglob("config.json"))
+    assert configs and all(
+        json.loads(c.read_text())["train"]["precision"] == "bfloat16" for c in configs
+    )
+    assert json.loads((out / "config.json").read_text())["config"]["precision"] == "bfloat16"
 
 
 def test_exact_model_memorizes_at_every_k_and_resumes(tmp_path):

@@ -85,11 +85,12 @@ def edm_loss(
     return (w * (d - y).pow(2).reshape(b, -1).mean(1)).mean()
 
 
-def check_precision(precision: Any, model: Any) -> str:
-    """``precision`` checked against :data:`PRECISIONS` (bfloat16 not for energy models)."""
+def check_precision(precision: Any, energy: bool) -> str:
+    """``precision`` checked against :data:`PRECISIONS` (bfloat16 not for energy models,
+    ``energy`` true)."""
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bfloat16" and model.has_energy:
+    if precision == "bfloat16" and energy:
         raise ValueError(
             "precision='bfloat16' is not available for energy models (their denoiser is a "
             "gradient, whose second derivative needs float32); pass precision='float32'"

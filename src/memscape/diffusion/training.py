@@ -234,7 +234,8 @@ def train(
         )
     hyper = _check_hyper(
         steps=steps, batch=batch, seed=seed, lr=lr, warmup=warmup, ema=ema,
-        grad_clip=grad_clip, log_every=log_every, precision=check_precision(precision, model),
+        grad_clip=grad_clip, log_every=log_every,
+        precision=check_precision(precision, model.has_energy),
     )  # fmt: skip
     dev = _check_run_args(checkpoint_every, threads, device)
     compiling = use_compile(compile, model, steps)

@@ -5,24 +5,23 @@ Generalization: Emergence of Diffusion Models from Associative Memory", arXiv:25
 diffusion model trained on K samples stores them as attractors when K is small; spurious
 attractors appear at the transition; at large K new attractors form on the data manifold.
 
-Per (K, seed) a job trains a model (EDM) on K points of a pool, samples it deterministically
-from noise shared across K and measures (:func:`memscape.memorization.measure_model`) each
-sample's d₁, d₂, the ratio criterion d₁/d₂ < 1/3 (Yoon et al. 2023; Gu et al. 2023) and its
-class: memorized / spurious / generalized, or off-data — d₁ above the 0.99 quantile of
-held-out real samples (never trained on) and above ``resolution``·√χ²_d(0.99), the spread of
-data seen at the noise level the model resolves; fresh real samples through the same rule;
-the attractors at a small σ and (energy models: the exact one) their disconnectivity graph
-(Becker & Karplus 1997), paths and certified saddles to each one's nearest; the critical σ of a few samples (censored at the top probe
-level: a bound); and Kadkhodaie et al. 2024's twin test (a model on a disjoint set, same
-noise) against the agreement of two independent samples of one model.
-:func:`memscape.memorization.reduce_sweep` gives K_A (memorization ends), K_S (spurious
-peak), K_B (generalization begins) as grid intervals from medians over seeds with Wilson
-intervals; the exact empirical model is the theory baseline. Training: 1500 steps (on the
-circle, 3 seeds, the loss is then within 0.7–3.4 % of its value at 3000 steps, the classes at
-K = 2 and 1024 within their Wilson intervals; at K = 8 the memorized fraction still grows by
-0.05–0.1). Models are kept in ``models/`` (a re-run resumes bit-identically).
-On 2-D data ``explorer.html`` shows the landscape at each K beside the class fractions.
-
+Per (K, seed) a job trains a model (EDM) on K points of a pool, samples it deterministically from
+noise shared across K and measures (:func:`memscape.memorization.measure_model`) each sample's d₁,
+d₂, the ratio criterion d₁/d₂ < 1/3 (Yoon et al. 2023; Gu et al. 2023) and its class: memorized /
+spurious / generalized, or off-data — d₁ above the 0.99 quantile of held-out real samples (never
+trained on) and above ``resolution``·√χ²_d(0.99), the spread of data seen at the noise level the
+model resolves; fresh real samples through the same rule; the attractors at a small σ and (energy
+models: the exact one) their disconnectivity graph (Becker & Karplus 1997), paths and certified
+saddles to each one's nearest; the critical σ of a few samples (censored at the top probe level: a
+bound); and Kadkhodaie et al. 2024's twin test (a model on a disjoint set, same noise) against the
+agreement of two independent samples of one model. :func:`memscape.memorization.reduce_sweep` gives
+K_A (memorization ends), K_S (spurious peak), K_B (generalization begins) as grid intervals from
+medians over seeds with Wilson intervals; the exact empirical model is the theory baseline.
+Training: 1500 steps (on the circle, 3 seeds, the loss is then within 0.7–3.4 % of its value at
+3000 steps, the classes at K = 2 and 1024 within their Wilson intervals; at K = 8 the memorized
+fraction still grows by 0.05–0.1). Models are kept in ``models/`` (a re-run resumes
+bit-identically). On 2-D data ``explorer.html`` shows the landscape at each K beside the class
+fractions.
 **Checked against:** memorizes at the smallest K, not at the largest; K_A ≤ K_S ≤ K_B; twins
 agree more with K, above their reference; fresh real samples rarely off-data; exact memorizes.
 """
@@ -39,6 +38,7 @@ import numpy as np
 
 import memscape as ms
 from memscape._validation import check_device
+from memscape.diffusion.fast_step import PRECISIONS, check_precision
 from memscape.experiments.registry import Context, option, register
 from memscape.progress import report
 from memscape.runs.sweep import grid_jobs, job_seed
@@ -48,7 +48,7 @@ torch = lazy.load("torch")
 
 SYNTHETIC = ("circle", "gmm", "mixture", "manifold")  # drawn as a pool of `pool` points
 CHECKPOINT_EVERY = 250  # training steps between checkpoints (what an interruption can lose)
-TRAINING = ("width", "layers", "energy", "steps", "batch", "lr", "device")  # options of make_model
+MAKE_MODEL_OPTIONS = ("width", "layers", "energy", "steps", "batch", "lr", "precision", "device")
 
 
 @dataclass
@@ -69,6 +69,7 @@ class MemorizationConfig:
     steps: int = option(1500, "training steps per model", ge=1)
     batch: int = option(256, "training batch size", ge=1)
     lr: float = option(2e-3, "Adam learning rate", gt=0)
+    precision: str = option("float32", "training: float32 or bfloat16 (mixed)", choices=PRECISIONS)
     sampler: str = option("heun", "deterministic sampler", choices=("heun", "euler", "ddim"))
     sampler_steps: int = option(18, "sampler steps", ge=1)
     ratio_threshold: float = option(1 / 3, "memorized when d1/d2 < this", gt=0)
@@ -91,6 +92,7 @@ class MemorizationConfig:
             check_device(self.device, "option device")
         if not (self.trained or self.exact_baseline):
             raise ValueError("trained and exact_baseline are both off: nothing to run")
+        check_precision(self.precision, self.energy)  # bfloat16 is not for energy networks
         n = self.pool if self.data in SYNTHETIC else len(load_pool(self, seed=0))
         if max(self.sizes) > n:
             raise ValueError(f"sizes: K = {max(self.sizes)} is larger than the dataset ({n})")
@@ -128,15 +130,14 @@ def memorization_job(
     def make(train: Any, tag: str) -> Any:  # models/…/tag: a finished training loads, else resumes
         out = None if models is None else Path(models) / f"K={K}_seed={seed}" / tag
         return mz.measure.make_model(kind, train, seed=job_seed(run_seed, "model", K, seed, tag) % 2**31,
-            out=out, checkpoint_every=CHECKPOINT_EVERY, **{k: cfg[k] for k in TRAINING})  # fmt: skip
+            out=out, checkpoint_every=CHECKPOINT_EVERY, **{k: cfg[k] for k in MAKE_MODEL_OPTIONS})  # fmt: skip
 
     def draw(model: Any, what: str = "") -> Any:
         report("sample", what=what)
         return mz.measure.draw_samples(model, c.samples, tuple(train_a.shape[1:]), sampler=c.sampler,
             steps=c.sampler_steps, exact=kind == "exact", generator=gen("noise", seed))  # fmt: skip
 
-    model = make(train_a, "a")
-    samples = draw(model)
+    samples = draw(model := make(train_a, "a"))
     model = model.cpu() if isinstance(model, torch.nn.Module) else model  # census, probe: CPU
     opts = ("ratio_threshold", "census_sigma", "census_starts", "probe_points", "probe_trials",
             "sampler_steps", "atlas_neighbors")  # fmt: skip
