@@ -49,6 +49,61 @@ def test_each_stacked_model_equals_train_alone(options):
     assert _max_diff(stacked[1].model, stacked[2].model) > 1e-3
 
 
+def _filled(seed: int) -> ms.ScoreModel:
+    """An MLP whose output layer is not 0 (F = 0 in any precision at initialization)."""
+    m = _mlp(seed)
+    m.sigma_data = 0.5
+    with torch.no_grad():
+        m.network.out.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(seed))
+    return m
+
+
+def test_bfloat16_stacked_network_multiplies_in_bfloat16(monkeypatch):
+    """precision='bfloat16': every matrix product of the stacked network in bfloat16 (under
+    vmap the bias add and what follows stay float32: pytorch/pytorch#192617). Truth: each
+    model alone with every linear layer written by hand as the bfloat16 product plus the
+    float32 bias; the stacked D is 10× closer to it than to the float32 network."""
+    from memscape.diffusion import stacked as st
+    from memscape.diffusion.training import _check_hyper
+
+    models = [_filled(s) for s in (1, 2)]
+    hyper = _check_hyper(steps=1, batch=8, seed=0, lr=1e-3, warmup=0, ema=0.9, grad_clip=None,
+                         log_every=1, precision="bfloat16")  # fmt: skip
+    trainer = st._StackedTrainer(models, SETS[:2], torch.device("cpu"), hyper, [0, 1])
+    g = torch.Generator().manual_seed(0)
+    x, sigma = torch.randn(2, 8, 2, generator=g), torch.exp(torch.randn(2, 8, generator=g))
+    with torch.no_grad():
+        mixed = trainer._f(x, sigma)
+        full = torch.stack([m._denoise(x[i], sigma[i]) for i, m in enumerate(models)])
+
+        def by_hand(inp, weight, bias=None):
+            out = (inp.bfloat16() @ weight.bfloat16().T).float()
+            return out if bias is None else out + bias
+
+        monkeypatch.setattr(torch.nn.functional, "linear", by_hand)
+        hand = torch.stack([m._denoise(x[i], sigma[i]) for i, m in enumerate(models)])
+    assert mixed.dtype == torch.float32
+    gap = float((hand - full).norm())
+    assert gap > 1e-4 * float(full.norm())  # bfloat16 changes D measurably
+    assert float((mixed - hand).norm()) < gap / 10
+
+
+def test_bfloat16_stacked_training_is_recorded_resumes_only_so_and_not_for_energy(tmp_path):
+    runs = train_stacked([_filled(s) for s in (1, 2)], SETS[:2], seed=[5, 6], steps=20,
+                         precision="bfloat16", out=[tmp_path / "a", tmp_path / "b"], **KW)  # fmt: skip
+    full = train_stacked([_filled(s) for s in (1, 2)], SETS[:2], seed=[5, 6], steps=20, **KW)
+    for r, f in zip(runs, full, strict=True):
+        assert r.config["train"]["precision"] == "bfloat16"
+        a, b = r.losses["loss"].to_numpy(), f.losses["loss"].to_numpy()
+        assert 1e-7 < (abs(a - b) / b).max() < 2e-2  # bfloat16's rounding, not float32's curve
+    with pytest.raises(ValueError, match="training arguments differ"):
+        train_stacked([_filled(s) for s in (1, 2)], SETS[:2], seed=[5, 6], steps=30,
+                      out=[tmp_path / "a", tmp_path / "b"], **KW)  # fmt: skip
+    energy = [_mlp(1, energy=True), _mlp(2, energy=True)]
+    with pytest.raises(ValueError, match="not available for energy models"):
+        train_stacked(energy, SETS[:2], steps=2, precision="bfloat16", **KW)
+
+
 def test_one_model_and_one_data_set_for_all():
     """M = 1 is train; an unlisted data set and an int seed are shared by every model."""
     (one,) = train_stacked([_mlp(0)], SETS[1], seed=3, steps=25, **KW)

@@ -16,7 +16,12 @@ each model m, elementwise over the stack:
 * gradient-norm clipping per model (the norm of model m's gradient alone);
 * Adam (Kingma & Ba 2015, Algorithm 1) and the EMA are elementwise, so one foreach Adam
   and one EMA over the stacked tensors are M independent ones (all share the step count
-  and the learning-rate schedule).
+  and the learning-rate schedule);
+* ``precision="bfloat16"``: the stacked network under ``torch.autocast``, as in
+  :func:`memscape.train`. Under ``vmap`` every matrix product runs in bfloat16 but the
+  bias add promotes back to float32, so the elementwise work between layers stays float32
+  (PyTorch issue #192617; :func:`memscape.train` runs it in bfloat16): the same products,
+  rounded a little less.
 
 With the same seeds each model ends where :func:`memscape.train` alone would take it, up
 to floating-point rounding (batched matrix products sum in another order). Run folders
@@ -35,6 +40,7 @@ import torch
 
 from memscape._validation import check_int
 from memscape.diffusion.checkpoints import read_checkpoint, write_checkpoint
+from memscape.diffusion.fast_step import check_precision, network_autocast
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
 from memscape.diffusion.training import (
@@ -73,6 +79,7 @@ def train_stacked(
     progress: bool = True,
     resume: bool = True,
     threads: int | None = None,
+    precision: str = "float32",
 ) -> list[TrainRun]:
     """Train M models of one architecture at once, each as :func:`memscape.train` would.
 
@@ -98,6 +105,10 @@ def train_stacked(
         progress: show a progress bar (step, mean loss over the models, steps/s).
         resume: continue from the checkpoints in ``out`` when present (all at one step).
         threads: torch intra-op CPU threads during training (restored afterwards).
+        precision: ``"float32"`` or ``"bfloat16"`` mixed precision, as in :func:`memscape.train`
+            (the stacked network's matrix products in bfloat16; see above; not for energy
+            models); recorded in each ``config.json``, and a run resumes only at its own
+            precision.
 
     Returns:
         One :class:`TrainRun` per model, in order; its ``steps_per_second`` is the rate of
@@ -116,6 +127,7 @@ def train_stacked(
     hyper = _check_hyper(
         steps=steps, batch=batch, seed=seeds[0], lr=lr, warmup=warmup, ema=ema,
         grad_clip=grad_clip, log_every=log_every,
+        precision=check_precision(precision, models[0].has_energy),
     )  # fmt: skip
     dev = _check_run_args(checkpoint_every, threads, device)
     paths = _check_paths(out, n)
@@ -325,12 +337,13 @@ class _StackedTrainer(_Trainer):
         """``c_skip x + c_out F_θm(c_in x, c_noise)`` (EDM eq. 7) for every model m at once."""
         sd = self.sigma_data[:, None]
         c_skip, c_out, c_in, c_noise = self.m0.precond.coefficients(sigma, sd)  # type: ignore[arg-type]
-        out = self.net(
-            self._stacked(),
-            self.buffers,
-            (self._bcast(c_in) * x).to(self.dtype),
-            c_noise.to(self.dtype),
-        )
+        with network_autocast(x.device, self.h["precision"]):
+            out = self.net(
+                self._stacked(),
+                self.buffers,
+                (self._bcast(c_in) * x).to(self.dtype),
+                c_noise.to(self.dtype),
+            )
         return torch.addcmul(self._bcast(c_skip) * x, self._bcast(c_out), out.to(x.dtype))
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
