@@ -24,7 +24,8 @@ interleaved rounds (each round runs every method in a rotated order, each sample
   chunk of logits, in cache). Where posteriors are peaked the kernel skips most of the
   second matmul (a query whose 8 largest weights hold all but eps of its mass is summed
   over those alone, from d ≈ 128 on), so it can beat this roofline of the dense
-  operations; column ``peaked`` gives the share of such queries (from a float32 softmax).
+  operations; column ``peaked`` gives the share of such queries (a softmax over all K in
+  the benchmark's dtype; the kernel decides per chunk, and uses it from d ≈ 128 on).
 
 Columns ``roof/ms`` (target ≥ 0.9 at d = 64, K = 2·10⁵ and at d = 784, 3072; ≥ 0.8 at
 K = 10³) and ``naive/ms`` (target ≥ 1 everywhere: never slower than naive), plus the
@@ -228,7 +229,7 @@ def suite(device: str, quick: bool) -> list[dict[str, Any]]:
             r = measure(d, k, device=device, sdpa=cuda, sigma=sigma, **timing)
             case = f"d={d} K={k} B=256 σ={sigma:g} chunk={r['chunk']:.0f}"
             naive = "naive softmax (materialized B×K logits)"
-            target = f"; target ≥ {TARGET_ROOF[(d, k)]:.0%} of roofline" if sigma == 1 else ""
+            target = f"; target ≥ {TARGET_ROOF[(d, k)]:.0%} of roofline"
             target += f"; {r['peaked']:.0%} of posteriors peaked"
             rows += [
                 row("denoiser", case, 1e3 * r["memscape"], "ms/call", baseline=naive,
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peaked']:6.0%} | {r['err']:.1e}, {r['err_naive']:.1e}",
             flush=True,
         )
-        target = TARGET_ROOF.get((d, k))
+        target = TARGET_ROOF.get((d, k))  # met trivially where posteriors are peaked (d ≳ 128)
         if target is not None and roof / ms_t < target:
             missed.append(f"d={d} K={k}: roof/ms {roof / ms_t:.2f} < {target}")
         if naive < math.inf and naive / ms_t < 1.0:

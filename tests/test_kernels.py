@@ -203,15 +203,22 @@ def test_peaked_rows_sum_over_their_leading_weights_only():
 
 
 def test_peaked_rows_take_the_matmul_when_the_probe_says_it_does_not_pay():
-    """The probe's share q of qualifying rows times d below _SPARSE_PAYBACK (here q = 1/8 at
-    d = 256): every row is the full product, tail included (float64 truth)."""
+    """The probe (every 8th row, here rows 0, 8, …) sees no qualifying row, so q·d = 0 <
+    _SPARSE_PAYBACK: every row is the full product, tail included, although one row in 8
+    (rows 1, 9, …) is peaked. Truth: the float64 product, with the tail memories at 10⁶
+    (the shortcut would drop ~10⁻³ there)."""
     b, k, d = 64, 500, 256
-    peaked = torch.arange(b) % 8 == 0
+    peaked = torch.arange(b) % 8 == 1
     p64 = _peaked_weights(b, k, peaked, seed=2)
-    y64 = torch.randn(k, d, generator=gen(3), dtype=F64) * 1e3
-    assert 1 / 8 * d < kernels._SPARSE_PAYBACK
+    y64 = torch.randn(k, d, generator=gen(3), dtype=F64)
+    lead = torch.zeros(k, dtype=torch.bool)
+    lead[(p64[peaked] > 1e-6).nonzero()[:, 1]] = True
+    y64[~lead] = 1e6
     out = kernels._posterior_sum(p64.float(), y64.float()).double()
-    torch.testing.assert_close(out, p64 @ y64, rtol=1e-5, atol=1e-3)
+    full = p64 @ y64
+    torch.testing.assert_close(out, full, rtol=1e-5, atol=2e-5)  # float32 sums of 500 terms
+    top = torch.where(p64 > 1e-6, p64, 0.0) @ y64  # what the shortcut would give: not that
+    assert float((top - full)[peaked].abs().max()) > 1e-4
 
 
 @pytest.mark.parametrize("chunk", [0, 256])

@@ -82,7 +82,6 @@ def test_bfloat16_stacked_network_multiplies_in_bfloat16(monkeypatch):
 
         monkeypatch.setattr(torch.nn.functional, "linear", by_hand)
         hand = torch.stack([m._denoise(x[i], sigma[i]) for i, m in enumerate(models)])
-    assert mixed.dtype == torch.float32
     gap = float((hand - full).norm())
     assert gap > 1e-4 * float(full.norm())  # bfloat16 changes D measurably
     assert float((mixed - hand).norm()) < gap / 10
@@ -102,6 +101,11 @@ def test_bfloat16_stacked_training_is_recorded_resumes_only_so_and_not_for_energ
     energy = [_mlp(1, energy=True), _mlp(2, energy=True)]
     with pytest.raises(ValueError, match="not available for energy models"):
         train_stacked(energy, SETS[:2], steps=2, precision="bfloat16", **KW)
+    unets = [ms.ScoreModel.unet((1, 8, 8), channels=8, seed=s) for s in (1, 2)]
+    out = [tmp_path / "u1", tmp_path / "u2"]
+    with pytest.raises(ValueError, match="MLP networks only"):
+        train_stacked(unets, torch.zeros(4, 1, 8, 8), steps=2, precision="bfloat16", out=out, **KW)
+    assert not any(p.exists() for p in out)
 
 
 def test_one_model_and_one_data_set_for_all():

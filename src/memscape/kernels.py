@@ -36,9 +36,9 @@ subnormal, and x86 cores compute those through slow microcode (at d = 64, K = 10
 σ = 1: 6 % of the weights, and the softmax 1.35× slower). Peaked posteriors (small σ,
 large d: the nearest memory outweighs the rest by tens of logits) skip most of the second
 matmul: a query whose 8 largest weights hold all but eps of its mass is summed over those
-alone (:func:`_posterior_sum`; on the CPU without autograd, where a probe of the queries
-says it pays), which makes the denoiser 1.5–1.75× the naive kernel at d = 256…3072,
-σ = 1, and leaves it the dense kernel where posteriors are spread. On CUDA (float32, by
+alone (:func:`_posterior_sum`; on the CPU, without autograd or covariance, where a probe
+of the queries says it pays): measured 1.5–1.75× the naive kernel at d = 256, 784 and
+3072, σ = 1; where posteriors are spread it stays the dense kernel. On CUDA (float32, by
 default) or with ``method="sdpa"`` the mean is one ``scaled_dot_product_attention``
 with augmented queries and keys.
 
@@ -396,13 +396,14 @@ def _posterior_sum(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``Σ_k p_bk y_k`` for rows of weights ``p`` ``(B, K)`` that each sum to 1: ``(B, d)``.
 
     One matmul, except for peaked posteriors (small σ, large d: a query's nearest memory
-    outweighs the rest by tens of logits). There a row whose ``t = _SPARSE_TOP`` largest
-    weights leave ``r_b = 1 − Σ_top p_bk ≤ eps`` of its mass takes its sum over those ``t``
-    memories only (a gather and a ``(t, d)`` product instead of ``K·d`` work); the dropped
-    weights sum to ``r_b`` plus the rounding of the row's normalization, so each component
-    differs from the full product by at most that times ``max_k |y_kj|`` (the order of
-    the matmul's own rounding). The other rows go through the matmul. Only on the CPU and
-    where a probe of the rows says it pays (the constants above); else ``p @ y``.
+    outweighs the rest by tens of logits). There a row led by a weight ≥ ``_SPARSE_LEAD``
+    whose ``t = _SPARSE_TOP`` largest weights leave ``r_b = 1 − Σ_top p_bk ≤ eps`` of its
+    mass takes its sum over those ``t`` memories only (``t`` gathered rows instead of
+    ``K·d`` work). The dropped weights sum to ``r_b`` plus the rounding of the row's
+    normalization, so component ``j`` differs from the full sum by at most that times
+    ``max_k |y_kj|``: an error of order eps relative to the memories' scale (not to the
+    mean's). The other rows go through the matmul. Only on the CPU and where a probe of the
+    rows says it pays (the constants above); else ``p @ y``.
     """
     (b, k), d = p.shape, y.shape[1]
     t = _SPARSE_TOP
@@ -417,8 +418,13 @@ def _posterior_sum(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     val, idx = (p if rows.numel() == b else p[rows]).topk(t, dim=1)
     ok = 1 - val.sum(1) <= eps
     rows, val, idx = rows[ok], val[ok], idx[ok]
+    if rows.numel() == 0:
+        return p @ y
+    part = y[idx[:, 0]] * val[:, :1]  # one gathered (rows, d) block at a time
+    for j in range(1, t):
+        part.addcmul_(y[idx[:, j]], val[:, j : j + 1])
     out = torch.empty(b, d, dtype=p.dtype, device=p.device)
-    out[rows] = torch.bmm(val[:, None, :], y[idx]).squeeze(1)
+    out[rows] = part
     if rows.numel() < b:
         dense = torch.ones(b, dtype=torch.bool, device=p.device)
         dense[rows] = False
@@ -519,7 +525,7 @@ def _stream(
                 tv, ti = _merge_top(tv, ti, logits, top, start)
             cmax = logits.amax(dim=1, keepdim=True) if track else None
             p = torch.softmax(logits, dim=1, out=logits) if inplace else logits.softmax(1)
-            m1 = _posterior_sum(p, yc) if inplace else p @ yc
+            m1 = _posterior_sum(p, yc) if inplace and not covariance else p @ yc
             m2 = _second_moment(p, yc) if covariance else None
             if cmax is None:
                 return _Run(None, None, m1, m2, tv, ti)

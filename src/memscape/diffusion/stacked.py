@@ -42,6 +42,7 @@ from memscape._validation import check_int
 from memscape.diffusion.checkpoints import read_checkpoint, write_checkpoint
 from memscape.diffusion.fast_step import check_precision, network_autocast
 from memscape.diffusion.model import ScoreModel
+from memscape.diffusion.networks import MLP
 from memscape.diffusion.preconditioning import measured_sigma_data
 from memscape.diffusion.training import (
     TrainRun,
@@ -106,8 +107,8 @@ def train_stacked(
         resume: continue from the checkpoints in ``out`` when present (all at one step).
         threads: torch intra-op CPU threads during training (restored afterwards).
         precision: ``"float32"`` or ``"bfloat16"`` mixed precision, as in :func:`memscape.train`
-            (the stacked network's matrix products in bfloat16; see above; not for energy
-            models); recorded in each ``config.json``, and a run resumes only at its own
+            (the stacked network's matrix products in bfloat16; see above; MLP networks
+            only, not energy models); recorded in each ``config.json``, and a run resumes only at its own
             precision.
 
     Returns:
@@ -129,6 +130,12 @@ def train_stacked(
         grad_clip=grad_clip, log_every=log_every,
         precision=check_precision(precision, models[0].has_energy),
     )  # fmt: skip
+    if precision == "bfloat16" and not isinstance(models[0].network, MLP):
+        raise ValueError(
+            "precision='bfloat16' in train_stacked supports MLP networks only (under vmap, "
+            "autocast leaves convolution inputs in mixed dtypes); pass precision='float32' "
+            "or train each model with memscape.train"
+        )
     dev = _check_run_args(checkpoint_every, threads, device)
     paths = _check_paths(out, n)
     given = [m.sigma_data for m in models]

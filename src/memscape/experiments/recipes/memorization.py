@@ -8,20 +8,19 @@ attractors appear at the transition; at large K new attractors form on the data 
 Per (K, seed) a job trains a model (EDM) on K points of a pool, samples it deterministically from
 noise shared across K and measures (:func:`memscape.memorization.measure_model`) each sample's d₁,
 d₂, the ratio criterion d₁/d₂ < 1/3 (Yoon et al. 2023; Gu et al. 2023) and its class: memorized /
-spurious / generalized, or off-data — d₁ above the 0.99 quantile of held-out real samples (never
-trained on) and above ``resolution``·√χ²_d(0.99), the spread of data seen at the noise level the
-model resolves; fresh real samples through the same rule; the attractors at a small σ and (energy
-models: the exact one) their disconnectivity graph (Becker & Karplus 1997), paths and certified
-saddles to each one's nearest; the critical σ of a few samples (censored at the top probe level: a
-bound); and Kadkhodaie et al. 2024's twin test (a model on a disjoint set, same noise) against the
-agreement of two independent samples of one model. :func:`memscape.memorization.reduce_sweep` gives
-K_A (memorization ends), K_S (spurious peak), K_B (generalization begins) as grid intervals from
-medians over seeds with Wilson intervals; the exact empirical model is the theory baseline.
-Training: 1500 steps (on the circle, 3 seeds, the loss is then within 0.7–3.4 % of its value at
-3000 steps, the classes at K = 2 and 1024 within their Wilson intervals; at K = 8 the memorized
-fraction still grows by 0.05–0.1). Models are kept in ``models/`` (a re-run resumes
-bit-identically). On 2-D data ``explorer.html`` shows the landscape at each K beside the class
-fractions.
+spurious / generalized, or off-data — d₁ above the 0.99 quantile of held-out real samples and above
+``resolution``·√χ²_d(0.99), the spread of data at the noise level the model resolves; fresh real
+samples through the same rule; the attractors at a small σ and (energy models: the exact one) their
+disconnectivity graph (Becker & Karplus 1997), paths and certified saddles to each one's nearest;
+the critical σ of a few samples (censored at the top probe level: a bound); and Kadkhodaie et al.
+2024's twin test (a model on a disjoint set, same noise) against the agreement of two independent
+samples of one model. :func:`memscape.memorization.reduce_sweep` gives K_A (memorization ends), K_S
+(spurious peak), K_B (generalization begins) as grid intervals from medians over seeds with Wilson
+intervals; the exact model is the theory baseline. Training: 1500 steps (circle, 3 seeds: the loss
+then within 0.7–3.4 % of its 3000-step value, the classes at K = 2 and 1024 within their Wilson
+intervals; at K = 8 the memorized fraction still grows by 0.05–0.1). A re-run resumes from
+``models/`` bit-identically. 2-D data: ``explorer.html`` (landscapes, class fractions).
+
 **Checked against:** memorizes at the smallest K, not at the largest; K_A ≤ K_S ≤ K_B; twins
 agree more with K, above their reference; fresh real samples rarely off-data; exact memorizes.
 """
@@ -38,7 +37,6 @@ import numpy as np
 
 import memscape as ms
 from memscape._validation import check_device
-from memscape.diffusion.fast_step import PRECISIONS, check_precision
 from memscape.experiments.registry import Context, option, register
 from memscape.progress import report
 from memscape.runs.sweep import grid_jobs, job_seed
@@ -69,7 +67,7 @@ class MemorizationConfig:
     steps: int = option(1500, "training steps per model", ge=1)
     batch: int = option(256, "training batch size", ge=1)
     lr: float = option(2e-3, "Adam learning rate", gt=0)
-    precision: str = option("float32", "training: float32 or bfloat16 (mixed)", choices=PRECISIONS)
+    precision: str = option("float32", "training: float32 or bfloat16 (mixed)", choices=("float32", "bfloat16"))  # fmt: skip
     sampler: str = option("heun", "deterministic sampler", choices=("heun", "euler", "ddim"))
     sampler_steps: int = option(18, "sampler steps", ge=1)
     ratio_threshold: float = option(1 / 3, "memorized when d1/d2 < this", gt=0)
@@ -92,7 +90,8 @@ class MemorizationConfig:
             check_device(self.device, "option device")
         if not (self.trained or self.exact_baseline):
             raise ValueError("trained and exact_baseline are both off: nothing to run")
-        check_precision(self.precision, self.energy)  # bfloat16 is not for energy networks
+        if self.energy and self.precision == "bfloat16":  # as memscape.train, before any file
+            raise ValueError("precision='bfloat16' is not available for energy models (energy)")
         n = self.pool if self.data in SYNTHETIC else len(load_pool(self, seed=0))
         if max(self.sizes) > n:
             raise ValueError(f"sizes: K = {max(self.sizes)} is larger than the dataset ({n})")
