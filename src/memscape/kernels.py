@@ -407,7 +407,7 @@ def _posterior_sum(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     (b, k), d = p.shape, y.shape[1]
     t = _SPARSE_TOP
-    if d < _SPARSE_PAYBACK or k <= 2 * t or p.device.type != "cpu" or not p.is_floating_point():
+    if d < _SPARSE_PAYBACK or k <= 2 * t or p.device.type != "cpu":
         return p @ y
     eps = torch.finfo(p.dtype).eps
     probe = p[:: max(1, b // _SPARSE_PROBE)]

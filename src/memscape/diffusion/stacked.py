@@ -108,8 +108,8 @@ def train_stacked(
         threads: torch intra-op CPU threads during training (restored afterwards).
         precision: ``"float32"`` or ``"bfloat16"`` mixed precision, as in :func:`memscape.train`
             (the stacked network's matrix products in bfloat16; see above; MLP networks
-            only, not energy models); recorded in each ``config.json``, and a run resumes only at its own
-            precision.
+            only, not energy models); recorded in each ``config.json``, and a run resumes
+            only at its own precision.
 
     Returns:
         One :class:`TrainRun` per model, in order; its ``steps_per_second`` is the rate of

@@ -219,7 +219,7 @@ def train(
             the flagship's quick setting (circle, K = 2, 16, 256; 2 seeds, 256 samples
             each) are float32's within binomial noise: 1.000/1.000, 0.383/0.398,
             0.477/0.480, 0.055/0.059, 0.059/0.062 (slow test at K = 2 and 256). The
-            flagship itself trains in float32.
+            flagship trains in float32 unless run with ``--precision bfloat16``.
 
     Returns:
         :class:`TrainRun`. The model is left on ``device`` holding its EMA weights.

@@ -90,7 +90,7 @@ class MemorizationConfig:
             check_device(self.device, "option device")
         if not (self.trained or self.exact_baseline):
             raise ValueError("trained and exact_baseline are both off: nothing to run")
-        if self.energy and self.precision == "bfloat16":  # as memscape.train, before any file
+        if self.energy and self.precision == "bfloat16":  # train's rule, restated torch-free
             raise ValueError("precision='bfloat16' is not available for energy models (energy)")
         n = self.pool if self.data in SYNTHETIC else len(load_pool(self, seed=0))
         if max(self.sizes) > n:
