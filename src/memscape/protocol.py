@@ -6,7 +6,10 @@ A model is a (possibly noise-conditioned) energy ``E(x, σ)`` with score
 
 Subclasses implement :meth:`EnergyModel.energy` (or only :meth:`EnergyModel.score`
 with ``has_energy = False``); the score and Hessian default to autograd and are
-overridden by closed forms where those exist. ``repr(model)`` is one line built from
+overridden by closed forms where those exist. A model with a closed-form Hessian may
+also define ``hessian_operator(x, σ)``, returning ``v ↦ ∇²ₓE(x) v`` on flat ``(B, d)``
+vectors (see :mod:`memscape.curvature`); the landscape tools then take their
+Hessian-vector products from it instead of autograd. ``repr(model)`` is one line built from
 :meth:`EnergyModel._repr_fields`, e.g. ``ModernHopfield(K=10, d=16, beta=8.0, dtype=float64)``.
 """
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from memscape._validation import check_choice, check_tensor
+from memscape.curvature import Operator, posterior_hessian, posterior_hessian_operator
 from memscape.kernels import (
     DEFAULT_CHUNK,
     METHODS,
@@ -35,7 +36,7 @@ from memscape.kernels import (
     _compute_dtype,
     _inverse_variance,
     _log,
-    posterior_hessian,
+    distance_weights,
     streamed_distance_softmax,
 )
 from memscape.protocol import EnergyModel
@@ -144,6 +145,19 @@ class EmpiricalDiffusion(EnergyModel):
         assert cov is not None
         return posterior_hessian(cov, beta)
 
+    def hessian_operator(self, x: torch.Tensor, sigma: Any = None) -> Operator:
+        """The Hessian at ``x`` as an operator ``v ↦ ∇²E(x) v`` on flat ``(B, d)`` vectors.
+
+        ``β(v − β Cov_w(y) v)`` with ``β = 1/σ²`` from the posterior weights at ``x``,
+        computed once here (:func:`memscape.curvature.posterior_hessian_operator`): each
+        product costs two ``K·d`` contractions per state (``t·d`` where the posterior is
+        peaked), with no ``(d, d)`` matrix and no autograd graph.
+        """
+        xf, _, beta = self._prepare(x, sigma)
+        mem = self._cache.get(self.data, xf.dtype, xf.device)
+        p = distance_weights(xf, mem, beta, name="sigma")
+        return posterior_hessian_operator(p, mem.points, beta)
+
     def posterior(
         self, x: torch.Tensor, sigma: Any, index: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -173,5 +187,4 @@ class EmpiricalDiffusion(EnergyModel):
             sq = (mem.shift(xf) - mem.points[idx]).pow(2).sum(1)  # ‖x − y_index‖² directly
             return torch.exp(-0.5 * beta * sq - lse)
         mem = self._cache.get(self.data, xf.dtype, xf.device)
-        logits = torch.addmm(-mem.half_sq, mem.shift(xf), mem.points.T) * _col(beta)
-        return torch.softmax(logits, dim=1)
+        return distance_weights(xf, mem, beta, name="sigma")

@@ -26,7 +26,8 @@ import torch
 
 from memscape import kernels
 from memscape._validation import check_int, check_positive, check_tensor
-from memscape.kernels import DistanceStats, MemoryCache, posterior_hessian
+from memscape.curvature import Operator, posterior_hessian, posterior_hessian_operator
+from memscape.kernels import DistanceStats, MemoryCache
 from memscape.protocol import EnergyModel
 
 __all__ = ["GaussianMixtureDiffusion"]
@@ -101,9 +102,12 @@ class GaussianMixtureDiffusion(EnergyModel):
     def posterior(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         """Posterior ``π_k(x) = p(component k | x_σ = x)``: ``(B, d) -> (B, K)``."""
         x, _, beta = self._prepare(x, sigma)
+        return self._posterior(x, beta)
+
+    def _posterior(self, x: torch.Tensor, beta: Any) -> torch.Tensor:
         mem = self._cache.get(self.means, x.dtype, x.device, self.weights)
-        logits = torch.addmm(-mem.half_sq, mem.shift(x), mem.points.T) * kernels._col(beta)
-        return torch.softmax(logits + self.weights.to(x).log(), dim=1)
+        log_w = self._cache.extra("log_w", lambda: self.weights.to(x).log())
+        return kernels.distance_weights(x, mem, beta, log_w, name="sigma")
 
     def energy(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
         """``−log p_σ(x) = −lse_k(log w_k − ‖x − m_k‖²/2s²) + (d/2) log 2πs²``: ``(B, d) -> (B,)``."""
@@ -128,6 +132,13 @@ class GaussianMixtureDiffusion(EnergyModel):
         cov = self._stats(x, beta, covariance=True).cov
         assert cov is not None
         return posterior_hessian(cov, beta)
+
+    def hessian_operator(self, x: torch.Tensor, sigma: Any = None) -> Operator:
+        """The Hessian at ``x`` as an operator ``v ↦ ∇²E(x) v`` on flat ``(B, d)`` vectors:
+        ``β(v − β Cov_π(m) v)``, ``β = 1/s²`` (:func:`memscape.curvature.posterior_hessian_operator`)."""
+        x, _, beta = self._prepare(x, sigma)
+        mem = self._cache.get(self.means, x.dtype, x.device, self.weights)
+        return posterior_hessian_operator(self._posterior(x, beta), mem.points, beta)
 
     def covariance(self) -> torch.Tensor:
         """Covariance of the data ``vI + Σ_k w_k (m_k − m̄)(m_k − m̄)ᵀ``: ``(d, d)``."""

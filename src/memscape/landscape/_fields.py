@@ -6,6 +6,7 @@ model's ``event_shape`` only when it calls the model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, TypeGuard
 
 import torch
@@ -106,7 +107,7 @@ def _overrides(model: object, name: str) -> bool:
     if not callable(getattr(model, name, None)):
         return False
     if isinstance(model, EnergyModel):
-        return getattr(type(model), name) is not getattr(EnergyModel, name)
+        return getattr(type(model), name, None) is not getattr(EnergyModel, name, None)
     return True
 
 
@@ -141,37 +142,47 @@ def batch_chunks(b: int, d: int, max_elements: int = 1 << 24) -> list[slice]:
     return row_chunks(b, d * d, max_elements)
 
 
-def hvp_operator(
+def hvp_of(
     model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]
-) -> Any:
-    """Hessian-vector product ``v ↦ ½(H + Hᵀ) v`` at flat states ``x`` ``(B, d)``; ``v`` ``(B, d)``.
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Batched ``v ↦ ½(H + Hᵀ) v`` at flat states ``x`` ``(B, d)``; ``v`` ``(B, d) → (B, d)``.
 
-    Energy models: double backward through ``E``. Score-only models: ``Jᵀv`` by one
-    backward pass and ``Jv`` by the double-backward trick, ``H = −J``.
+    The one Hessian-vector product of the landscape code. A model with a closed-form
+    ``hessian_operator(x, σ)`` (the exact model, Gaussian mixtures, modern Hopfield:
+    :mod:`memscape.curvature`) supplies it, with no autograd graph. Otherwise the
+    score's graph is built once here and each product is one backward pass through it
+    (``retain_graph``): for an energy model ``H v = −(∂s/∂x)ᵀ v`` (``∂s/∂x = −∇²E`` is
+    symmetric; a closed-form score is differentiated as is, else ``−∇E`` kept
+    differentiable); for a score-only model ``−(Jᵀv + Jv)/2`` with ``Jv`` by the
+    double-backward trick on the same graph. The rows are independent (each state's
+    score depends on that state only), so one backward of ``Σ_b ⟨s(x_b), v_b⟩`` gives
+    every row's product.
     """
     b = x.shape[0]
-    xg = x.detach().requires_grad_(True)
-    if has_energy(model):
+    if _overrides(model, "hessian_operator"):
+        op = model.hessian_operator(x.detach().reshape(b, *shape), sigma)  # type: ignore[union-attr]
+        return lambda v: op(v.to(x.dtype)).detach()
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        s = score_with_graph(model, xg.reshape(b, *shape), sigma).reshape(b, -1)
+        if has_energy(model):
 
-        def hvp(v: torch.Tensor) -> torch.Tensor:
-            with torch.enable_grad():
-                e = model.energy(xg.reshape(b, *shape), sigma).sum()
-                (g,) = torch.autograd.grad(e, xg, create_graph=True)
-                (hv,) = torch.autograd.grad(g, xg, grad_outputs=v)
-            return hv.detach()
+            def hvp(v: torch.Tensor) -> torch.Tensor:
+                with torch.enable_grad():
+                    (jt_v,) = torch.autograd.grad(s, xg, grad_outputs=v, retain_graph=True)
+                return -jt_v.detach()
 
-        return hvp
+            return hvp
+        u = torch.zeros_like(s, requires_grad=True)
+        (jt_u,) = torch.autograd.grad(s, xg, grad_outputs=u, create_graph=True)
 
-    def hvp_score(v: torch.Tensor) -> torch.Tensor:
+    def hvp_sym(v: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
-            s = score_of(model, xg.reshape(b, *shape), sigma).reshape(b, -1)
             (jt_v,) = torch.autograd.grad(s, xg, grad_outputs=v, retain_graph=True)
-            u = torch.zeros_like(v, requires_grad=True)
-            (jt_u,) = torch.autograd.grad(s, xg, grad_outputs=u, create_graph=True)
-            (j_v,) = torch.autograd.grad(jt_u, u, grad_outputs=v)
+            (j_v,) = torch.autograd.grad(jt_u, u, grad_outputs=v, retain_graph=True)
         return (-(jt_v + j_v) / 2).detach()
 
-    return hvp_score
+    return hvp_sym
 
 
 def row_chunks(b: int, row_elements: int, max_elements: int = 1 << 24) -> list[slice]:

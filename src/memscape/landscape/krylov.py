@@ -30,11 +30,13 @@ its step is exact); e.g. the exact diffusion model with ``K`` points has
 ``H = (I − Cov_w/σ²)/σ²`` with ``rank Cov_w < K``: at most ``K`` distinct eigenvalues,
 so at most ``K`` vectors.
 
-Each Hessian-vector product is one vector–Jacobian product of the score: for an
-energy model ``∂s/∂x = −H`` is symmetric, so ``H v = −(∂s/∂x)ᵀ v`` (one backward pass
-through the closed-form score, or a double backward through ``E`` when the model's
-score is the autograd one), batched over the states because each state's energy
-depends on that state only.
+Each Hessian-vector product comes from :func:`memscape.landscape._fields.hvp_of`: the
+model's closed-form operator where it has one (the exact model, Gaussian mixtures and
+modern Hopfield: two ``K·d`` contractions, :mod:`memscape.curvature`), else one
+vector–Jacobian product of the score (for an energy model ``∂s/∂x = −H`` is symmetric,
+so ``H v = −(∂s/∂x)ᵀ v``: one backward pass through the closed-form score, or a double
+backward through ``E`` when the model's score is the autograd one), batched over the
+states because each state's energy depends on that state only.
 
 Score-only models (a trained score network): ``H = −∂s/∂x`` need not be symmetric, and
 the same damped problem is solved over the Krylov subspace of ``HᵀH`` by Golub–Kahan
@@ -57,7 +59,6 @@ __all__ = [
     "KRYLOV_MAX_DIM",
     "bidiagonal_factor",
     "forcing_term",
-    "hvp_of",
     "jacobian_products_of",
     "krylov_factor",
     "krylov_step",
@@ -80,30 +81,6 @@ ETA_MAX = 0.1
 #: Kelley 1995 (*Iterative Methods for Linear and Nonlinear Equations*, ch. 6): η ≥
 #: ETA_TOL_FACTOR · tol/‖g‖, so the last iteration does not oversolve below the tolerance.
 ETA_TOL_FACTOR = 0.5
-
-
-def hvp_of(
-    model: ScoreOrDenoiser, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Batched Hessian-vector product ``v ↦ H(x_b) v_b`` at flat states ``x`` ``(n, d)``.
-
-    ``H v = −(∂s/∂x)ᵀ v`` for an energy model (``∂s/∂x = −∇²E`` is symmetric): the
-    score's graph is built once here, and each product is one backward pass through it
-    (``retain_graph``). The rows are independent (each state's score depends on that
-    state only), so one backward of ``Σ_b ⟨s(x_b), v_b⟩`` gives every row's product.
-    ``v``: ``(n, d)`` → ``(n, d)``. Assumes the model's score is ``−∇E`` of its energy
-    (true of the protocol's energy models; a closed-form score is differentiated as is).
-    """
-    n = x.shape[0]
-    xg = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        s = score_with_graph(model, xg.reshape(n, *shape), sigma).reshape(n, -1)
-
-    def hvp(v: torch.Tensor) -> torch.Tensor:
-        (jt_v,) = torch.autograd.grad(s, xg, grad_outputs=v, retain_graph=True)
-        return -jt_v.detach()
-
-    return hvp
 
 
 def forcing_term(gn: torch.Tensor, gn_prev: torch.Tensor | None, tol: float) -> torch.Tensor:
@@ -138,7 +115,7 @@ def krylov_factor(
     """Lanczos factorization for the damped steps of :func:`krylov_step`.
 
     Args:
-        hvp: batched ``v ↦ H v`` ``(n, d) → (n, d)`` (:func:`hvp_of`), ``H`` symmetric.
+        hvp: batched ``v ↦ H v`` ``(n, d) → (n, d)`` (:func:`memscape.landscape._fields.hvp_of`), ``H`` symmetric.
         g: gradients ``∇E`` ``(n, d)``, none zero.
         eta: forcing terms ``(n,)``: a state's subspace stops growing once its MINRES
             residual is ``≤ η‖g‖``.

@@ -34,8 +34,7 @@ from memscape.landscape._fields import (
     check_sigma,
     event_shape,
     flat_hessian,
-    has_energy,
-    hvp_operator,
+    hvp_of,
     slice_sigma,
 )
 from memscape.protocol import ScoreOrDenoiser
@@ -237,16 +236,11 @@ def _lanczos(
     (ARPACK's implicitly restarted Lanczos, Lehoucq, Sorensen & Yang 1998, via ``eigsh``)."""
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    from memscape.landscape.krylov import hvp_of
-
     b, d = flat.shape
     vals = torch.empty(b, k, dtype=flat.dtype)
     vecs = torch.empty(b, d, k, dtype=flat.dtype)
-    # energy models: H = −∂s/∂x from one backward pass through the score's graph, built
-    # once per point; score-only models: the symmetric part ½(H + Hᵀ), rebuilt per product
-    operator = hvp_of if has_energy(model) else hvp_operator
-    for i in range(b):
-        hvp = operator(model, flat[i : i + 1], slice_sigma(sigma, torch.tensor([i])), shape)
+    for i in range(b):  # the symmetric part ½(H + Hᵀ); H itself for energy models
+        hvp = hvp_of(model, flat[i : i + 1], slice_sigma(sigma, torch.tensor([i])), shape)
 
         def matvec(v: np.ndarray, hvp: Any = hvp) -> np.ndarray:
             vt = torch.as_tensor(np.asarray(v).reshape(1, d), dtype=flat.dtype, device=flat.device)

@@ -41,6 +41,7 @@ from memscape.landscape._fields import (
     flat_hessian,
     flat_score,
     has_energy,
+    hvp_of,
     row_chunks,
     slice_sigma,
 )
@@ -48,7 +49,6 @@ from memscape.landscape.krylov import (
     KRYLOV_MAX_DIM,
     bidiagonal_factor,
     forcing_term,
-    hvp_of,
     jacobian_products_of,
     krylov_factor,
     krylov_step,

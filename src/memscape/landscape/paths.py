@@ -63,10 +63,11 @@ from memscape.landscape._fields import (
     event_shape,
     flat_score,
     has_energy,
+    hvp_of,
     slice_sigma,
 )
 from memscape.landscape.conservative import line_integral
-from memscape.landscape.saddles import refine_saddles, symmetric_hvp
+from memscape.landscape.saddles import refine_saddles
 from memscape.protocol import ScoreOrDenoiser
 
 __all__ = ["MinimumEnergyPath", "minimum_energy_path"]
@@ -171,18 +172,26 @@ class _Band:
             else torch.zeros(p, 2, dtype=ends.dtype, device=ends.device)
         )
 
+    def gradient(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Gradients ``∇E`` of the interior images ``(n, N−2, d)`` of the bands ``rows``."""
+        n, big_n, d = x.shape
+        m = big_n - 2
+        inner = x[:, 1:-1].reshape(n * m, d)
+        sig = _per_point(self.sigma, rows, m)
+        return -flat_score(self.model, inner, sig, self.shape).reshape(n, m, d)
+
     def evaluate(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradients of the interior images ``(n, N−2, d)`` and the profile ``(n, N)``.
 
         The profile is the energy of the images, or for score-only models the
         trapezoidal line integral of ``∇E`` over them (from ``E(a) = 0``); only the
-        tangents and the climbing image use it.
+        tangents and the climbing image use it (the string needs :meth:`gradient` only).
         """
         n, big_n, d = x.shape
         m = big_n - 2
         inner = x[:, 1:-1].reshape(n * m, d)
         sig = _per_point(self.sigma, rows, m)
-        g = -flat_score(self.model, inner, sig, self.shape).reshape(n, m, d)
+        g = self.gradient(x, rows)
         ends = self.e_ends[rows]
         if self.energy:
             e_in = self.model.energy(inner.reshape(n * m, *self.shape), sig).detach()
@@ -262,7 +271,7 @@ def _reparametrize(x: torch.Tensor) -> torch.Tensor:
 
 def _curvature(model: Any, pts: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> torch.Tensor:
     """Largest ``|λ|`` of the Hessian (symmetric part) at flat points ``(B, d)``: ``(B,)``, by power iteration."""
-    hvp = symmetric_hvp(model, pts, sigma, shape)
+    hvp = hvp_of(model, pts, sigma, shape)
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(pts.shape, generator=gen, dtype=torch.float64).to(pts)
     lam = torch.zeros(pts.shape[0], dtype=pts.dtype, device=pts.device)
@@ -471,7 +480,7 @@ def _relax_string(
     rows = torch.arange(p)
     for _ in range(max_iter):
         xa = x[rows]
-        g, _ = band.evaluate(xa, rows)
+        g = band.gradient(xa, rows)
         moved = xa.clone()
         moved[:, 1:-1] -= _cap(dt[rows] * g, 0.5 * seg0[rows])
         moved = _reparametrize(moved)

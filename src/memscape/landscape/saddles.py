@@ -127,37 +127,6 @@ class SaddleResult:
         return self.converged & c.certified & (c.morse_index == 1)
 
 
-def symmetric_hvp(model: Any, x: torch.Tensor, sigma: Any, shape: tuple[int, ...]) -> Any:
-    """``v ↦ ½(H + Hᵀ)v`` at flat states ``(B, d)`` (``v`` ``(B, d)``), the score's graph built once.
-
-    Energy models: ``Hv = −(∂s/∂x)ᵀv``, one backward pass through the score (the
-    model's closed form, else ``−∇E`` kept differentiable; ``H`` is symmetric).
-    Score-only models: ``−(Jᵀv + Jv)/2``, ``Jv`` by the double-backward trick.
-    """
-    b = x.shape[0]
-    with torch.enable_grad():
-        xg = x.detach().clone().requires_grad_(True)
-        s = _fields.score_with_graph(model, xg.reshape(b, *shape), sigma).reshape(b, -1)
-        if has_energy(model):
-
-            def hvp(v: torch.Tensor) -> torch.Tensor:
-                with torch.enable_grad():
-                    (jt_v,) = torch.autograd.grad(s, xg, grad_outputs=v, retain_graph=True)
-                return -jt_v.detach()
-
-            return hvp
-        u = torch.zeros_like(s, requires_grad=True)
-        (jt_u,) = torch.autograd.grad(s, xg, grad_outputs=u, create_graph=True)
-
-    def hvp_sym(v: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            (jt_v,) = torch.autograd.grad(s, xg, grad_outputs=v, retain_graph=True)
-            (j_v,) = torch.autograd.grad(jt_u, u, grad_outputs=v, retain_graph=True)
-        return (-(jt_v + j_v) / 2).detach()
-
-    return hvp_sym
-
-
 class _Local:
     """Gradient and Hessian operator of one state of a model, in flat numpy float64."""
 
@@ -190,7 +159,7 @@ class _Local:
             return
         from scipy.sparse.linalg import LinearOperator
 
-        hvp = symmetric_hvp(self.model, xt, self.sigma, self.shape)
+        hvp = _fields.hvp_of(self.model, xt, self.sigma, self.shape)
 
         def matvec(v: np.ndarray) -> np.ndarray:
             hv = hvp(self.torch(np.asarray(v, dtype=np.float64).reshape(-1)))

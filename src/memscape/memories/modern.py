@@ -8,12 +8,14 @@ from typing import Any
 import torch
 
 from memscape._validation import check_generator, check_int, check_positive, check_tensor
+from memscape.curvature import Operator, covariance_operator
 from memscape.dynamics.descent import check_mask, descend
 from memscape.kernels import (
     DEFAULT_CHUNK,
     DistanceStats,
     MemoryCache,
     _compute_dtype,
+    distance_weights,
     streamed_distance_softmax,
 )
 from memscape.memories.base import AssociativeMemory, Mask, Seed
@@ -171,14 +173,25 @@ class ModernHopfield(AssociativeMemory):
         eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
         return eye - self.beta * cov
 
+    def hessian_operator(self, x: torch.Tensor, sigma: Any = None) -> Operator:
+        """The Hessian at ``x`` as an operator ``v ↦ (I − β Cov_p(X)) v`` on ``(B, d)``
+        vectors, the weights computed once here (:func:`memscape.curvature.covariance_operator`):
+        two ``K·d`` contractions per product and state, no ``(d, d)`` matrix."""
+        x, beta = self._prepare(x)
+        cov = covariance_operator(self._weights(x), self._cache.get(
+            self.memories, x.dtype, x.device, self.bias).points)  # fmt: skip
+        return lambda v: v - beta * cov(v)
+
     # ------------------------------------------------------------ diagnostics
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax weights ``softmax(β(Xᵀξ + c))`` over memories: ``(B, K)`` (materialized)."""
         x, _ = self._prepare(x)
+        return self._weights(x)
+
+    def _weights(self, x: torch.Tensor) -> torch.Tensor:
         mem = self._cache.get(self.memories, x.dtype, x.device, self.bias)
         offset = self._cache.extra("offset", lambda: self._offset(x.dtype, x.device))
-        logits = torch.addmm(offset - mem.half_sq, mem.shift(x), mem.points.T)
-        return torch.softmax(self.beta * logits, dim=1)
+        return distance_weights(x, mem, self.beta, self.beta * offset)
 
     def separation(self) -> torch.Tensor:
         """Separation ``Δ_i = x_iᵀx_i − max_{j≠i} x_iᵀx_j`` (Ramsauer et al. Def. 1): ``(K,)``."""
