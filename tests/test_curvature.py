@@ -170,9 +170,18 @@ def test_landscape_hvp_takes_the_closed_form_and_keeps_autograd_for_others():
     x = queries(y, seed=12)
     v = torch.randn(x.shape, generator=torch.Generator().manual_seed(13), dtype=F64)
     want = apply_dense(hessian_truth(y, x, torch.full((x.shape[0],), 1 / 0.5**2, dtype=F64)), v)
-    with torch.no_grad():  # the closed form needs no autograd
-        hv = _fields.hvp_of(model, x, 0.5, (12,))(v)
+    closed = ms.EmpiricalDiffusion(y)
+
+    def no_autograd_path(*args, **kwargs):
+        raise AssertionError("the closed form should need neither score nor energy")
+
+    closed.score = closed.energy = no_autograd_path  # type: ignore[method-assign]
+    hv = _fields.hvp_of(closed, x, 0.5, (12,))(v)
     torch.testing.assert_close(hv, want, rtol=1e-9, atol=1e-11 * float(want.abs().max()))
+    # half-precision states: computed in float32 (the model's rule), returned as given
+    hv16 = _fields.hvp_of(ms.EmpiricalDiffusion(y.float()), x.half(), 0.5, (12,))(v.half())
+    assert hv16.dtype == torch.float16
+    assert float((hv16.double() - want).abs().max() / want.abs().max()) < 1e-2
 
     class EnergyOnly:  # the same energy, no closed forms: double backward through E
         event_shape = (12,)

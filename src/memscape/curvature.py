@@ -64,8 +64,11 @@ def covariance_operator(p: torch.Tensor, y: torch.Tensor) -> Operator:
         y: points ``(K, d)`` in the coordinates of the vectors' origin (any shift of
             ``y`` leaves ``Cov`` unchanged; centred points keep the most digits).
 
-    Rows whose ``t`` largest weights leave at most eps of the mass (and ``K > 2t``) are
-    applied over those points only (module doc); the others by two matmuls with ``y``.
+    Rows whose ``t`` largest weights leave at most eps of the mass are applied over those
+    points only (module doc) where that pays: on the CPU, ``K ≥ 8t`` while their
+    ``(rows, t, d)`` block fits ``_CACHE_BYTES``, else ``K ≥ 24t`` up to ``_PEAKED_BYTES``;
+    the other rows (and every row elsewhere) by two matmuls with ``y``. Memory: the
+    ``(B, K)`` weights, kept, plus ``(B, K)`` per product (no ``(B, d, d)``).
     """
     p = p.detach()
     (b, k), t = p.shape, _PEAKED_TOP
@@ -73,7 +76,8 @@ def covariance_operator(p: torch.Tensor, y: torch.Tensor) -> Operator:
     peaked = rows = None  # the peaked rows' and the other rows' indices (None: all rows)
     z = w = None
     size = b * t * y.shape[1] * y.element_size()
-    if k >= (_PAYS_CACHED if size <= _CACHE_BYTES else _PAYS) * t and size <= _PEAKED_BYTES:
+    pays = k >= (_PAYS_CACHED if size <= _CACHE_BYTES else _PAYS) * t and size <= _PEAKED_BYTES
+    if pays and p.device.type == "cpu":
         val, idx = p.topk(t, dim=1)
         ok = 1 - val.sum(1) <= eps
         n_ok = int(ok.sum())
@@ -84,10 +88,13 @@ def covariance_operator(p: torch.Tensor, y: torch.Tensor) -> Operator:
             w = (val / val.sum(1, keepdim=True)).T.contiguous()  # (t, n)
             pts = y[idx.T]  # (t, n, d): slot-major, each slot's rows contiguous
             z = pts - (w[:, :, None] * pts).sum(0)  # y_top − μ
-    p_rest = p if rows is None else p[rows]
-    mu_rest = p_rest @ y
+    p_rest = mu_rest = None  # the dense rows' weights and means, where there are such rows
+    if z is None or rows is not None:
+        p_rest = p if rows is None else p[rows]
+        mu_rest = p_rest @ y
 
     def dense(v: torch.Tensor) -> torch.Tensor:
+        assert p_rest is not None and mu_rest is not None
         a = v @ y.T - (v * mu_rest).sum(1, keepdim=True)  # (n, K): y_kᵀv − μᵀv
         pa = p_rest * a
         return pa @ y - mu_rest * pa.sum(1, keepdim=True)
@@ -105,7 +112,7 @@ def covariance_operator(p: torch.Tensor, y: torch.Tensor) -> Operator:
         return out
 
     def apply(v: torch.Tensor) -> torch.Tensor:
-        v = v.detach()
+        v = v.detach().to(y.dtype)
         if z is None:
             return dense(v)
         if peaked is None or rows is None:

@@ -59,12 +59,13 @@ class EmpiricalDiffusion(EnergyModel):
         chunk_size: training points per chunk of the streamed log-sum-exp, or 0 (the
             default) to choose it from B, K, d and the dtype
             (:func:`memscape.kernels.chunk_size_for`); memory is ``O(B · chunk_size)`` so
-            K = 10⁶ never builds a ``B×K`` matrix.
+            K = 10⁶ never builds a ``B×K`` matrix (except :meth:`posterior` and
+            :meth:`hessian_operator`, which keep the ``(B, K)`` weights).
         method: how the denoiser's mean is formed: ``"auto"`` (one
             ``scaled_dot_product_attention`` on CUDA in float32, the streamed kernel
             elsewhere), ``"streamed"`` or ``"sdpa"``
-            (:func:`memscape.kernels.streamed_distance_softmax`); energies and Hessians
-            always stream.
+            (:func:`memscape.kernels.streamed_distance_softmax`); energies and dense
+            Hessians always stream.
     """
 
     noise_conditioned = True

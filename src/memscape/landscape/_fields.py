@@ -161,7 +161,7 @@ def hvp_of(
     b = x.shape[0]
     if _overrides(model, "hessian_operator"):
         op = model.hessian_operator(x.detach().reshape(b, *shape), sigma)  # type: ignore[union-attr]
-        return lambda v: op(v.to(x.dtype)).detach()
+        return lambda v: op(v).detach().to(x.dtype)
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         s = score_with_graph(model, xg.reshape(b, *shape), sigma).reshape(b, -1)

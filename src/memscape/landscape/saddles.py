@@ -6,9 +6,11 @@ string), :func:`refine_saddles` iterates, per state:
 
 1. the two lowest eigenpairs ``(λ₁, v₁), (λ₂, v₂)`` of ``H = ∇²E`` by Lanczos
    (``scipy.sparse.linalg.eigsh`` on a :class:`~scipy.sparse.linalg.LinearOperator`
-   whose products ``Hv`` are autograd double-backward passes, warm-started from the
-   last ``v₁``: minimum-mode following, the role the dimer's rotation plays in
-   Henkelman & Jónsson 1999, J. Chem. Phys. 111, 7010, with exact products);
+   whose products ``Hv`` come from :func:`memscape.landscape._fields.hvp_of` (the model's
+   closed-form operator where it has one, else one backward pass through the score),
+   warm-started from the last ``v₁``: minimum-mode following, the role the dimer's
+   rotation plays in Henkelman & Jónsson 1999, J. Chem. Phys. 111, 7010, with exact
+   products);
 2. where ``λ₁ < 0 < λ₂`` (the quadratic region of an index-1 saddle): the Newton step
    ``H δ = −∇E`` by MINRES (Paige & Saunders 1975), quadratically convergent;
 3. elsewhere, eigenvector-following (Cerjan & Miller 1981; Baker 1986, J. Comput.
