@@ -97,20 +97,24 @@ def full_sum(w: torch.Tensor, pts: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     return torch.einsum("bk,bki,bkj,bj->bi", w, dev, dev, v)
 
 
-@pytest.mark.parametrize("rows", [4, 9])  # one bmm, and the loop over the 8 slots
-def test_peaked_rows_read_only_their_leading_points(rows):
-    """A peaked row (tail mass ≤ eps) is applied over its 8 leading points only: moving the
-    others far changes nothing, where the full sum would move by ~1e-8."""
-    d, k = 8, 100
+@pytest.mark.parametrize(
+    ("rows", "lead", "k"),
+    [(4, 8, 100), (9, 8, 100), (9, 20, 1400), (2, 60, 500)],  # bmm, slot loop, bmm, bmm
+)
+def test_compact_rows_read_only_their_leading_points(rows, lead, k):
+    """A row whose weights ≥ eps/K are ``lead`` points is applied over those only: moving
+    the others far changes nothing, where the full sum would move by ~1e-8."""
+    d = 8
     y = clustered(k, d, seed=6)
-    p = torch.full((rows, k), 1e-20, dtype=F64)  # tail mass 9.2e-19 per row, below eps
-    lead = torch.tensor([0.3, 0.2, 0.15, 0.1, 0.1, 0.05, 0.05, 0.05], dtype=F64)
-    p[:, :8] = lead - float(p[0, 8:].sum()) / 8
+    p = torch.full((rows, k), 1e-20, dtype=F64)  # the tail: below eps/K, under eps in all
+    w = torch.linspace(2.0, 1.0, lead, dtype=F64)
+    w = w / w.sum()
+    p[:, :lead] = w - float(p[0, lead:].sum()) / lead
     v = torch.randn(rows, d, generator=torch.Generator().manual_seed(7), dtype=F64)
     far = y.clone()
-    far[10:] += 1e6
+    far[lead + 2 :] += 1e6
     got = curvature.covariance_operator(p, far)(v)
-    torch.testing.assert_close(got, full_sum(lead.expand(rows, 8), y[:8], v), rtol=1e-12,
+    torch.testing.assert_close(got, full_sum(w.expand(rows, lead), y[:lead], v), rtol=1e-12,
                                atol=1e-12)  # fmt: skip
     assert float((full_sum(p, far, v) - got).abs().max()) > 1e-9  # a dense read would show
 

@@ -127,3 +127,20 @@ def test_flush_denormals_disabled_and_on_error_leave_the_setting_alone():
     with pytest.raises(RuntimeError, match="inside"), flush_denormals():
         raise RuntimeError("inside")
     assert not flushing_denormals()
+
+
+def test_serial_runs_one_thread_and_restores_the_count():
+    serial = numeric.serial
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with serial(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), serial(torch.device("cpu")):
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2  # restored on an error too
+        with serial(torch.device("meta")):  # off the CPU: untouched
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -15,10 +15,11 @@ contractions, no autograd graph).
 Numerics of the operator: ``Cov v = Σ_k p_k (y_k − μ) a_k`` with ``a_k = y_kᵀv − μᵀv``
 centred before weighting, so the large common part ``μ μᵀ v`` never forms and cancels
 (the error is of order ``u ‖y‖ Σ_k p_k |a_k|``, the same as a backward pass through the
-softmax). A peaked row (small σ: the ``t`` largest weights hold all but eps of the
-mass) is applied over those ``t`` points only, ``(y_top − μ)`` precomputed, so a product
-costs ``t·d`` instead of ``K·d``; the dropped weights change ``Cov v`` by at most eps
-relative to ``max_k ‖y_k − μ‖² ‖v‖``.
+softmax). A row whose weights ``≥ eps/K`` are few (small σ: a state near one memory or
+between two, or among a few near-duplicates) is applied over its ``T`` largest weights
+only, ``(y_top − μ)`` precomputed, so a product costs ``T·d`` instead of ``K·d``; the
+dropped weights, each below eps/K, hold less than eps of the mass and change ``Cov v``
+by at most eps relative to ``max_k ‖y_k − μ‖² ‖v‖``.
 """
 
 from __future__ import annotations
@@ -34,15 +35,18 @@ __all__ = ["covariance_operator", "posterior_hessian", "posterior_hessian_operat
 
 Operator = Callable[[torch.Tensor], torch.Tensor]
 
-_PEAKED_TOP = 8  # t: the leading weights a peaked row keeps
-_PEAKED_BYTES = 1 << 28  # most memory for the peaked rows' (rows, t, d) centred points
-# When the t-point form beats two matmuls with the K points (measured, 1 thread, d = 64 to
-# 3072, float32 and float64): a product costs ~0.5–1.4 ns per stored (t, d) element while
-# cache-resident and ~3.3 ns beyond, against ~0.07–0.17 ns per K·d for the matmuls, so
-# it pays from K ≈ 8t with (rows, t, d) within _CACHE_BYTES and from K ≈ 24t beyond.
+_SUPPORT_BYTES = 1 << 28  # most memory for the compact rows' (T, rows, d) centred points
+# When the compact form (T points a row) beats two matmuls with the K points (measured, 1
+# thread, d = 64 to 3072, float32 and float64): a loop over the T slots costs ~0.5–1.4 ns
+# per stored (T, d) element while cache-resident and ~3.3 ns beyond, one bmm ~3.7 ns
+# (but a single call: the choice for few rows, or many slots), against ~0.07–0.17 ns per
+# K·d for the matmuls over many rows and ~0.5 ns for one row (a matrix-vector product,
+# bound by reading the K points). So it pays from K ≈ 8T for a few rows or a
+# cache-resident loop, from K ≈ 24T for a loop, and from K ≈ 64T for a bmm of many rows.
 _CACHE_BYTES = 4 << 20
-_PAYS_CACHED, _PAYS = 8, 24
-_BMM_ROWS = 4  # up to this many peaked rows one bmm (less overhead), else a loop over t
+_PAYS_CACHED, _PAYS, _PAYS_ALWAYS = 8, 24, 64
+_BMM_ROWS = 4  # up to this many compact rows one bmm (less overhead), else a loop ...
+_LOOP_SLOTS = 16  # ... over the T slots while T is at most this
 
 
 def posterior_hessian(cov: torch.Tensor, beta: Any) -> torch.Tensor:
@@ -64,30 +68,30 @@ def covariance_operator(p: torch.Tensor, y: torch.Tensor) -> Operator:
         y: points ``(K, d)`` in the coordinates of the vectors' origin (any shift of
             ``y`` leaves ``Cov`` unchanged; centred points keep the most digits).
 
-    Rows whose ``t`` largest weights leave at most eps of the mass are applied over those
-    points only (module doc) where that pays: on the CPU, ``K ≥ 8t`` while their
-    ``(rows, t, d)`` block fits ``_CACHE_BYTES``, else ``K ≥ 24t`` up to ``_PEAKED_BYTES``;
-    the other rows (and every row elsewhere) by two matmuls with ``y``. Memory: the
-    ``(B, K)`` weights, kept, plus ``(B, K)`` per product (no ``(B, d, d)``).
+    A row's support is its weights ``≥ eps/K`` (the rest hold less than eps of the mass).
+    Rows whose support has at most ``T`` points are applied over their ``T`` largest
+    weights only (module doc), ``T`` the batch's largest such support, where that pays
+    (on the CPU; the constants above: ``K ≥ 8T`` for a few rows or a cache-resident
+    loop, ``K ≥ 24T`` for a loop, ``K ≥ 64T`` else; the ``(T, rows, d)`` block up to
+    ``_SUPPORT_BYTES``); the
+    other rows (and every row elsewhere) by two matmuls with ``y``. Memory: the ``(B, K)``
+    weights, kept, plus ``(B, K)`` per product (no ``(B, d, d)``).
     """
     p = p.detach()
-    (b, k), t = p.shape, _PEAKED_TOP
-    eps = torch.finfo(p.dtype).eps
-    peaked = rows = None  # the peaked rows' and the other rows' indices (None: all rows)
+    (b, k), d = p.shape, y.shape[1]
+    compact = rows = None  # the compact rows' and the other rows' indices (None: all rows)
     z = w = None
-    size = b * t * y.shape[1] * y.element_size()
-    pays = k >= (_PAYS_CACHED if size <= _CACHE_BYTES else _PAYS) * t and size <= _PEAKED_BYTES
-    if pays and p.device.type == "cpu":
-        val, idx = p.topk(t, dim=1)
-        ok = 1 - val.sum(1) <= eps
-        n_ok = int(ok.sum())
+    if p.device.type == "cpu" and k >= _PAYS_CACHED:
+        support = (p >= torch.finfo(p.dtype).eps / k).sum(1)
+        ok, t = _compact_rows(support, k, d * y.element_size())
+        n_ok = int(ok.sum()) if t else 0
         if n_ok:
+            val, idx = p.topk(t, dim=1) if n_ok == b else p[ok].topk(t, dim=1)
             if n_ok < b:
-                peaked, rows = ok.nonzero().squeeze(1), (~ok).nonzero().squeeze(1)
-                val, idx = val[peaked], idx[peaked]
-            w = (val / val.sum(1, keepdim=True)).T.contiguous()  # (t, n)
-            pts = y[idx.T]  # (t, n, d): slot-major, each slot's rows contiguous
-            z = pts - (w[:, :, None] * pts).sum(0)  # y_top − μ
+                compact, rows = ok.nonzero().squeeze(1), (~ok).nonzero().squeeze(1)
+            w = (val / val.sum(1, keepdim=True)).T.contiguous()  # (T, n)
+            pts = y[idx.T]  # (T, n, d): slot-major, each slot's rows contiguous
+            z = pts.sub_(torch.einsum("tn,tnd->nd", w, pts))  # y_top − μ, in place
     p_rest = mu_rest = None  # the dense rows' weights and means, where there are such rows
     if z is None or rows is not None:
         p_rest = p if rows is None else p[rows]
@@ -101,13 +105,13 @@ def covariance_operator(p: torch.Tensor, y: torch.Tensor) -> Operator:
 
     def sparse(v: torch.Tensor) -> torch.Tensor:
         assert z is not None and w is not None
-        if v.shape[0] <= _BMM_ROWS:  # (n, t, d) @ (n, d, 1): (y_k − μ)ᵀv, then back
+        if v.shape[0] <= _BMM_ROWS or z.shape[0] > _LOOP_SLOTS:  # (n, T, d) @ (n, d, 1)
             zb = z.transpose(0, 1)
-            a = torch.bmm(zb, v[:, :, None]) * w.T[:, :, None]
+            a = torch.bmm(zb, v[:, :, None]) * w.T[:, :, None]  # p_k (y_k − μ)ᵀv
             return torch.bmm(zb.transpose(1, 2), a).squeeze(2)
-        a = torch.linalg.vecdot(z, v) * w  # (t, n)
+        a = torch.linalg.vecdot(z, v) * w  # (T, n)
         out = z[0] * a[0, :, None]
-        for j in range(1, t):
+        for j in range(1, z.shape[0]):
             out.addcmul_(z[j], a[j, :, None])
         return out
 
@@ -115,14 +119,32 @@ def covariance_operator(p: torch.Tensor, y: torch.Tensor) -> Operator:
         v = v.detach().to(y.dtype)
         if z is None:
             return dense(v)
-        if peaked is None or rows is None:
+        if compact is None or rows is None:
             return sparse(v)
         out = torch.empty_like(v)
-        out[peaked] = sparse(v[peaked])
+        out[compact] = sparse(v[compact])
         out[rows] = dense(v[rows])
         return out
 
     return apply
+
+
+def _compact_rows(support: torch.Tensor, k: int, row_bytes: int) -> tuple[torch.Tensor, int]:
+    """Which rows take the compact form, and its ``T`` (0: none), by the rule above: from
+    the loosest payback (``K ≥ 8T``: a few rows, or a cache-resident loop) to the
+    strictest (``K ≥ 64T``: any rows, any T)."""
+    for factor in (_PAYS_CACHED, _PAYS, _PAYS_ALWAYS):
+        ok = support <= k // factor
+        n = int(ok.sum())
+        if n == 0:
+            continue
+        t = max(1, int(support[ok].max()))
+        size = n * t * row_bytes
+        few, loop = n <= _BMM_ROWS, t <= _LOOP_SLOTS
+        fits = {_PAYS_CACHED: few or (loop and size <= _CACHE_BYTES), _PAYS: loop}
+        if size <= _SUPPORT_BYTES and fits.get(factor, True):
+            return ok, t
+    return support < 0, 0
 
 
 def posterior_hessian_operator(p: torch.Tensor, y: torch.Tensor, beta: Any) -> Operator:

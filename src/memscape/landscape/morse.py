@@ -37,6 +37,7 @@ from memscape.landscape._fields import (
     hvp_of,
     slice_sigma,
 )
+from memscape.numeric import serial
 from memscape.protocol import ScoreOrDenoiser
 
 __all__ = [
@@ -239,17 +240,19 @@ def _lanczos(
     b, d = flat.shape
     vals = torch.empty(b, k, dtype=flat.dtype)
     vecs = torch.empty(b, d, k, dtype=flat.dtype)
-    for i in range(b):  # the symmetric part ½(H + Hᵀ); H itself for energy models
-        hvp = hvp_of(model, flat[i : i + 1], slice_sigma(sigma, torch.tensor([i])), shape)
+    with serial(flat.device):  # one state at a time: small ops, ARPACK between them
+        for i in range(b):  # the symmetric part ½(H + Hᵀ); H itself for energy models
+            hvp = hvp_of(model, flat[i : i + 1], slice_sigma(sigma, torch.tensor([i])), shape)
 
-        def matvec(v: np.ndarray, hvp: Any = hvp) -> np.ndarray:
-            vt = torch.as_tensor(np.asarray(v).reshape(1, d), dtype=flat.dtype, device=flat.device)
-            return hvp(vt).cpu().numpy().reshape(d)
+            def matvec(v: np.ndarray, hvp: Any = hvp) -> np.ndarray:
+                vt = torch.as_tensor(np.asarray(v).reshape(1, d), dtype=flat.dtype,
+                                     device=flat.device)  # fmt: skip
+                return hvp(vt).cpu().numpy().reshape(d)
 
-        op = LinearOperator((d, d), matvec=matvec, dtype=np.float64)
-        w, v = eigsh(op, k=k, which="SA")
-        order = np.argsort(w)
-        vals[i] = torch.as_tensor(w[order])
-        vecs[i] = torch.as_tensor(v[:, order])
+            op = LinearOperator((d, d), matvec=matvec, dtype=np.float64)
+            w, v = eigsh(op, k=k, which="SA")
+            order = np.argsort(w)
+            vals[i] = torch.as_tensor(w[order])
+            vecs[i] = torch.as_tensor(v[:, order])
     nan = torch.full((b,), float("nan"), dtype=flat.dtype)
     return HessianSpectrum(vals.to(flat.device), vecs.to(flat.device), nan, False)

@@ -51,6 +51,7 @@ from memscape.landscape import _fields
 from memscape.landscape._fields import check_model, check_sigma, event_shape, has_energy
 from memscape.landscape.morse import asymmetry, is_hyperbolic, morse_index
 from memscape.landscape.newton import default_tol
+from memscape.numeric import serial
 from memscape.protocol import ScoreOrDenoiser
 
 __all__ = ["MorseCertificate", "SaddleResult", "certify_morse_index", "refine_saddles"]
@@ -315,19 +316,16 @@ def refine_saddles(
     gn = torch.empty(b, dtype=torch.float64)
     its = torch.zeros(b, dtype=torch.long)
     modes = torch.zeros_like(flat)
-    for i in range(b):
-        loc = _Local(model, _fields.slice_sigma(sigma, torch.tensor([i])), shape, flat)
-        xi, gn_i, it_i, v1 = _refine_one(
-            loc,
-            flat[i].double().cpu().numpy(),
-            tol,
-            max_iter,
-            _item(max_step, i),
-        )
-        out[i] = torch.as_tensor(xi).to(flat)
-        gn[i], its[i] = gn_i, it_i
-        if v1 is not None:
-            modes[i] = torch.as_tensor(v1).to(flat)
+    with serial(flat.device):  # one state at a time: small ops, scipy's solvers between
+        for i in range(b):
+            loc = _Local(model, _fields.slice_sigma(sigma, torch.tensor([i])), shape, flat)
+            xi, gn_i, it_i, v1 = _refine_one(
+                loc, flat[i].double().cpu().numpy(), tol, max_iter, _item(max_step, i)
+            )
+            out[i] = torch.as_tensor(xi).to(flat)
+            gn[i], its[i] = gn_i, it_i
+            if v1 is not None:
+                modes[i] = torch.as_tensor(v1).to(flat)
     cert = certify_morse_index(model, out.reshape(x.shape), sigma, k=k)
     unset = modes.abs().sum(1) == 0  # converged at the start: take the certificate's mode
     if bool(unset.any()):
@@ -360,10 +358,11 @@ def _lowest_modes(
 ) -> torch.Tensor:
     """Lowest eigenvector of each flat state ``(n, d)``: ``(n, d)``."""
     rows = []
-    for i in range(flat.shape[0]):
-        loc = _Local(model, _fields.slice_sigma(sigma, torch.tensor([i])), shape, flat)
-        loc.at(flat[i].double().cpu().numpy())
-        rows.append(torch.as_tensor(loc.lowest(1, None, 1e-8)[1][:, 0]))
+    with serial(flat.device):
+        for i in range(flat.shape[0]):
+            loc = _Local(model, _fields.slice_sigma(sigma, torch.tensor([i])), shape, flat)
+            loc.at(flat[i].double().cpu().numpy())
+            rows.append(torch.as_tensor(loc.lowest(1, None, 1e-8)[1][:, 0]))
     return torch.stack(rows).to(flat)
 
 
@@ -395,17 +394,18 @@ def certify_morse_index(
     vals = torch.empty(b, k, dtype=torch.float64)
     top = torch.empty(b, dtype=torch.float64)
     asym = torch.zeros(b, dtype=torch.float64)
-    for i in range(b):
-        sig = _fields.slice_sigma(sigma, torch.tensor([i]))
-        loc = _Local(model, sig, shape, flat)
-        loc.at(flat[i].double().cpu().numpy())
-        vals[i] = torch.as_tensor(loc.lowest(k, None, LANCZOS_TOL)[0])
-        top[i] = loc.largest()
-        if not has_energy(model):
-            if loc.dense:
-                asym[i] = asymmetry(torch.as_tensor(loc.h_full))
-            else:
-                asym[i] = _hutchinson_asymmetry(model, flat[i : i + 1], sig, shape)
+    with serial(flat.device):  # one state at a time (see refine_saddles)
+        for i in range(b):
+            sig = _fields.slice_sigma(sigma, torch.tensor([i]))
+            loc = _Local(model, sig, shape, flat)
+            loc.at(flat[i].double().cpu().numpy())
+            vals[i] = torch.as_tensor(loc.lowest(k, None, LANCZOS_TOL)[0])
+            top[i] = loc.largest()
+            if not has_energy(model):
+                if loc.dense:
+                    asym[i] = asymmetry(torch.as_tensor(loc.h_full))
+                else:
+                    asym[i] = _hutchinson_asymmetry(model, flat[i : i + 1], sig, shape)
     spectrum = torch.cat([vals, top[:, None]], dim=1)
     index = morse_index(spectrum)
     exact = (index < k) | torch.tensor(d <= DENSE_MAX_DIM and k == d)

@@ -8,8 +8,6 @@ update ``s_i ← sign(Σ_j W_ij s_j)`` (ties keep ``s_i``) never increases it wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -17,31 +15,13 @@ import torch
 from memscape._validation import check_choice, check_generator, check_tensor
 from memscape.dynamics.descent import check_mask
 from memscape.memories.base import AssociativeMemory, check_spins
+from memscape.numeric import serial
 
 __all__ = ["ClassicalHopfield", "overlap"]
 
 RULES = ("hebbian", "pseudoinverse", "storkey")
 MODES = ("async", "sync")
 _BLOCK = 128  # units per block of an asynchronous sweep
-
-
-@contextmanager
-def serial(device: torch.device) -> Iterator[None]:
-    """Run a loop of small sequential CPU tensor ops on one intra-op thread.
-
-    Asynchronous sweeps issue thousands of small ops on ``(B, L)`` tensors, where
-    intra-op parallelism only adds thread synchronization (measured 5-20x slower
-    with 2 OpenMP threads on a loaded 2-core machine). Restores the thread count.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def overlap(s: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
@@ -227,7 +207,7 @@ def _async_sweep(
     it and corrects the block's fields (``h ← h + 2 s_new W_j·``), so a pass count is
     the largest number of flips in one state. Fields outside the block are then
     updated with one matmul for the states that changed. Only the initial fields
-    ``h = s J`` use intra-op threads (see :func:`serial`).
+    ``h = s J`` use intra-op threads (see :func:`memscape.numeric.serial`).
     """
     s = x.clone()
     h = s @ j

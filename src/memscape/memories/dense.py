@@ -13,8 +13,8 @@ from memscape.memories.base import AssociativeMemory, check_spins
 from memscape.memories.classical import (
     check_order,
     random_order,
-    serial,
 )
+from memscape.numeric import serial
 
 __all__ = ["DenseAM"]
 
