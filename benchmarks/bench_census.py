@@ -20,7 +20,7 @@ from points near the memories and pair midpoints), dense against hvp, at d = 784
 and one Hessian-vector product at such states, the exact model's closed form
 (:mod:`memscape.curvature`) against the autograd product of the same run (d = 784 with
 K = 100 and 2000, d = 3072; and d = 784, K = 2000 at a third of the σ, where every
-posterior is peaked and a product uses each state's 8 leading points).
+posterior is peaked and a product uses only each state's few weights ≥ eps/K).
 
 Run: ``python benchmarks/bench_census.py [--device cpu] [--quick]``.
 """
@@ -246,7 +246,7 @@ def hvp_rows(device: str, quick: bool) -> list[dict[str, Any]]:
 
     rows = []
     cases = ((784, 100, 16, SIGMA_FACTOR),)
-    if not quick:  # and σ a third as large: every posterior peaked (its 8 leading points)
+    if not quick:  # and σ a third as large: every posterior peaked (few weights ≥ eps/K)
         cases += ((784, 2000, 16, SIGMA_FACTOR), (784, 2000, 16, SIGMA_FACTOR / 3),
                   (3072, 100, 16, SIGMA_FACTOR))  # fmt: skip
     for d, k, n, factor in cases:
