@@ -2,12 +2,19 @@
 
 The step of :func:`memscape.train` (EDM loss, Karras et al. 2022 eq. 8; Adam, Kingma &
 Ba 2015, Algorithm 1, in PyTorch's form; gradient-norm clipping; the EMA of the weights)
-is written here as one pure tensor function of flat buffers — the weights θ, Adam's
-moments m and v and the EMA, each one contiguous vector — and compiled whole by
-``torch.compile(fullgraph=True)``: the gradient comes from ``torch.func.grad_and_value``
-of ``functional_call``, so inductor fuses the backward's elementwise work (SiLU, FiLM,
-preconditioning) and the whole optimizer (clip, Adam, EMA: one pass over four vectors)
-into a few kernels, and Python runs one call per step instead of hundreds of operators.
+is written here as pure tensor functions of flat buffers — the weights θ, Adam's
+moments m and v and the EMA, each one contiguous vector — compiled by
+``torch.compile(fullgraph=True)``, so inductor fuses the backward's elementwise work
+(SiLU, FiLM, preconditioning) and the whole optimizer (clip, Adam, EMA: one pass over
+four vectors) into a few kernels, and Python runs a few calls per step instead of
+hundreds of operators. Two forms (:func:`uses_split_step`):
+
+* :func:`_fused` — one graph: ``torch.func.grad_and_value`` of ``functional_call``, then
+  the update (CUDA, bfloat16, a torch without oneDNN);
+* :func:`_split` — float32 on the CPU: the loss compiled with its backward (θ a leaf that
+  requires grad), ``torch.autograd.grad``, and the update compiled apart, so that the
+  network's linear layers run through oneDNN (:mod:`memscape.onednn`: 2.1× MKL's float32
+  products on the AVX-512 AMD CPU measured there).
 
 The random draws (batch, σ, noise) stay outside, from the trainer's generator in the
 eager order, so both paths see the same numbers; the results agree with the eager step
@@ -28,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from memscape.onednn import available, onednn_linear
 from memscape.runs.sweep import is_interrupt
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "edm_loss",
     "network_autocast",
     "use_compile",
+    "uses_split_step",
 ]
 
 #: ``compile="auto"`` compiles the step of MLP runs of at least this many steps (the
@@ -138,21 +147,35 @@ class _Loss(nn.Module):
         return edm_loss(self.model, y, sigma, noise, self.precision, sigma_data)
 
 
-def _step(
+def _loss(
     loss_module: nn.Module,
     names: tuple[str, ...],
     shapes: tuple[tuple[int, ...], ...],
+    theta: torch.Tensor,
+    y: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
+    sigma_data: torch.Tensor,
+    onednn: bool = False,
+) -> torch.Tensor:
+    """The loss of the flat weights θ; with ``onednn``, under
+    :func:`memscape.onednn.onednn_linear` (the linears its rule picks go through oneDNN)."""
+    numels = [math.prod(s) for s in shapes]
+    views = {n: v.view(s) for n, s, v in zip(names, shapes, theta.split(numels), strict=True)}
+    with onednn_linear(onednn):
+        return torch.func.functional_call(loss_module, views, (y, sigma, noise, sigma_data))
+
+
+def _update(
     clip: bool,
     theta: torch.Tensor,
     exp_avg: torch.Tensor,
     exp_avg_sq: torch.Tensor,
     ema: torch.Tensor,
-    y: torch.Tensor,
-    sigma: torch.Tensor,
-    noise: torch.Tensor,
+    grad: torch.Tensor,
     scalars: torch.Tensor,
-) -> torch.Tensor:
-    """One step on flat buffers, updated in place; returns the loss before the update.
+) -> None:
+    """Clip, Adam and the EMA on flat buffers, in place.
 
     ``scalars`` = ``[lr/(1 − β₁ᵗ), √(1 − β₂ᵗ), 1 − β_ema, σ_data, c]``: Adam's
     bias-corrected step size and denominator scale (computed in double precision by the
@@ -160,13 +183,6 @@ def _step(
     and the clipping norm c (used when ``clip``). Tensors, not constants: one graph serves
     every learning rate, step, σ_data and c.
     """
-    numels = [math.prod(s) for s in shapes]
-
-    def loss_of(flat: torch.Tensor) -> torch.Tensor:
-        views = {n: v.view(s) for n, s, v in zip(names, shapes, flat.split(numels), strict=True)}
-        return torch.func.functional_call(loss_module, views, (y, sigma, noise, scalars[3]))
-
-    grad, loss = torch.func.grad_and_value(loss_of)(theta)
     if clip:  # clip_grad_norm_: g · min(1, c/(‖g‖ + 1e-6))
         grad = grad * torch.clamp(scalars[4] / (torch.linalg.vector_norm(grad) + 1e-6), max=1.0)
     exp_avg.lerp_(grad, 1 - _BETA1)
@@ -174,16 +190,61 @@ def _step(
     denom = exp_avg_sq.sqrt() / scalars[1] + _EPS
     theta.sub_(scalars[0] * exp_avg / denom)
     ema.lerp_(theta, scalars[2])
+
+
+def _fused(
+    loss_module: nn.Module, names: tuple[str, ...], shapes: tuple[tuple[int, ...], ...],
+    clip: bool, theta: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+    ema: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+    scalars: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """One step in one graph (``torch.func.grad_and_value`` of the loss, then the update);
+    the loss before the update."""
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
+        return _loss(loss_module, names, shapes, flat, y, sigma, noise, scalars[3])
+
+    grad, loss = torch.func.grad_and_value(loss_of)(theta)
+    _update(clip, theta, exp_avg, exp_avg_sq, ema, grad, scalars)
     return loss
 
 
-_COMPILED: dict[str, Any] = {}  # one compiled function per process: dynamo's cache is shared
+_COMPILED: dict[str, Any] = {}  # one compiled function each per process: dynamo's cache is shared
 
 
-def _compiled() -> Any:
-    if "step" not in _COMPILED:
-        _COMPILED["step"] = torch.compile(_step, fullgraph=True, dynamic=False)
-    return _COMPILED["step"]
+def _compiled(name: str) -> Any:
+    """``torch.compile`` of :func:`_fused`, :func:`_loss` or :func:`_update`, made once."""
+    if name not in _COMPILED:
+        fn = {"fused": _fused, "loss": _loss, "update": _update}[name]
+        _COMPILED[name] = torch.compile(fn, fullgraph=True, dynamic=False)
+    return _COMPILED[name]
+
+
+def uses_split_step(device: Any, precision: str) -> bool:
+    """Whether the compiled step is split in two graphs (the loss with its backward, and
+    the update) so that the network's linears can go through oneDNN: float32 on a CPU
+    whose torch has it (:mod:`memscape.onednn`). A compiled ``torch.func.grad`` dropped
+    the backward of oneDNN's ``autograd.Function`` (torch 2.13), so the split step takes
+    the gradient with ``torch.autograd.grad``, at ~0.3 ms per step more than one fused
+    graph (measured at batch 256 with bfloat16, where oneDNN is not used: the fused graph
+    stays the step of every other case)."""
+    return torch.device(device).type == "cpu" and precision == "float32" and available()
+
+
+def _split(
+    loss_module: nn.Module, names: tuple[str, ...], shapes: tuple[tuple[int, ...], ...],
+    clip: bool, theta: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+    ema: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+    scalars: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """One step as the compiled loss (forward and backward graphs, by AOTAutograd; θ
+    requires grad), ``torch.autograd.grad`` and the compiled update; the loss."""
+    loss = _compiled("loss")(loss_module, names, shapes, theta, y, sigma, noise, scalars[3],
+                             True)  # fmt: skip
+    (grad,) = torch.autograd.grad(loss, theta)
+    with torch.no_grad():
+        _compiled("update")(clip, theta, exp_avg, exp_avg_sq, ema, grad, scalars)
+    return loss.detach()
 
 
 def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -216,23 +277,22 @@ class FastStep:
         self.max_norm = 0.0 if grad_clip is None else float(grad_clip)
         self.sigma_data = float(model._sigma_data())
         self.event_shape = tuple(model.event_shape)
-        self.theta = _flat(params)
+        self.split = uses_split_step(params[0].device, precision)
+        self.theta = _flat(params).requires_grad_(self.split)  # the split step's leaf
         self.exp_avg = torch.zeros_like(self.theta)
         self.exp_avg_sq = torch.zeros_like(self.theta)
-        self.ema = self.theta.clone()
-        self.fn = _compiled()
+        self.ema = self.theta.detach().clone()
+        self.fn = _split if self.split else _compiled("fused")
 
     def load(self, params: Sequence[torch.Tensor], ema: list[torch.Tensor], opt: Any) -> None:
         """Copy weights, EMA and Adam moments (absent before Adam's first step: zeros) in."""
-        self.theta.copy_(_flat(params))
-        self.ema.copy_(_flat(ema))
         states = [opt.state.get(p, {}) for p in params]
-        for flat, key in ((self.exp_avg, "exp_avg"), (self.exp_avg_sq, "exp_avg_sq")):
-            flat.copy_(
-                _flat(
-                    [s.get(key, torch.zeros_like(p)) for s, p in zip(states, params, strict=True)]
-                )
-            )
+        with torch.no_grad():  # θ may be a leaf that requires grad (the split step)
+            self.theta.copy_(_flat(params))
+            self.ema.copy_(_flat(ema))
+            for flat, key in ((self.exp_avg, "exp_avg"), (self.exp_avg_sq, "exp_avg_sq")):
+                moments = [s.get(key, torch.zeros_like(p)) for s, p in zip(states, params, strict=True)]
+                flat.copy_(_flat(moments))
 
     def store(
         self, params: Sequence[torch.Tensor], ema: list[torch.Tensor], opt: Any, step: int
@@ -275,7 +335,8 @@ class FastStep:
 
     def try_compile(self, batch: int) -> bool:
         """Compile for ``batch`` on copies of the state; ``False``, with a warning, if it fails."""
-        bufs = [t.clone() for t in (self.theta, self.exp_avg, self.exp_avg_sq, self.ema)]
+        bufs = [t.detach().clone() for t in (self.theta, self.exp_avg, self.exp_avg_sq, self.ema)]
+        bufs[0].requires_grad_(self.split)
         dtype, dev = self.theta.dtype, self.theta.device
         y = torch.zeros(batch, *self.event_shape, dtype=dtype, device=dev)
         sigma = torch.ones(batch, dtype=dtype, device=dev)

@@ -37,6 +37,7 @@ import torch
 from memscape._validation import check_device, check_int, check_positive, check_tensor
 from memscape.diffusion.checkpoints import _CKPT, read_checkpoint, write_checkpoint
 from memscape.diffusion.fast_step import FastStep, check_precision, edm_loss, use_compile
+from memscape.onednn import onednn_linear
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
 from memscape.io import (
@@ -330,7 +331,8 @@ class _Trainer:
         return y, sigma, noise
 
     def _loss(self) -> torch.Tensor:
-        return edm_loss(self.model, *self._draw(), precision=self.h["precision"])
+        with onednn_linear():  # the linears memscape.onednn's rule picks, through oneDNN
+            return edm_loss(self.model, *self._draw(), precision=self.h["precision"])
 
     def _clip(self, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)

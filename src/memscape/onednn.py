@@ -1,0 +1,143 @@
+"""Float32 linear layers on the CPU through oneDNN, where PyTorch's default BLAS is slower.
+
+PyTorch's CPU builds compute float32 ``mm``/``linear`` with MKL, which on AMD processors
+runs its AVX2 code path even where the CPU has AVX-512; oneDNN, in the same builds
+(``torch.ops.mkldnn._linear_pointwise``, the kernel inductor uses for frozen inference
+graphs), dispatches on the instruction set alone. Measured on the project's 2-core AMD
+EPYC (AVX-512, torch 2.13, one thread): a 256×256 by 256×256 product in 165 µs against
+MKL's 352 µs (2.1×, 203 against 95 GFLOP/s), 2.2× at 256×256×512 and 1000×256×256, 1.5×
+at 128³, but 0.44–0.84× below about 2²⁰ multiply-adds, where oneDNN's fixed cost of about
+15 µs per call dominates (256×2×256: 15 µs against 9). Hence one rule,
+:func:`uses_onednn`: CPU, float32, 2-D operands, no autocast, and ``m·k·n ≥``
+:data:`MIN_MULTIPLY_ADDS`. On a CPU where MKL already uses its widest path (Intel) the two
+libraries are expected to be even at these sizes (not measured here).
+
+* :func:`linear` — ``F.linear(x, weight, bias)``, through oneDNN where the rule says so,
+  with its own backward (:class:`_MmNT`: every product of the backward is again one of
+  these, so double backward works too).
+* :func:`onednn_linear` — a context in which every ``F.linear`` call (``nn.Linear`` layers
+  included) goes through :func:`linear`: :func:`memscape.train` runs its step in it, so a
+  network stays a plain ``nn.Module`` everywhere else.
+
+Reverse mode only: ``torch.func`` transforms (``grad``, ``jvp``, ``vmap``) are not
+supported inside the context, and under ``torch.compile`` the product is one opaque
+custom operator (``memscape::mm_nt``) whose backward autograd takes from :class:`_MmNT`
+(compiled graphs that take ``torch.func.grad`` of an ``autograd.Function`` got wrong
+gradients in torch 2.13: the compiled training step therefore differentiates with
+``torch.autograd.grad``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["MIN_MULTIPLY_ADDS", "available", "linear", "onednn_linear", "uses_onednn"]
+
+#: The smallest product ``m·k·n`` sent to oneDNN (2²⁰; see the module docstring).
+MIN_MULTIPLY_ADDS = 1 << 20
+
+
+def _pointwise() -> Any:
+    ops = getattr(torch.ops, "mkldnn", None)
+    try:
+        return getattr(ops, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):  # a build without the kernel
+        return None
+
+
+_LINEAR_POINTWISE = _pointwise()
+
+
+def available() -> bool:
+    """Whether this torch build has oneDNN's linear kernel."""
+    return _LINEAR_POINTWISE is not None
+
+
+def _mm_nt_eager(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` by oneDNN: ``(m, k)``, ``(n, k)`` -> ``(m, n)`` (any strides)."""
+    return _LINEAR_POINTWISE(a, b, None, "none", [], "")
+
+
+@torch.library.custom_op("memscape::mm_nt", mutates_args=())
+def _mm_nt_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` by oneDNN, one opaque operator for ``torch.compile``."""
+    return _mm_nt_eager(a, b)
+
+
+@_mm_nt_op.register_fake
+def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.new_empty((a.shape[0], b.shape[0]))
+
+
+def _mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # the custom operator costs ~7 µs more per call than the kernel: eager calls skip it
+    return _mm_nt_op(a, b) if torch.compiler.is_compiling() else _mm_nt_eager(a, b)
+
+
+class _MmNT(torch.autograd.Function):
+    """``a @ b.T`` with the backward ``(g b, gᵀ a)``, each again an ``_MmNT``."""
+
+    @staticmethod
+    def forward(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _mm_nt(a, b)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:  # type: ignore[override]
+        a, b = ctx.saved_tensors
+        ga = _MmNT.apply(g, b.t()) if ctx.needs_input_grad[0] else None
+        gb = _MmNT.apply(g.t(), a.t()) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`linear` sends ``x @ weightᵀ`` to oneDNN (the rule of the module)."""
+    return (
+        _LINEAR_POINTWISE is not None
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.ndim == 2
+        and weight.ndim == 2
+        and x.shape[0] * x.shape[1] * weight.shape[0] >= MIN_MULTIPLY_ADDS
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weightᵀ + bias`` (``F.linear``): ``(m, k)``, ``(n, k)``, ``(n,)`` -> ``(m, n)``.
+
+    Through oneDNN where :func:`uses_onednn` says so, else ``F.linear`` itself (any shape).
+    """
+    if not uses_onednn(x, weight):
+        return F.linear(x, weight, bias)
+    out = _MmNT.apply(x, weight)
+    return out if bias is None else out + bias
+
+
+class _Mode(TorchFunctionMode):
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.linear:
+            return linear(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def onednn_linear(enabled: bool = True) -> Iterator[None]:
+    """Within the block, ``F.linear`` (every ``nn.Linear``) is :func:`linear`; a no-op when
+    ``enabled`` is false or the build lacks oneDNN."""
+    if not (enabled and available()):
+        yield
+        return
+    with _Mode():
+        yield
