@@ -29,7 +29,13 @@ LAYERS: list[tuple[str, ...]] = [
         "memscape.numeric",
         "memscape.figures",
     ),
-    ("memscape.protocol", "memscape.kernels", "memscape.curvature", "memscape.onednn", "memscape.runs"),
+    (
+        "memscape.protocol",
+        "memscape.kernels",
+        "memscape.curvature",
+        "memscape.onednn",
+        "memscape.runs",
+    ),
     ("memscape.dynamics.descent",),  # the one descent loop, used by the memories
     ("memscape.datasets", "memscape.diffusion.processes", "memscape.theory"),
     ("memscape.memories", "memscape.diffusion", "memscape.adapters"),

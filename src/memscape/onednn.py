@@ -46,7 +46,11 @@ MIN_MULTIPLY_ADDS = 1 << 20
 def _pointwise() -> Any:
     ops = getattr(torch.ops, "mkldnn", None)
     try:
-        return getattr(ops, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+        return (
+            getattr(ops, "_linear_pointwise", None)
+            if torch.backends.mkldnn.is_available()
+            else None
+        )
     except (AttributeError, RuntimeError):  # a build without the kernel
         return None
 
@@ -125,7 +129,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 
 class _Mode(TorchFunctionMode):
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: Any = None
+    ) -> Any:
         kwargs = kwargs or {}
         if func is F.linear:
             return linear(*args, **kwargs)

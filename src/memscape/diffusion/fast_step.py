@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -215,7 +215,8 @@ _COMPILED: dict[str, Any] = {}  # one compiled function each per process: dynamo
 def _compiled(name: str) -> Any:
     """``torch.compile`` of :func:`_fused`, :func:`_loss` or :func:`_update`, made once."""
     if name not in _COMPILED:
-        fn = {"fused": _fused, "loss": _loss, "update": _update}[name]
+        forms: dict[str, Callable[..., Any]] = {"fused": _fused, "loss": _loss, "update": _update}
+        fn = forms[name]
         _COMPILED[name] = torch.compile(fn, fullgraph=True, dynamic=False)
     return _COMPILED[name]
 
@@ -282,7 +283,7 @@ class FastStep:
         self.exp_avg = torch.zeros_like(self.theta)
         self.exp_avg_sq = torch.zeros_like(self.theta)
         self.ema = self.theta.detach().clone()
-        self.fn = _split if self.split else _compiled("fused")
+        self.fn: Callable[..., torch.Tensor] = _split if self.split else _compiled("fused")
 
     def load(self, params: Sequence[torch.Tensor], ema: list[torch.Tensor], opt: Any) -> None:
         """Copy weights, EMA and Adam moments (absent before Adam's first step: zeros) in."""
@@ -291,7 +292,9 @@ class FastStep:
             self.theta.copy_(_flat(params))
             self.ema.copy_(_flat(ema))
             for flat, key in ((self.exp_avg, "exp_avg"), (self.exp_avg_sq, "exp_avg_sq")):
-                moments = [s.get(key, torch.zeros_like(p)) for s, p in zip(states, params, strict=True)]
+                moments = [
+                    s.get(key, torch.zeros_like(p)) for s, p in zip(states, params, strict=True)
+                ]
                 flat.copy_(_flat(moments))
 
     def store(

@@ -37,7 +37,6 @@ import torch
 from memscape._validation import check_device, check_int, check_positive, check_tensor
 from memscape.diffusion.checkpoints import _CKPT, read_checkpoint, write_checkpoint
 from memscape.diffusion.fast_step import FastStep, check_precision, edm_loss, use_compile
-from memscape.onednn import onednn_linear
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
 from memscape.io import (
@@ -46,6 +45,7 @@ from memscape.io import (
     read_json,
     write_json,
 )
+from memscape.onednn import onednn_linear
 from memscape.progress import report
 
 __all__ = ["TrainRun", "train"]
