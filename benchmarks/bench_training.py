@@ -13,8 +13,13 @@ Cases of :func:`suite` (rows of ``_common.row``, baseline "plain eager loop"):
 * ``--device cuda`` only: the U-Net at 32×32×3 (batch 128), eager and compiled steps/s.
 
 The baseline is a plain eager PyTorch loop over the same MLP and loss (EDM eq. 8 written
-out, ``torch.optim.Adam`` with its defaults, ``clip_grad_norm_``, an EMA loop). On the
-CPU everything runs on one thread unless a case says otherwise.
+out, ``torch.optim.Adam`` with its defaults, ``clip_grad_norm_``, an EMA loop), whose
+linears go to torch's default CPU BLAS (MKL). ``memscape.train`` sends float32 CPU linears
+of ≥ 2²⁰ multiply-adds to oneDNN instead (:mod:`memscape.onednn`; ~2.2× MKL's products on
+this project's AMD EPYC, where MKL takes its AVX2 path), so a fourth row, the same loop
+under :func:`memscape.onednn.onednn_linear`, says how much of each ratio is that kernel
+and how much the step. On the CPU everything runs on one thread unless a case says
+otherwise.
 
 Run: ``python benchmarks/bench_training.py [--device cpu] [--quick] [--sections train
 stacked]``; ``stacked`` adds :func:`memscape.train_stacked` on M = 1, 4, 16 MLPs (2-D
@@ -32,6 +37,7 @@ import torch
 from _common import machine, row
 
 import memscape as ms
+from memscape.onednn import onednn_linear
 
 
 def _sync(device: str) -> None:
@@ -69,14 +75,16 @@ class EagerLoop:
                 e.lerp_(p, 1 - min(0.999, (1 + self.t) / (10 + self.t)))
         self.t += 1
 
-    def rate(self, steps: int) -> float:
-        """Steps/s over ``steps`` steps (after one untimed step)."""
-        self.step()
-        _sync(self.device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
+    def rate(self, steps: int, onednn: bool = False) -> float:
+        """Steps/s over ``steps`` steps (after one untimed step); ``onednn``: the linears
+        through :func:`memscape.onednn.onednn_linear`."""
+        with onednn_linear(enabled=onednn):
             self.step()
-        _sync(self.device)
+            _sync(self.device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                self.step()
+            _sync(self.device)
         return steps / (time.perf_counter() - t0)
 
 
@@ -101,7 +109,7 @@ def mlp_rows(
     # the first compiled call pays the compile (in this process; inductor caches it on disk)
     _, compile_s = _train_rate(ms.ScoreModel.mlp(dim), data, 5, batch, device, True)
     _train_rate(ms.ScoreModel.mlp(dim), data, 5, batch, device, True, precision="bfloat16")
-    best = {"auto": 0.0, True: 0.0, "bf16": 0.0, "loop": 0.0}
+    best = {"auto": 0.0, True: 0.0, "bf16": 0.0, "loop": 0.0, "loop_onednn": 0.0}
     for _ in range(rounds):
         for key in ("auto", True, "bf16"):
             compile, precision = (True, "bfloat16") if key == "bf16" else (key, "float32")
@@ -109,6 +117,7 @@ def mlp_rows(
                                   threads, precision)  # fmt: skip
             best[key] = max(best[key], rate)
         best["loop"] = max(best["loop"], loop.rate(steps))
+        best["loop_onednn"] = max(best["loop_onednn"], loop.rate(steps, onednn=True))
     note = f"{steps} steps, best of {rounds} interleaved rounds, {threads} thread(s)"
     case = f"MLP 256x4, {dim}-d ({name}), batch {batch}, {threads} thr"
     kw = dict(baseline="plain eager loop", baseline_value=best["loop"])
@@ -118,6 +127,9 @@ def mlp_rows(
             note=f"{note}; first compile in this process {compile_s:.1f} s", **kw),
         row("training", f"{case}, train compile=True precision=bfloat16", best["bf16"],
             "steps/s", note=f"{note}; mixed precision against the float32 loop", **kw),
+        row("training", f"{case}, the loop with onednn_linear", best["loop_onednn"],
+            "steps/s", note=f"{note}; the kernel alone: the same loop, linears via oneDNN",
+            **kw),
     ]  # fmt: skip
 
 

@@ -1,23 +1,33 @@
 """Float32 linear layers on the CPU through oneDNN, where PyTorch's default BLAS is slower.
 
-PyTorch's CPU builds compute float32 ``mm``/``linear`` with MKL, which on AMD processors
-runs its AVX2 code path even where the CPU has AVX-512; oneDNN, in the same builds
-(``torch.ops.mkldnn._linear_pointwise``, the kernel inductor uses for frozen inference
-graphs), dispatches on the instruction set alone. Measured on the project's 2-core AMD
-EPYC (AVX-512, torch 2.13, one thread): a 256×256 by 256×256 product in 165 µs against
-MKL's 352 µs (2.1×, 203 against 95 GFLOP/s), 2.2× at 256×256×512 and 1000×256×256, 1.5×
-at 128³, but 0.44–0.84× below about 2²⁰ multiply-adds, where oneDNN's fixed cost of about
-15 µs per call dominates (256×2×256: 15 µs against 9). Hence one rule,
-:func:`uses_onednn`: CPU, float32, 2-D operands, no autocast, and ``m·k·n ≥``
-:data:`MIN_MULTIPLY_ADDS`. On a CPU where MKL already uses its widest path (Intel) the two
-libraries are expected to be even at these sizes (not measured here).
+PyTorch's x86 CPU builds compute float32 ``mm``/``linear`` with MKL, which on AMD
+processors runs its AVX2 code path even where the CPU has AVX-512; oneDNN, in the same
+builds (``torch.ops.mkldnn._linear_pointwise``, the kernel inductor uses for frozen
+inference graphs), dispatches on the instruction set alone. Measured with torch 2.13 on
+one thread:
 
-* :func:`linear` — ``F.linear(x, weight, bias)``, through oneDNN where the rule says so,
-  with its own backward (:class:`_MmNT`: every product of the backward is again one of
-  these, so double backward works too).
+* a 2-core AMD EPYC (AVX-512): a 256×256 by 256×256 product in 165 µs against MKL's
+  352 µs (2.1×, 203 against 95 GFLOP/s), 2.2× at 256×256×512 and 1000×256×256, 1.5× at
+  128³, but 0.44–0.84× below about 2²⁰ multiply-adds, where oneDNN's fixed cost of about
+  15 µs per call dominates (256×2×256: 15 µs against 9);
+* a 2-core Intel Xeon (AVX-512), where MKL takes its AVX-512 path: oneDNN is the slower,
+  0.73× MKL at 256³, 0.44× at 256×64×256, 0.95× at 256×784×5000.
+
+Hence two rules. :func:`preferred` — the machine: oneDNN is used only on an x86 CPU that
+is not Intel's, has AVX-512 and whose torch computes with MKL (the measured case; AMD
+CPUs without AVX-512, where both libraries run AVX2, are left to MKL, unmeasured), or
+where the environment variable ``MEMSCAPE_ONEDNN`` says ``1`` (``0``: never; unset or
+``auto``: the rule). :func:`uses_onednn` — the call: CPU, float32, 2-D operands, no
+autocast, and ``m·k·n ≥`` :data:`MIN_MULTIPLY_ADDS`. Both libraries give float32 sums
+that differ only in rounding (their summation orders differ).
+
+* :func:`linear` — ``F.linear(x, weight, bias)``, through oneDNN where the call's rule
+  says so, with its own backward (:class:`_MmNT`: every product of the backward is again
+  one of these, so double backward works too).
 * :func:`onednn_linear` — a context in which every ``F.linear`` call (``nn.Linear`` layers
-  included) goes through :func:`linear`: :func:`memscape.train` runs its step in it, so a
-  network stays a plain ``nn.Module`` everywhere else.
+  included) goes through :func:`linear` (by default only where :func:`preferred`):
+  :func:`memscape.train` runs its step in it, so a network stays a plain ``nn.Module``
+  everywhere else.
 
 Reverse mode only: ``torch.func`` transforms (``grad``, ``jvp``, ``vmap``) are not
 supported inside the context, and under ``torch.compile`` the product is one opaque
@@ -30,6 +40,9 @@ gradients in torch 2.13: the compiled training step therefore differentiates wit
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import platform
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,7 +50,14 @@ import torch
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["MIN_MULTIPLY_ADDS", "available", "linear", "onednn_linear", "uses_onednn"]
+__all__ = [
+    "MIN_MULTIPLY_ADDS",
+    "available",
+    "linear",
+    "onednn_linear",
+    "preferred",
+    "uses_onednn",
+]
 
 #: The smallest product ``m·k·n`` sent to oneDNN (2²⁰; see the module docstring).
 MIN_MULTIPLY_ADDS = 1 << 20
@@ -61,6 +81,52 @@ _LINEAR_POINTWISE = _pointwise()
 def available() -> bool:
     """Whether this torch build has oneDNN's linear kernel."""
     return _LINEAR_POINTWISE is not None
+
+
+def _cpu_vendor() -> str:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, …; ``""`` if unknown):
+    ``vendor_id`` of ``/proc/cpuinfo`` on Linux, else the end of ``platform.processor()``
+    (Windows names it there)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    words = platform.processor().split()
+    return words[-1] if words and words[-1] in ("GenuineIntel", "AuthenticAMD") else ""
+
+
+@functools.cache
+def _machine_prefers() -> bool:
+    """The machine half of :func:`preferred` (read once per process)."""
+    return (
+        available()
+        and platform.machine().lower() in ("x86_64", "amd64")
+        and torch.backends.mkl.is_available()
+        and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+        and _cpu_vendor() not in ("GenuineIntel", "")
+    )
+
+
+def preferred() -> bool:
+    """Whether float32 CPU linears go through oneDNN on this machine (the module's rule):
+    ``MEMSCAPE_ONEDNN=1`` or ``0`` decides; unset or ``auto``, an x86 CPU not made by
+    Intel, with AVX-512, whose torch computes with MKL (and has oneDNN's kernel).
+
+    Raises:
+        ValueError: ``MEMSCAPE_ONEDNN`` is set to anything else.
+    """
+    value = os.environ.get("MEMSCAPE_ONEDNN", "auto").strip().lower()
+    if value not in ("auto", "", "0", "1"):
+        raise ValueError(
+            f"the environment variable MEMSCAPE_ONEDNN must be 1, 0 or auto, got "
+            f"{os.environ['MEMSCAPE_ONEDNN']!r}"
+        )
+    if value in ("0", "1"):
+        return value == "1" and available()
+    return _machine_prefers()
 
 
 def _mm_nt_eager(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -139,9 +205,12 @@ class _Mode(TorchFunctionMode):
 
 
 @contextlib.contextmanager
-def onednn_linear(enabled: bool = True) -> Iterator[None]:
+def onednn_linear(enabled: bool | None = None) -> Iterator[None]:
     """Within the block, ``F.linear`` (every ``nn.Linear``) is :func:`linear`; a no-op when
-    ``enabled`` is false or the build lacks oneDNN."""
+    ``enabled`` is false or the build lacks oneDNN. ``enabled=None`` (the default):
+    :func:`preferred`."""
+    if enabled is None:
+        enabled = preferred()
     if not (enabled and available()):
         yield
         return

@@ -10,11 +10,11 @@ four vectors) into a few kernels, and Python runs a few calls per step instead o
 hundreds of operators. Two forms (:func:`uses_split_step`):
 
 * :func:`_fused` — one graph: ``torch.func.grad_and_value`` of ``functional_call``, then
-  the update (CUDA, bfloat16, a torch without oneDNN);
-* :func:`_split` — float32 on the CPU: the loss compiled with its backward (θ a leaf that
-  requires grad), ``torch.autograd.grad``, and the update compiled apart, so that the
-  network's linear layers run through oneDNN (:mod:`memscape.onednn`: 2.1× MKL's float32
-  products on the AVX-512 AMD CPU measured there).
+  the update (CUDA, bfloat16, and float32 on every CPU where MKL is kept);
+* :func:`_split` — float32 on a CPU where :func:`memscape.onednn.preferred`: the loss
+  compiled with its backward (θ a leaf that requires grad), ``torch.autograd.grad``, and
+  the update compiled apart, so that the network's linear layers run through oneDNN
+  (2.1× MKL's float32 products on the AVX-512 AMD CPU measured there).
 
 The random draws (batch, σ, noise) stay outside, from the trainer's generator in the
 eager order, so both paths see the same numbers; the results agree with the eager step
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from memscape.onednn import available, onednn_linear
+from memscape.onednn import onednn_linear, preferred
 from memscape.runs.sweep import is_interrupt
 
 __all__ = [
@@ -224,12 +224,12 @@ def _compiled(name: str) -> Any:
 def uses_split_step(device: Any, precision: str) -> bool:
     """Whether the compiled step is split in two graphs (the loss with its backward, and
     the update) so that the network's linears can go through oneDNN: float32 on a CPU
-    whose torch has it (:mod:`memscape.onednn`). A compiled ``torch.func.grad`` dropped
+    where :func:`memscape.onednn.preferred`. A compiled ``torch.func.grad`` dropped
     the backward of oneDNN's ``autograd.Function`` (torch 2.13), so the split step takes
     the gradient with ``torch.autograd.grad``, at ~0.3 ms per step more than one fused
     graph (measured at batch 256 with bfloat16, where oneDNN is not used: the fused graph
     stays the step of every other case)."""
-    return torch.device(device).type == "cpu" and precision == "float32" and available()
+    return torch.device(device).type == "cpu" and precision == "float32" and preferred()
 
 
 def _split(

@@ -10,13 +10,14 @@ moving average (EMA) of the weights, ``θ_ema ← θ_ema + (1 − β_t)(θ − �
 ``β_t = min(ema, (1 + t)/(10 + t))``. Sampling uses the EMA weights.
 
 A run folder holds ``config.json`` (arguments, model, data fingerprint, versions,
-seed), ``losses.csv`` (one row per ``log_every`` steps: step, mean loss, lr),
+seed, and ``linear_kernel``: whether float32 CPU linears ran through oneDNN,
+:func:`memscape.onednn.preferred`), ``losses.csv`` (one row per ``log_every`` steps: step, mean loss, lr),
 ``model.json`` + ``model.safetensors`` (EMA weights, :meth:`ScoreModel.load`) and
 ``checkpoint/`` (weights, EMA, Adam state, generator state; safetensors + JSON, never
 pickle). Every file is written to a temporary name and moved into place; a checkpoint
 folder is swapped in whole, and ``model.json`` is written last: its presence marks a
 finished run. Resuming from a checkpoint gives bit-identical results to an uninterrupted
-run on the CPU (on the step path that wrote it). The step runs eagerly or compiled whole
+run on the CPU (on the step path and linear kernel that wrote it). The step runs eagerly or compiled whole
 (``compile=``; :mod:`memscape.diffusion.fast_step`), with the same draws and the same
 loss curve to float rounding. Every ``log_every`` steps the loop reports ``("train",
 step, steps, rate)`` to :func:`memscape.progress.report` (a sweep shows it for the jobs
@@ -45,7 +46,7 @@ from memscape.io import (
     read_json,
     write_json,
 )
-from memscape.onednn import onednn_linear
+from memscape.onednn import onednn_linear, preferred
 from memscape.progress import report
 
 __all__ = ["TrainRun", "train"]
@@ -138,6 +139,8 @@ def _run_config(
         "model": model.config,
         "data": data_info,
         "device": str(dev),
+        # float32 CPU linears by oneDNN or torch's default BLAS: sums differ in rounding
+        "linear_kernel": "onednn" if dev.type == "cpu" and preferred() else "default",
         "versions": environment(),
     }
 
@@ -321,6 +324,7 @@ class _Trainer:
         self.buf = torch.zeros(hyper["log_every"], device=dev)
         self.rows: list[tuple[int, float, float]] = []
         self.step = 0
+        self.onednn = preferred()  # memscape.onednn's machine rule, read once per run
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A step's draws from the generator, in order: batch ``y``, σ ~ p_train, noise."""
@@ -331,7 +335,7 @@ class _Trainer:
         return y, sigma, noise
 
     def _loss(self) -> torch.Tensor:
-        with onednn_linear():  # the linears memscape.onednn's rule picks, through oneDNN
+        with onednn_linear(self.onednn):  # where the machine rule says so: oneDNN's linears
             return edm_loss(self.model, *self._draw(), precision=self.h["precision"])
 
     def _clip(self, max_norm: float) -> None:
