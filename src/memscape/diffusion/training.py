@@ -188,7 +188,7 @@ def train(
             thread is fastest for small MLPs on few cores. ``None`` keeps the current setting.
         compile: run the step compiled by ``torch.compile``
             (:class:`memscape.diffusion.fast_step.FastStep`: loss, gradient, clipping, Adam
-            and EMA in one graph over flat buffers) — ``True``, ``False`` (the eager step)
+            and EMA in one or two graphs over flat buffers) — ``True``, ``False`` (the eager step)
             or ``"auto"``: compiled for MLP score models with ``steps ≥``
             :data:`~memscape.diffusion.fast_step.COMPILE_AUTO_STEPS`. Same draws, same
             loss curve to float rounding (not bit for bit); checkpoints have one layout,
@@ -196,18 +196,22 @@ def train(
             that wrote them: ``"auto"`` depends on the arguments only, so it does). A
             failed compilation (no C compiler, no triton) warns and trains eagerly. Not
             for energy models (``True`` raises; ``"auto"`` stays eager).
-            Measured on a 2-core AMD EPYC VM (torch 2.13 CPU, load average 1.2–3 from
-            other processes; MLP 256×4, batch 256; train and a plain eager PyTorch loop
-            timed in turn in one process, best of 5–20 rounds): on 1 thread the compiled
-            step runs at 1.30–1.35× the plain loop on 2-D data (median of 20 rounds
-            1.27–1.30×) and 1.34–1.36× on 64-d data, the eager step at 0.98–1.02×; on 2
-            threads (both sides) 1.48–1.74×. Profiled, the 1-thread compiled step is
-            78 % matrix products (≈ 4.6 ms a step, 3.6 ms of them): 1.5× on 1 thread,
-            against the loop's ≈ 6 ms, would leave under 0.4 ms for all the rest. Compiling
-            costs ≈ 40 s the first time on a machine, 3–6 s in a new process (inductor's
-            on-disk cache) and nothing for later models of the same architecture and
-            batch in one process; ``"auto"``'s threshold recovers the cached cost with
-            margin (≈ 1.7 ms saved a step).
+            On a CPU where :func:`memscape.onednn.preferred` (AMD with AVX-512) both
+            steps run their float32 linears through oneDNN (``config.json``'s
+            ``linear_kernel``). Measured (torch 2.13 CPU; MLP 256×4, batch 256; train
+            and a plain eager PyTorch loop over MKL timed in turn in one process, best of
+            5–10 rounds; ``benchmarks/bench_training.py``): on the project's 2-core AMD
+            EPYC (AVX-512) on 1 thread, the compiled step 1.64× the loop on 2-D data and
+            1.61× on 64-d data (1.30–1.35× before oneDNN), the eager step 1.11× (64-d);
+            on a 2-core Intel Xeon (AVX-512, MKL kept), the compiled step 1.34–1.42× on 1
+            thread and 1.64× on 2 threads (both sides), the eager step 0.96–0.99×.
+            Profiled there, the 1-thread compiled step is ≈ 3.5 ms, 2.25 ms of it MKL's
+            matrix products (16 a step, ~80 % of the core's AVX-512 peak at 256³) and
+            0.85 ms inductor's fused elementwise kernels, against the loop's ≈ 5 ms.
+            Compiling costs ≈ 40 s the first time on a machine, 3–10 s in a new process
+            (inductor's on-disk cache) and nothing for later models of the same
+            architecture and batch in one process; ``"auto"``'s threshold recovers the
+            cached cost with margin (≈ 1.5 ms saved a step).
         precision: ``"float32"`` (the default: every operation in float32) or
             ``"bfloat16"``: mixed precision (:func:`~memscape.diffusion.fast_step.network_autocast`,
             on either step path): the network's matrix products in bfloat16 with float32
@@ -216,9 +220,10 @@ def train(
             only where the hardware multiplies bfloat16 natively (CPUs with AVX512-BF16
             or AMX, CUDA GPUs from Ampere on; elsewhere it is emulated and slower). Not
             for energy models. Recorded in ``config.json``: a run resumes only at its own
-            precision. Measured (same machine, idle, MLP 256×4, batch 256, against the
-            float32 plain loop, best of 5 interleaved rounds): compiled bfloat16 1.98×
-            (2-D data) and 2.18× (64-d) on 1 thread, 2.35× on 2 threads; the loss curve of
+            precision. Measured (the AMD EPYC above, idle, MLP 256×4, batch 256, against
+            the float32 plain loop, best of 5 interleaved rounds): compiled bfloat16 1.98×
+            (2-D data) and 2.18× (64-d) on 1 thread, 2.35× on 2 threads (the Intel Xeon:
+            2.09×, 2.18×, 1.94×); the loss curve of
             a seed follows float32's within 2 % (tested), and the memorized fractions of
             the flagship's quick setting (circle, K = 2, 16, 256; 2 seeds, 256 samples
             each) are float32's within binomial noise: 1.000/1.000, 0.383/0.398,
