@@ -15,7 +15,7 @@ Cases of :func:`suite` (rows of ``_common.row``, baseline "plain eager loop"):
 The baseline is a plain eager PyTorch loop over the same MLP and loss (EDM eq. 8 written
 out, ``torch.optim.Adam`` with its defaults, ``clip_grad_norm_``, an EMA loop), whose
 linears go to torch's default CPU BLAS (MKL). ``memscape.train`` sends float32 CPU linears
-of ≥ 2²⁰ multiply-adds to oneDNN instead (:mod:`memscape.onednn`; ~2.2× MKL's products on
+of ≥ 2²⁰ multiply-adds to oneDNN instead (:mod:`memscape.onednn`; ~2.1× MKL's products on
 this project's AMD EPYC, where MKL takes its AVX2 path), so a fourth row, the same loop
 under :func:`memscape.onednn.onednn_linear`, says how much of each ratio is that kernel
 and how much the step. On the CPU everything runs on one thread unless a case says

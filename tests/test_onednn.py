@@ -137,12 +137,27 @@ def test_the_context_routes_nn_linear_layers_and_only_inside(counted):
     assert counted.calls == 1
 
 
+def test_keyword_calls_and_mismatched_operands_behave_as_f_linear(counted):
+    """Inside the context F.linear keeps its signature (arguments by name) and its errors
+    (a float64 bias with float32 operands is F.linear's RuntimeError, not a promotion)."""
+    x64, w64, b64 = _operands(128, 128, 128, seed=5)
+    x, w, b = x64.float(), w64.float(), b64.float()
+    with onednn.onednn_linear(enabled=True):
+        out = F.linear(input=x, weight=w, bias=b)
+        out2 = F.linear(x, weight=w)
+        with pytest.raises(RuntimeError):
+            F.linear(x, w, b64)
+    assert counted.calls == 2
+    _close(out, F.linear(x64, w64, b64))
+    _close(out2, F.linear(x64, w64))
+
+
 def test_without_the_kernel_everything_is_plain_linear(monkeypatch):
     monkeypatch.setattr(onednn, "_LINEAR_POINTWISE", None)
     x, w = torch.randn(128, 128), torch.randn(128, 128)
     assert not onednn.available() and not onednn.uses_onednn(x, w)
-    with onednn.onednn_linear(enabled=True):
-        assert torch.equal(F.linear(x, w), x @ w.t())
+    with onednn.onednn_linear(enabled=True):  # nothing to route to: no mode is pushed
+        assert not torch.overrides._get_current_function_mode_stack()
     monkeypatch.setenv("MEMSCAPE_ONEDNN", "1")
     assert not onednn.preferred()  # asked for, but there is no kernel to use
 
@@ -155,6 +170,7 @@ def test_without_the_kernel_everything_is_plain_linear(monkeypatch):
         ("AuthenticAMD", "AVX2", "x86_64", True, False),  # both on AVX2: left to MKL
         ("AuthenticAMD", "AVX512", "x86_64", False, False),  # torch's BLAS is not MKL
         ("", "AVX512", "x86_64", True, False),  # unknown vendor
+        ("HygonGenuine", "AVX512", "x86_64", True, False),  # not measured: MKL
         ("AuthenticAMD", "AVX512", "aarch64", True, False),
     ],
 )
@@ -208,3 +224,13 @@ def test_train_records_the_kernel_and_rejects_a_bad_value_before_writing(monkeyp
         monkeypatch.setenv("MEMSCAPE_ONEDNN", value)
         run = ms.train(model, data, steps=2, batch=8, progress=False, out=tmp_path / value)
         assert run.config["linear_kernel"] == kernel
+    # bfloat16 autocast never reaches oneDNN, nor does float64: recorded as the default
+    monkeypatch.setenv("MEMSCAPE_ONEDNN", "1")
+    run = ms.train(model, data, steps=2, batch=8, progress=False, precision="bfloat16")
+    assert run.config["linear_kernel"] == "default"
+    run = ms.train(model.double(), data.double(), steps=2, batch=8, progress=False)
+    assert run.config["linear_kernel"] == "default"
+    # a run resumed with the other kernel goes on, warned that it is no longer bit-identical
+    with pytest.warns(RuntimeWarning, match="trained with default"):
+        run = ms.train(model.float(), data, steps=4, batch=8, progress=False, out=tmp_path / "0")
+    assert run.config["linear_kernel"] == "onednn" and len(run.losses) >= 1

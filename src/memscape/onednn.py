@@ -14,8 +14,9 @@ one thread:
   0.73× MKL at 256³, 0.44× at 256×64×256, 0.95× at 256×784×5000.
 
 Hence two rules. :func:`preferred` — the machine: oneDNN is used only on an x86 CPU that
-is not Intel's, has AVX-512 and whose torch computes with MKL (the measured case; AMD
-CPUs without AVX-512, where both libraries run AVX2, are left to MKL, unmeasured), or
+is AMD's, has AVX-512 and whose torch computes with MKL (the measured case; AMD CPUs
+without AVX-512, where both libraries run AVX2, and other makers' CPUs are left to MKL,
+unmeasured), or
 where the environment variable ``MEMSCAPE_ONEDNN`` says ``1`` (``0``: never; unset or
 ``auto``: the rule). :func:`uses_onednn` — the call: CPU, float32, 2-D operands, no
 autocast, and ``m·k·n ≥`` :data:`MIN_MULTIPLY_ADDS`. Both libraries give float32 sums
@@ -106,14 +107,14 @@ def _machine_prefers() -> bool:
         and platform.machine().lower() in ("x86_64", "amd64")
         and torch.backends.mkl.is_available()
         and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-        and _cpu_vendor() not in ("GenuineIntel", "")
+        and _cpu_vendor() == "AuthenticAMD"
     )
 
 
 def preferred() -> bool:
     """Whether float32 CPU linears go through oneDNN on this machine (the module's rule):
-    ``MEMSCAPE_ONEDNN=1`` or ``0`` decides; unset or ``auto``, an x86 CPU not made by
-    Intel, with AVX-512, whose torch computes with MKL (and has oneDNN's kernel).
+    ``MEMSCAPE_ONEDNN=1`` or ``0`` decides; unset or ``auto``, an x86 CPU made by AMD,
+    with AVX-512, whose torch computes with MKL (and has oneDNN's kernel).
 
     Raises:
         ValueError: ``MEMSCAPE_ONEDNN`` is set to anything else.
@@ -169,13 +170,15 @@ class _MmNT(torch.autograd.Function):
         return ga, gb
 
 
-def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :func:`linear` sends ``x @ weightᵀ`` to oneDNN (the rule of the module)."""
+def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether :func:`linear` sends ``x @ weightᵀ`` to oneDNN (the call's rule)."""
     return (
         _LINEAR_POINTWISE is not None
         and x.device.type == "cpu"
+        and weight.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
+        and (bias is None or (bias.dtype == torch.float32 and bias.device.type == "cpu"))
         and x.ndim == 2
         and weight.ndim == 2
         and x.shape[0] * x.shape[1] * weight.shape[0] >= MIN_MULTIPLY_ADDS
@@ -188,7 +191,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
     Through oneDNN where :func:`uses_onednn` says so, else ``F.linear`` itself (any shape).
     """
-    if not uses_onednn(x, weight):
+    if not uses_onednn(x, weight, bias):  # F.linear's own errors for mismatched operands
         return F.linear(x, weight, bias)
     out = _MmNT.apply(x, weight)
     return out if bias is None else out + bias
@@ -199,8 +202,9 @@ class _Mode(TorchFunctionMode):
         self, func: Any, types: Any, args: tuple = (), kwargs: Any = None
     ) -> Any:
         kwargs = kwargs or {}
-        if func is F.linear:
-            return linear(*args, **kwargs)
+        if func is F.linear:  # F.linear(input, weight, bias=None), positional or by name
+            bound = dict(zip(("input", "weight", "bias"), args, strict=False)) | kwargs
+            return linear(bound["input"], bound["weight"], bound.get("bias"))
         return func(*args, **kwargs)
 
 

@@ -221,15 +221,21 @@ def _compiled(name: str) -> Any:
     return _COMPILED[name]
 
 
-def uses_split_step(device: Any, precision: str) -> bool:
-    """Whether the compiled step is split in two graphs (the loss with its backward, and
-    the update) so that the network's linears can go through oneDNN: float32 on a CPU
-    where :func:`memscape.onednn.preferred`. A compiled ``torch.func.grad`` dropped
-    the backward of oneDNN's ``autograd.Function`` (torch 2.13), so the split step takes
-    the gradient with ``torch.autograd.grad``, at ~0.3 ms per step more than one fused
-    graph (measured at batch 256 with bfloat16, where oneDNN is not used: the fused graph
-    stays the step of every other case)."""
-    return torch.device(device).type == "cpu" and precision == "float32" and preferred()
+def uses_split_step(device: Any, precision: str, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the step (compiled: split in two graphs, the loss with its backward and the
+    update; eager: under :func:`memscape.onednn.onednn_linear`) sends the network's
+    linears to oneDNN: float32 weights and precision on a CPU where
+    :func:`memscape.onednn.preferred`. A compiled ``torch.func.grad`` dropped the backward
+    of oneDNN's ``autograd.Function`` (torch 2.13), so the split step takes the gradient
+    with ``torch.autograd.grad``, at ~0.3 ms per step more than one fused graph (measured
+    at batch 256 with bfloat16 and the split form forced, so that both forms ran MKL's
+    products: the fused graph stays the step of every other case)."""
+    return (
+        torch.device(device).type == "cpu"
+        and precision == "float32"
+        and dtype == torch.float32
+        and preferred()
+    )
 
 
 def _split(
@@ -240,9 +246,10 @@ def _split(
 ) -> torch.Tensor:  # fmt: skip
     """One step as the compiled loss (forward and backward graphs, by AOTAutograd; θ
     requires grad), ``torch.autograd.grad`` and the compiled update; the loss."""
-    loss = _compiled("loss")(loss_module, names, shapes, theta, y, sigma, noise, scalars[3],
-                             True)  # fmt: skip
-    (grad,) = torch.autograd.grad(loss, theta)
+    with torch.enable_grad():  # as torch.func.grad in the fused form: even under no_grad
+        loss = _compiled("loss")(loss_module, names, shapes, theta, y, sigma, noise,
+                                 scalars[3], True)  # fmt: skip
+        (grad,) = torch.autograd.grad(loss, theta)
     with torch.no_grad():
         _compiled("update")(clip, theta, exp_avg, exp_avg_sq, ema, grad, scalars)
     return loss.detach()
@@ -261,6 +268,8 @@ class FastStep:
         params: its trainable parameters, in ``model.parameters()`` order.
         grad_clip: max gradient L2 norm, or ``None``.
         precision: the network's (:data:`PRECISIONS`).
+        split: the split form (linears through oneDNN) or the fused one; ``None``:
+            :func:`uses_split_step`.
 
     :meth:`load` copies the trainer's weights, EMA and Adam moments in; :meth:`store`
     copies them back (the eager layout, so checkpoints do not depend on the path).
@@ -268,7 +277,7 @@ class FastStep:
 
     def __init__(
         self, model: Any, params: Sequence[torch.Tensor], grad_clip: float | None,
-        precision: str = "float32",
+        precision: str = "float32", split: bool | None = None,
     ) -> None:  # fmt: skip
         self.loss_module = _Loss(model, precision)
         by_id = {id(p): n for n, p in self.loss_module.named_parameters()}
@@ -278,7 +287,10 @@ class FastStep:
         self.max_norm = 0.0 if grad_clip is None else float(grad_clip)
         self.sigma_data = float(model._sigma_data())
         self.event_shape = tuple(model.event_shape)
-        self.split = uses_split_step(params[0].device, precision)
+        # the caller's decision (train reads the rule once per run), else the rule
+        if split is None:
+            split = uses_split_step(params[0].device, precision, params[0].dtype)
+        self.split = split
         self.theta = _flat(params).requires_grad_(self.split)  # the split step's leaf
         self.exp_avg = torch.zeros_like(self.theta)
         self.exp_avg_sq = torch.zeros_like(self.theta)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,13 @@ import torch
 
 from memscape._validation import check_device, check_int, check_positive, check_tensor
 from memscape.diffusion.checkpoints import _CKPT, read_checkpoint, write_checkpoint
-from memscape.diffusion.fast_step import FastStep, check_precision, edm_loss, use_compile
+from memscape.diffusion.fast_step import (
+    FastStep,
+    check_precision,
+    edm_loss,
+    use_compile,
+    uses_split_step,
+)
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
 from memscape.io import (
@@ -46,7 +53,7 @@ from memscape.io import (
     read_json,
     write_json,
 )
-from memscape.onednn import onednn_linear, preferred
+from memscape.onednn import onednn_linear
 from memscape.progress import report
 
 __all__ = ["TrainRun", "train"]
@@ -130,8 +137,10 @@ def _run_config(
     dev: torch.device,
     hyper: dict,
     fingerprint: str | None = None,
+    onednn: bool = False,
 ) -> dict[str, Any]:
-    """What a run folder's ``config.json`` holds (and what a resumed run must match)."""
+    """What a run folder's ``config.json`` holds (and what a resumed run must match, but
+    for ``linear_kernel``: another kernel differs in rounding only, and is warned of)."""
     digest = _fingerprint(x) if fingerprint is None else fingerprint
     data_info = {"name": data_name, "shape": list(x.shape), "fingerprint": digest}
     return {
@@ -139,8 +148,9 @@ def _run_config(
         "model": model.config,
         "data": data_info,
         "device": str(dev),
-        # float32 CPU linears by oneDNN or torch's default BLAS: sums differ in rounding
-        "linear_kernel": "onednn" if dev.type == "cpu" and preferred() else "default",
+        # the network's linears by oneDNN (memscape.onednn) or torch's default: sums differ
+        # in rounding; "onednn" is the linears of ≥ 2²⁰ multiply-adds, the rest default
+        "linear_kernel": "onednn" if onednn else "default",
         "versions": environment(),
     }
 
@@ -252,7 +262,9 @@ def train(
     given_sigma_data = model.sigma_data
     if model.sigma_data is None:
         model.sigma_data = data_sigma if data_sigma is not None else measured_sigma_data(x)
-    config = _run_config(model, x, data_name, dev, hyper)
+    dtype = next(model.parameters()).dtype
+    onednn = uses_split_step(dev, hyper["precision"], dtype)  # read once: record = behaviour
+    config = _run_config(model, x, data_name, dev, hyper, onednn=onednn)
     ckpt = _find_checkpoint(path) if (path is not None and resume) else None
     if ckpt is not None:
         try:
@@ -261,7 +273,7 @@ def train(
             model.sigma_data = given_sigma_data  # leave the model as it came
             raise
 
-    trainer = _Trainer(model, x, dev, hyper)
+    trainer = _Trainer(model, x, dev, hyper, onednn)
     if ckpt is not None:
         trainer.restore(ckpt)
     if path is not None:
@@ -301,6 +313,15 @@ def _check_resumable(ckpt: Path, config: dict[str, Any], steps: int) -> None:
                 f"cannot resume {path}: its {key} differs from this call "
                 f"({old.get(key)} vs {config[key]}); pass resume=False or another out"
             )
+    kernel = old.get("linear_kernel", "default")
+    if kernel != config["linear_kernel"]:
+        warnings.warn(
+            f"resuming {path} with the {config['linear_kernel']} linear kernel where it "
+            f"was trained with {kernel} (memscape.onednn, MEMSCAPE_ONEDNN): the rest of "
+            "the run differs from an uninterrupted one in rounding, not bit for bit",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     a = {"precision": "float32"} | {k: v for k, v in old.get("train", {}).items() if k != "steps"}
     b = {k: v for k, v in config["train"].items() if k != "steps"}
     if a != b:
@@ -315,8 +336,11 @@ class _Trainer:
 
     fast: FastStep | None = None  # the compiled step, while it runs (a subclass keeps None)
     compiled, compile_seconds = False, 0.0
+    onednn = False  # the linears through oneDNN (a subclass keeps the default kernel)
 
-    def __init__(self, model: ScoreModel, x: torch.Tensor, dev: torch.device, hyper: dict) -> None:
+    def __init__(
+        self, model: ScoreModel, x: torch.Tensor, dev: torch.device, hyper: dict, onednn: bool
+    ) -> None:
         self.model = model.to(dev).train()
         self.h = hyper
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -329,7 +353,7 @@ class _Trainer:
         self.buf = torch.zeros(hyper["log_every"], device=dev)
         self.rows: list[tuple[int, float, float]] = []
         self.step = 0
-        self.onednn = preferred()  # memscape.onednn's machine rule, read once per run
+        self.onednn = onednn  # the linears through oneDNN (fast_step.uses_split_step)
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A step's draws from the generator, in order: batch ``y``, σ ~ p_train, noise."""
@@ -372,7 +396,8 @@ class _Trainer:
     def _start_fast(self) -> None:
         """Build and compile the fast step from the current state (eager, warned, if it fails)."""
         t0 = time.perf_counter()
-        fast = FastStep(self.model, self.params, self.h["grad_clip"], self.h["precision"])
+        fast = FastStep(self.model, self.params, self.h["grad_clip"], self.h["precision"],
+                        split=self.onednn)  # fmt: skip
         fast.load(self.params, self.ema, self.opt)
         self.compiled = fast.try_compile(self.h["batch"])
         self.fast = fast if self.compiled else None
