@@ -21,7 +21,10 @@ interleaved rounds (each round runs every method in a rotated order, each sample
 * ``roofline``: the time of the kernel's own operations alone, at its chunk size: the
   two matmuls ``x y_cᵀ`` and ``p_c y_c`` over every chunk plus the exponentials of the
   ``B×K`` logits (the faster of ``torch.exp`` and the fused ``torch.softmax`` on a real
-  chunk of logits, in cache). Where posteriors are peaked the kernel skips most of the
+  chunk of logits, in cache), timed with subnormals flushed as the kernel runs
+(:func:`memscape.numeric.flush_denormals`: on Intel CPUs an ``exp`` with subnormal
+results is several times slower, which would inflate the roofline; the naive softmax
+runs as a user would write it, without). Where posteriors are peaked the kernel skips most of the
   second matmul (a query whose 8 largest weights hold all but eps of its mass is summed
   over those alone, from d ≈ 128 on), so it can beat this roofline of the dense
   operations; column ``peaked`` gives the share of such queries (a softmax over all K in
@@ -55,6 +58,7 @@ from _common import machine, row
 
 from memscape import EmpiricalDiffusion
 from memscape.kernels import chunk_size_for
+from memscape.numeric import flush_denormals
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 FULL = [(64, 1_000), (64, 10_000), (64, 200_000), (784, 20_000), (3072, 5_000)]
@@ -119,7 +123,12 @@ def roofline_methods(
         for s, e in spans:
             p[:, : e - s] @ y[s:e]
 
-    return {"mm1": mm1, "exp": exp, "softmax": softmax, "mm2": mm2}
+    def flushed(f: Callable[[], None]) -> None:
+        with flush_denormals(y.device.type == "cpu"):  # as the kernel's own pass
+            f()
+
+    return {n: partial(flushed, f) for n, f in
+            {"mm1": mm1, "exp": exp, "softmax": softmax, "mm2": mm2}.items()}  # fmt: skip
 
 
 def methods(

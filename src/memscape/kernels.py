@@ -440,28 +440,30 @@ def _merge_top(
 
 
 class _Logits(NamedTuple):
-    """The logits ``ℓ = α xs yᵀ + b`` of one stream, ``b_bk = γ bias_k`` (``row`` None) or
-    ``row_b bias_k + post_k`` (a per-query β), with ``scale = (α, γ)``."""
+    """The logits ``ℓ = xs yᵀ + b`` of one stream, ``b_bk = bias_k`` (``row`` None) or
+    ``row_b bias_k + post_k`` (a per-query β); a shared β is folded into ``xs`` and
+    ``bias`` by the caller."""
 
     xs: torch.Tensor  # (B, d) queries, β folded in where per query
     bias: torch.Tensor | None = None  # (K,)
     row: torch.Tensor | None = None  # (B, 1)
     post: torch.Tensor | None = None  # (K,)
-    scale: tuple[float, float] = (1.0, 1.0)  # a shared β inside the matmul
 
     def requires_grad(self) -> bool:
         return any(t is not None and t.requires_grad for t in self[:4])
 
     def chunk(self, yc: torch.Tensor, part: slice, out: torch.Tensor | None) -> torch.Tensor:
         """The logits of the memories ``yc = y[part]``, written into ``out`` when given:
-        the bias costs one pass, fused into the matmul's write."""
+        a shared bias is one in-place pass after the matmul (``mm`` then ``add_``: 20 %
+        faster than ``addmm``, which copies the bias in first, at B = 256, d = 64 on an
+        Intel Xeon; even at d = 784)."""
         kw: dict[str, Any] = {} if out is None else {"out": out}
         xs, row = self.xs, self.row
         if self.bias is None:
             return torch.mm(xs, yc.T, **kw)
         bias = self.bias[part]
         if row is None:
-            return torch.addmm(bias, xs, yc.T, alpha=self.scale[0], beta=self.scale[1], **kw)
+            return torch.mm(xs, yc.T, **kw).add_(bias)
         post = None if self.post is None else self.post[part]
         if out is None:
             b = row * bias if post is None else torch.addcmul(post, row, bias)
@@ -713,9 +715,7 @@ def streamed_distance_softmax(
     if isinstance(beta, torch.Tensor) and beta.ndim == 1:
         row = beta[:, None]
         form = _Logits(xc * row, -memories.half_sq, row, log_weights)
-    elif log_weights is None and not isinstance(beta, torch.Tensor):  # β inside the matmul
-        form = _Logits(xc, memories.half_sq, scale=(beta, -beta))
-    else:
+    else:  # β folded into the queries and the bias (measured faster than addmm's α, β)
         bias = memories.half_sq * -beta
         form = _Logits(xc * beta, bias if log_weights is None else bias + log_weights)
     run = _stream(form, y, chunk, **opts)
