@@ -176,7 +176,7 @@ def test_without_the_kernel_everything_is_plain_linear(monkeypatch):
 )
 def test_the_machine_rule(monkeypatch, vendor, capability, machine, mkl, expected):
     monkeypatch.delenv("MEMSCAPE_ONEDNN", raising=False)
-    monkeypatch.setattr(onednn, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(onednn, "cpu_vendor", lambda: vendor)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     monkeypatch.setattr(onednn.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: mkl)
@@ -208,7 +208,7 @@ def test_the_vendor_is_one_a_linux_x86_machine_names():
 
     if platform.system() != "Linux" or platform.machine() != "x86_64":
         pytest.skip("not x86 Linux")
-    assert onednn._cpu_vendor() in ("GenuineIntel", "AuthenticAMD", "HygonGenuine")
+    assert onednn.cpu_vendor() in ("GenuineIntel", "AuthenticAMD", "HygonGenuine")
 
 
 def test_train_records_the_kernel_and_rejects_a_bad_value_before_writing(monkeypatch, tmp_path):

@@ -24,6 +24,7 @@ from memscape._version import __version__
 __all__ = [
     "atomic_write",
     "cpu_name",
+    "cpu_vendor",
     "environment",
     "load_tensors",
     "make_readable",
@@ -108,16 +109,32 @@ def load_tensors(path: str | Path, what: str) -> dict[str, Any]:
         raise ValueError(f"{what}: cannot read safetensors file {path}: {err}") from err
 
 
-def cpu_name() -> str:
-    """The CPU's model name (from ``/proc/cpuinfo`` on Linux), for benchmark and run records."""
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` of ``/proc/cpuinfo`` (Linux), or ``None``."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` on Linux), for benchmark and run records."""
+    return _cpuinfo("model name") or platform.processor() or "unknown"
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, …; ``""`` if unknown):
+    ``vendor_id`` of ``/proc/cpuinfo`` on Linux, else the end of ``platform.processor()``
+    (Windows names it there)."""
+    vendor = _cpuinfo("vendor_id")
+    if vendor is not None:
+        return vendor
+    words = platform.processor().split()
+    return words[-1] if words and words[-1] in ("GenuineIntel", "AuthenticAMD") else ""
 
 
 def environment() -> dict[str, Any]:
@@ -141,6 +158,7 @@ def environment() -> dict[str, Any]:
         "host": platform.node(),
         "machine": platform.machine(),
         "cpu": cpu_name(),
+        "cpu_vendor": cpu_vendor(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),

@@ -51,6 +51,8 @@ import torch
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from memscape.io import cpu_vendor
+
 __all__ = [
     "MIN_MULTIPLY_ADDS",
     "available",
@@ -84,21 +86,6 @@ def available() -> bool:
     return _LINEAR_POINTWISE is not None
 
 
-def _cpu_vendor() -> str:
-    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, …; ``""`` if unknown):
-    ``vendor_id`` of ``/proc/cpuinfo`` on Linux, else the end of ``platform.processor()``
-    (Windows names it there)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    words = platform.processor().split()
-    return words[-1] if words and words[-1] in ("GenuineIntel", "AuthenticAMD") else ""
-
-
 @functools.cache
 def _machine_prefers() -> bool:
     """The machine half of :func:`preferred` (read once per process)."""
@@ -107,7 +94,7 @@ def _machine_prefers() -> bool:
         and platform.machine().lower() in ("x86_64", "amd64")
         and torch.backends.mkl.is_available()
         and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-        and _cpu_vendor() == "AuthenticAMD"
+        and cpu_vendor() == "AuthenticAMD"
     )
 
 
