@@ -7,7 +7,7 @@ moments m and v and the EMA, each one contiguous vector — compiled by
 ``torch.compile(fullgraph=True)``, so inductor fuses the backward's elementwise work
 (SiLU, FiLM, preconditioning) and the whole optimizer (clip, Adam, EMA: one pass over
 four vectors) into a few kernels, and Python runs a few calls per step instead of
-hundreds of operators. Two forms (:func:`uses_split_step`):
+hundreds of operators. Two forms (:func:`uses_onednn_step`):
 
 * :func:`_fused` — one graph: ``torch.func.grad_and_value`` of ``functional_call``, then
   the update (CUDA, bfloat16, and float32 on every CPU where MKL is kept);
@@ -46,7 +46,7 @@ __all__ = [
     "edm_loss",
     "network_autocast",
     "use_compile",
-    "uses_split_step",
+    "uses_onednn_step",
 ]
 
 #: ``compile="auto"`` compiles the step of MLP runs of at least this many steps (the
@@ -221,7 +221,7 @@ def _compiled(name: str) -> Any:
     return _COMPILED[name]
 
 
-def uses_split_step(device: Any, precision: str, dtype: torch.dtype = torch.float32) -> bool:
+def uses_onednn_step(device: Any, precision: str, dtype: torch.dtype = torch.float32) -> bool:
     """Whether the step (compiled: split in two graphs, the loss with its backward and the
     update; eager: under :func:`memscape.onednn.onednn_linear`) sends the network's
     linears to oneDNN: float32 weights and precision on a CPU where
@@ -269,7 +269,7 @@ class FastStep:
         grad_clip: max gradient L2 norm, or ``None``.
         precision: the network's (:data:`PRECISIONS`).
         split: the split form (linears through oneDNN) or the fused one; ``None``:
-            :func:`uses_split_step`.
+            :func:`uses_onednn_step`.
 
     :meth:`load` copies the trainer's weights, EMA and Adam moments in; :meth:`store`
     copies them back (the eager layout, so checkpoints do not depend on the path).
@@ -289,7 +289,7 @@ class FastStep:
         self.event_shape = tuple(model.event_shape)
         # the caller's decision (train reads the rule once per run), else the rule
         if split is None:
-            split = uses_split_step(params[0].device, precision, params[0].dtype)
+            split = uses_onednn_step(params[0].device, precision, params[0].dtype)
         self.split = split
         self.theta = _flat(params).requires_grad_(self.split)  # the split step's leaf
         self.exp_avg = torch.zeros_like(self.theta)

@@ -11,14 +11,14 @@ moving average (EMA) of the weights, ``θ_ema ← θ_ema + (1 − β_t)(θ − �
 
 A run folder holds ``config.json`` (arguments, model, data fingerprint, versions,
 seed, and ``linear_kernel``: whether float32 CPU linears ran through oneDNN,
-:func:`memscape.onednn.preferred`), ``losses.csv`` (one row per ``log_every`` steps: step, mean loss, lr),
-``model.json`` + ``model.safetensors`` (EMA weights, :meth:`ScoreModel.load`) and
+:func:`memscape.onednn.preferred`), ``losses.csv`` (one row per ``log_every`` steps:
+step, mean loss, lr), ``model.json`` + ``model.safetensors`` (EMA weights, :meth:`ScoreModel.load`) and
 ``checkpoint/`` (weights, EMA, Adam state, generator state; safetensors + JSON, never
 pickle). Every file is written to a temporary name and moved into place; a checkpoint
 folder is swapped in whole, and ``model.json`` is written last: its presence marks a
 finished run. Resuming from a checkpoint gives bit-identical results to an uninterrupted
-run on the CPU (on the step path and linear kernel that wrote it). The step runs eagerly or compiled whole
-(``compile=``; :mod:`memscape.diffusion.fast_step`), with the same draws and the same
+run on the CPU (on the step path and linear kernel that wrote it). The step runs eagerly
+or compiled whole (``compile=``; :mod:`memscape.diffusion.fast_step`), with the same draws and the same
 loss curve to float rounding. Every ``log_every`` steps the loop reports ``("train",
 step, steps, rate)`` to :func:`memscape.progress.report` (a sweep shows it for the jobs
 in flight). The checkpoint files are :mod:`memscape.diffusion.checkpoints`.
@@ -43,7 +43,7 @@ from memscape.diffusion.fast_step import (
     check_precision,
     edm_loss,
     use_compile,
-    uses_split_step,
+    uses_onednn_step,
 )
 from memscape.diffusion.model import ScoreModel
 from memscape.diffusion.preconditioning import measured_sigma_data
@@ -198,8 +198,8 @@ def train(
             thread is fastest for small MLPs on few cores. ``None`` keeps the current setting.
         compile: run the step compiled by ``torch.compile``
             (:class:`memscape.diffusion.fast_step.FastStep`: loss, gradient, clipping, Adam
-            and EMA in one or two graphs over flat buffers) — ``True``, ``False`` (the eager step)
-            or ``"auto"``: compiled for MLP score models with ``steps ≥``
+            and EMA in one or two graphs over flat buffers) — ``True``, ``False`` (the eager
+            step) or ``"auto"``: compiled for MLP score models with ``steps ≥``
             :data:`~memscape.diffusion.fast_step.COMPILE_AUTO_STEPS`. Same draws, same
             loss curve to float rounding (not bit for bit); checkpoints have one layout,
             and either path resumes the other's runs (bit-identically only on the path
@@ -263,7 +263,7 @@ def train(
     if model.sigma_data is None:
         model.sigma_data = data_sigma if data_sigma is not None else measured_sigma_data(x)
     dtype = next(model.parameters()).dtype
-    onednn = uses_split_step(dev, hyper["precision"], dtype)  # read once: record = behaviour
+    onednn = uses_onednn_step(dev, hyper["precision"], dtype)  # read once: record = behaviour
     config = _run_config(model, x, data_name, dev, hyper, onednn=onednn)
     ckpt = _find_checkpoint(path) if (path is not None and resume) else None
     if ckpt is not None:
@@ -313,6 +313,13 @@ def _check_resumable(ckpt: Path, config: dict[str, Any], steps: int) -> None:
                 f"cannot resume {path}: its {key} differs from this call "
                 f"({old.get(key)} vs {config[key]}); pass resume=False or another out"
             )
+    a = {"precision": "float32"} | {k: v for k, v in old.get("train", {}).items() if k != "steps"}
+    b = {k: v for k, v in config["train"].items() if k != "steps"}
+    if a != b:
+        raise ValueError(f"cannot resume {path}: training arguments differ ({a} vs {b})")
+    done = read_json(ckpt / "state.json", "resume")["step"]
+    if done > steps:
+        raise ValueError(f"steps={steps} is less than the {done} steps already in {path}")
     kernel = old.get("linear_kernel", "default")
     if kernel != config["linear_kernel"]:
         warnings.warn(
@@ -322,13 +329,6 @@ def _check_resumable(ckpt: Path, config: dict[str, Any], steps: int) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
-    a = {"precision": "float32"} | {k: v for k, v in old.get("train", {}).items() if k != "steps"}
-    b = {k: v for k, v in config["train"].items() if k != "steps"}
-    if a != b:
-        raise ValueError(f"cannot resume {path}: training arguments differ ({a} vs {b})")
-    done = read_json(ckpt / "state.json", "resume")["step"]
-    if done > steps:
-        raise ValueError(f"steps={steps} is less than the {done} steps already in {path}")
 
 
 class _Trainer:
@@ -353,7 +353,7 @@ class _Trainer:
         self.buf = torch.zeros(hyper["log_every"], device=dev)
         self.rows: list[tuple[int, float, float]] = []
         self.step = 0
-        self.onednn = onednn  # the linears through oneDNN (fast_step.uses_split_step)
+        self.onednn = onednn  # the linears through oneDNN (fast_step.uses_onednn_step)
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A step's draws from the generator, in order: batch ``y``, σ ~ p_train, noise."""
